@@ -1,0 +1,84 @@
+// Cache metadata: everything needed to trace a vector back to its file and to know how it was made.
+// Stored as JSON under the reserved "meta" key of the cache's "meta" sub-database.
+#pragma once
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+namespace vggcache {
+
+inline constexpr int kSchemaVersion = 1;
+
+// How record payloads are encoded. Readers reject codecs they do not know.
+enum class Codec : uint16_t {
+  kRawF32 = 1,      // payload = dim float32 values, little-endian
+  kPrepoolF32 = 2,  // reserved: pre-pool map C×h×w float32, expanded to dim on read (issue 9)
+};
+const char* codec_name(Codec c);
+Codec codec_from_name(const std::string& name);  // throws Error(kSchema) on unknown names
+
+struct ImageEntry {
+  std::string path;    // relative to the split directory, '/'-separated
+  uint64_t bytes = 0;  // file size
+  std::string sha256;  // hex of the file content ("" when the file could not be read)
+  int32_t label = 0;   // index into CacheMeta::classes
+};
+
+struct SkippedEntry {
+  uint32_t image = 0;  // index into CacheMeta::images
+  std::string path;
+  std::string reason;
+};
+
+// Settings that make two caches (or a cache and a re-run) comparable. Every field takes part in
+// the "same settings" check on resume.
+struct Preprocess {
+  int size = 64;                                   // output side in pixels
+  bool eval = false;                               // true: one Resize((size,size)) view per image
+  int crops = 10;                                  // views per image (1 when eval)
+  double scale_min = 0.5, scale_max = 1.0;         // RandomResizedCrop area scale
+  double ratio_min = 3.0 / 4.0, ratio_max = 4.0 / 3.0;  // RandomResizedCrop aspect range
+  bool flip = false;                               // random horizontal flip, p = 0.5
+  std::vector<double> mean{0.485, 0.456, 0.406};   // ImageNet normalisation
+  std::vector<double> std{0.229, 0.224, 0.225};
+  std::string interpolation = "bilinear-antialias";  // PIL-compatible
+  uint64_t seed = 1;                               // crop k of image i depends on (seed, i, k)
+};
+
+struct WeightsIdentity {
+  std::string name;    // file name, or "random:SEED"
+  std::string sha256;  // hex SHA-256 of the file ("" for random)
+  bool random = false; // true: random He init, NOT pretrained
+};
+
+struct CacheMeta {
+  int schema_version = kSchemaVersion;
+  std::string tool_version;
+  Codec codec = Codec::kRawF32;
+  uint32_t dim = 25088;              // logical feature dimension (after decoding)
+  uint32_t payload_floats = 25088;   // floats stored per record (== dim for raw-f32)
+  std::vector<int> prepool_shape;    // {C, h, w} for kPrepoolF32, empty otherwise
+  std::vector<std::string> classes;  // label order (sorted folder names)
+  std::string source_dir;            // split directory as given (informational)
+  std::vector<ImageEntry> images;
+  WeightsIdentity weights;
+  Preprocess preprocess;
+  std::vector<SkippedEntry> skipped;
+  bool complete = false;             // written last, in the final transaction
+  uint64_t records = 0;              // records committed so far
+  uint32_t next_image = 0;           // images [0, next_image) are fully committed (resume point)
+  nlohmann::json extra;              // free-form provenance (host, device, timings)
+
+  nlohmann::json to_json() const;
+  static CacheMeta from_json(const nlohmann::json& j);  // throws Error(kSchema/kCorrupt)
+
+  // The settings that must agree for a resume / train-test pairing. Returns "" when equal,
+  // else the name of the first differing setting (e.g. "preprocess.size: 64 vs 100").
+  static std::string first_difference(const CacheMeta& a, const CacheMeta& b);
+  // Fingerprint of the feature settings (weights identity, size, normalisation, interpolation,
+  // codec-independent dim): what a trained head must match at predict time.
+  std::string feature_fingerprint() const;
+};
+
+}  // namespace vggcache

@@ -1,0 +1,40 @@
+// Frozen VGG16 `features` + AdaptiveAvgPool2d(7, 7) + flatten, exactly as torchvision builds it.
+// This header includes LibTorch: include it only from extract/ sources that need it.
+#pragma once
+#include <torch/torch.h>
+
+#include <string>
+
+#include "common/cache_meta.h"
+#include "common/pth_reader.h"
+
+namespace vggcache {
+
+class Vgg16Features {
+ public:
+  // From a state_dict (names "features.N.weight"/"features.N.bias"; classifier.* ignored).
+  // Throws Error(kBadWeights) naming `source` for missing keys or wrong shapes.
+  Vgg16Features(const StateDict& sd, const std::string& source, torch::Device device);
+  // Random He init as torchvision's VGG._initialize_weights (kaiming_normal_ fan_out/relu, bias 0)
+  // from torch::manual_seed(seed). Callers must announce loudly that features are not pretrained.
+  Vgg16Features(uint64_t seed, torch::Device device);
+
+  // x: n × 3 × s × s float32 normalised images (any device; moved as needed).
+  // Returns n × 25088 float32 on the CPU (contiguous). Inference mode, no autograd.
+  torch::Tensor forward(const torch::Tensor& x);
+  // Same, but returns the pre-pool map n × 512 × h × w (for the compact codec).
+  torch::Tensor forward_prepool(const torch::Tensor& x);
+
+  torch::Device device() const { return device_; }
+
+ private:
+  void build();
+  torch::nn::Sequential features_{nullptr};
+  torch::Device device_;
+};
+
+// Loads weights from FILE or "random:SEED" and fills `id` (name, sha256, random flag).
+// Throws Error(kBadWeights / kInvalidArgument) with a clear message.
+Vgg16Features load_vgg16(const std::string& spec, torch::Device device, WeightsIdentity* id);
+
+}  // namespace vggcache

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs every Debian 12 package vggcache needs. Idempotent and quiet: does nothing when all are
+# present. Run as root (or with sudo available).
+set -euo pipefail
+PKGS=(
+  build-essential cmake ninja-build ccache pkg-config
+  libtorch-dev libopencv-dev liblmdb-dev lmdb-utils libeigen3-dev libtbb-dev
+  libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev nlohmann-json3-dev libspdlog-dev libfmt-dev
+  libopenblas-dev libopenblas0-pthread
+  python3-torch python3-torchvision python3-numpy python3-pil
+)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+echo "install-deps: installing ${missing[*]}"
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "install-deps: done"
