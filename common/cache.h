@@ -72,11 +72,13 @@ struct RecordView {
 class CacheReader;
 
 // A read transaction: a consistent snapshot. One per thread (not thread-safe itself); any number
-// may exist at once across threads (the env is opened with MDB_NOTLS).
+// may exist at once across threads (the env is opened with MDB_NOTLS). Must be destroyed before
+// the CacheReader that began it.
 class ReadTxn {
  public:
   ~ReadTxn();
   ReadTxn(ReadTxn&&) noexcept;
+  ReadTxn& operator=(ReadTxn&&) noexcept;
   // Random access. Returns false when no such record. Verifies the checksum when the reader
   // was opened with verify=true (default) and throws Error(kCorrupt) naming the record.
   bool get(uint32_t image, uint32_t crop, RecordView* out);
@@ -109,6 +111,7 @@ class CacheReader {
   const std::string& dir() const;
 
  private:
+  friend class ReadTxn;
   struct Impl;
   explicit CacheReader(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;

@@ -1,0 +1,169 @@
+#include "common/cache_meta.h"
+
+#include <fmt/format.h>
+
+#include "common/error.h"
+#include "common/sha256.h"
+
+namespace vggcache {
+
+using nlohmann::json;
+
+const char* codec_name(Codec c) {
+  switch (c) {
+    case Codec::kRawF32:
+      return "raw-f32";
+    case Codec::kPrepoolF32:
+      return "prepool-f32";
+  }
+  return "unknown";
+}
+
+Codec codec_from_name(const std::string& name) {
+  if (name == "raw-f32") return Codec::kRawF32;
+  if (name == "prepool-f32") return Codec::kPrepoolF32;
+  throw Error(ErrorKind::kSchema, "unknown codec '" + name + "'");
+}
+
+namespace {
+
+json preprocess_json(const Preprocess& p) {
+  return {{"size", p.size},
+          {"view", p.eval ? "eval" : "train"},
+          {"crops", p.crops},
+          {"scale", {p.scale_min, p.scale_max}},
+          {"ratio", {p.ratio_min, p.ratio_max}},
+          {"flip", p.flip},
+          {"mean", p.mean},
+          {"std", p.std},
+          {"interpolation", p.interpolation},
+          {"seed", p.seed}};
+}
+
+Preprocess preprocess_from(const json& j) {
+  Preprocess p;
+  p.size = j.at("size").get<int>();
+  p.eval = j.at("view").get<std::string>() == "eval";
+  p.crops = j.at("crops").get<int>();
+  p.scale_min = j.at("scale").at(0).get<double>();
+  p.scale_max = j.at("scale").at(1).get<double>();
+  p.ratio_min = j.at("ratio").at(0).get<double>();
+  p.ratio_max = j.at("ratio").at(1).get<double>();
+  p.flip = j.at("flip").get<bool>();
+  p.mean = j.at("mean").get<std::vector<double>>();
+  p.std = j.at("std").get<std::vector<double>>();
+  p.interpolation = j.at("interpolation").get<std::string>();
+  p.seed = j.at("seed").get<uint64_t>();
+  return p;
+}
+
+}  // namespace
+
+json CacheMeta::to_json() const {
+  json imgs = json::array();
+  for (const auto& e : images)
+    imgs.push_back({{"path", e.path}, {"bytes", e.bytes}, {"sha256", e.sha256}, {"label", e.label}});
+  json sk = json::array();
+  for (const auto& s : skipped)
+    sk.push_back({{"image", s.image}, {"path", s.path}, {"reason", s.reason}});
+  json j = {{"schema_version", schema_version},
+            {"tool_version", tool_version},
+            {"codec", codec_name(codec)},
+            {"dim", dim},
+            {"payload_floats", payload_floats},
+            {"prepool_shape", prepool_shape},
+            {"classes", classes},
+            {"source_dir", source_dir},
+            {"images", imgs},
+            {"weights", {{"name", weights.name}, {"sha256", weights.sha256}, {"random", weights.random}}},
+            {"preprocess", preprocess_json(preprocess)},
+            {"skipped", sk},
+            {"complete", complete},
+            {"records", records},
+            {"next_image", next_image},
+            {"extra", extra.is_null() ? json::object() : extra}};
+  return j;
+}
+
+CacheMeta CacheMeta::from_json(const json& j) {
+  CacheMeta m;
+  try {
+    m.schema_version = j.at("schema_version").get<int>();
+    if (m.schema_version != kSchemaVersion)
+      throw Error(ErrorKind::kSchema, fmt::format("schema version {} is not supported (this build "
+                                                  "reads version {})",
+                                                  m.schema_version, kSchemaVersion));
+    m.tool_version = j.at("tool_version").get<std::string>();
+    m.codec = codec_from_name(j.at("codec").get<std::string>());
+    m.dim = j.at("dim").get<uint32_t>();
+    m.payload_floats = j.at("payload_floats").get<uint32_t>();
+    m.prepool_shape = j.at("prepool_shape").get<std::vector<int>>();
+    m.classes = j.at("classes").get<std::vector<std::string>>();
+    m.source_dir = j.at("source_dir").get<std::string>();
+    for (const auto& e : j.at("images")) {
+      m.images.push_back({e.at("path").get<std::string>(), e.at("bytes").get<uint64_t>(),
+                          e.at("sha256").get<std::string>(), e.at("label").get<int32_t>()});
+    }
+    const auto& w = j.at("weights");
+    m.weights = {w.at("name").get<std::string>(), w.at("sha256").get<std::string>(),
+                 w.at("random").get<bool>()};
+    m.preprocess = preprocess_from(j.at("preprocess"));
+    for (const auto& s : j.at("skipped"))
+      m.skipped.push_back({s.at("image").get<uint32_t>(), s.at("path").get<std::string>(),
+                           s.at("reason").get<std::string>()});
+    m.complete = j.at("complete").get<bool>();
+    m.records = j.at("records").get<uint64_t>();
+    m.next_image = j.at("next_image").get<uint32_t>();
+    m.extra = j.value("extra", json::object());
+  } catch (const json::exception& e) {
+    throw Error(ErrorKind::kCorrupt, std::string("malformed cache metadata: ") + e.what());
+  }
+  if (m.codec == Codec::kRawF32 && m.payload_floats != m.dim)
+    throw Error(ErrorKind::kCorrupt, "malformed cache metadata: raw-f32 payload_floats != dim");
+  for (const auto& e : m.images)
+    if (e.label < 0 || static_cast<size_t>(e.label) >= m.classes.size())
+      throw Error(ErrorKind::kCorrupt, "malformed cache metadata: label out of range for " + e.path);
+  return m;
+}
+
+std::string CacheMeta::first_difference(const CacheMeta& a, const CacheMeta& b) {
+  json ja = a.to_json(), jb = b.to_json();
+  // Settings, then data identity. Progress fields (records, next_image, skipped, complete, extra,
+  // tool_version) are state, not settings.
+  for (const char* key : {"codec", "dim", "payload_floats", "prepool_shape", "classes"}) {
+    if (ja[key] != jb[key]) return fmt::format("{}: {} vs {}", key, ja[key].dump(), jb[key].dump());
+  }
+  for (const char* key : {"name", "sha256", "random"}) {
+    if (ja["weights"][key] != jb["weights"][key])
+      return fmt::format("weights.{}: {} vs {}", key, ja["weights"][key].dump(),
+                         jb["weights"][key].dump());
+  }
+  for (auto it = ja["preprocess"].begin(); it != ja["preprocess"].end(); ++it) {
+    const auto& other = jb["preprocess"][it.key()];
+    if (*it != other)
+      return fmt::format("preprocess.{}: {} vs {}", it.key(), it->dump(), other.dump());
+  }
+  if (a.images.size() != b.images.size())
+    return fmt::format("images: {} vs {} files", a.images.size(), b.images.size());
+  for (size_t i = 0; i < a.images.size(); ++i) {
+    const auto &x = a.images[i], &y = b.images[i];
+    if (x.path != y.path || x.sha256 != y.sha256 || x.label != y.label || x.bytes != y.bytes)
+      return fmt::format("images[{}]: {} ({}) vs {} ({})", i, x.path, x.sha256.substr(0, 12), y.path,
+                         y.sha256.substr(0, 12));
+  }
+  return "";
+}
+
+std::string CacheMeta::feature_fingerprint() const {
+  json p = preprocess_json(preprocess);
+  json f = {{"weights", weights.random ? weights.name : weights.sha256},
+            {"dim", dim},
+            {"size", p["size"]},
+            {"mean", p["mean"]},
+            {"std", p["std"]},
+            {"interpolation", p["interpolation"]}};
+  std::string s = f.dump();
+  return sha256_hex(s.data(), s.size()).substr(0, 16);
+}
+
+}  // namespace vggcache

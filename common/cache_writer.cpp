@@ -1,0 +1,221 @@
+// CacheWriter: one LMDB write transaction per batch, metadata rewritten in the same transaction,
+// so a crash at any moment leaves records and metadata that agree (resume point = next_image).
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fmt/format.h>
+
+#include "common/cache.h"
+#include "common/lmdb_util.h"
+
+namespace fs = std::filesystem;
+
+namespace vggcache {
+
+struct CacheWriter::Impl {
+  std::string dir;
+  int lock_fd = -1;
+  lmdb::Env env;
+  MDB_dbi records = 0, meta_db = 0;
+  uint64_t map_bytes = 0;
+  CacheMeta meta;
+  bool have_last = false;
+  uint32_t last_image = 0, last_crop = 0;
+
+  ~Impl() {
+    if (lock_fd >= 0) close(lock_fd);  // releases the flock
+  }
+
+  void lock() {
+    std::string path = dir + "/writer.lock";
+    lock_fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (lock_fd < 0) throw Error(ErrorKind::kIo, fmt::format("{}: cannot open {}: {}", dir, path,
+                                                             strerror(errno)));
+    if (flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
+      char buf[32] = {0};
+      ssize_t n = pread(lock_fd, buf, sizeof buf - 1, 0);
+      std::string who = n > 0 ? std::string(" (pid ") + std::string(buf, n) + ")" : "";
+      throw Error(ErrorKind::kLocked,
+                  fmt::format("{}: another process is writing this cache{}; refusing a second "
+                              "writer",
+                              dir, who));
+    }
+    std::string pid = std::to_string(getpid());
+    if (ftruncate(lock_fd, 0) == 0) (void)!pwrite(lock_fd, pid.data(), pid.size(), 0);
+  }
+
+  void open_env() {
+    lmdb::check(mdb_env_create(env.out()), dir, "mdb_env_create");
+    lmdb::check(mdb_env_set_maxdbs(env.get(), 4), dir, "mdb_env_set_maxdbs");
+    lmdb::check(mdb_env_set_mapsize(env.get(), map_bytes), dir, "mdb_env_set_mapsize");
+    lmdb::check(mdb_env_open(env.get(), dir.c_str(), MDB_NOTLS, 0644), dir, "mdb_env_open");
+    MDB_envinfo info;
+    mdb_env_info(env.get(), &info);
+    map_bytes = std::max<uint64_t>(map_bytes, info.me_mapsize);
+    int dead = 0;
+    mdb_reader_check(env.get(), &dead);
+    MDB_txn* t = nullptr;
+    lmdb::check(mdb_txn_begin(env.get(), nullptr, 0, &t), dir, "mdb_txn_begin");
+    lmdb::Txn txn(t);
+    lmdb::check(mdb_dbi_open(t, lmdb::kRecordsDb, MDB_CREATE, &records), dir, "open records db");
+    lmdb::check(mdb_dbi_open(t, lmdb::kMetaDb, MDB_CREATE, &meta_db), dir, "open meta db");
+    lmdb::check(txn.commit(), dir, "commit");
+  }
+
+  void find_last_key() {
+    have_last = false;
+    MDB_txn* t = nullptr;
+    lmdb::check(mdb_txn_begin(env.get(), nullptr, MDB_RDONLY, &t), dir, "mdb_txn_begin");
+    lmdb::Txn txn(t);
+    MDB_cursor* c = nullptr;
+    lmdb::check(mdb_cursor_open(t, records, &c), dir, "mdb_cursor_open");
+    MDB_val k, v;
+    int rc = mdb_cursor_get(c, &k, &v, MDB_LAST);
+    if (rc == 0) {
+      decode_key(k.mv_data, k.mv_size, &last_image, &last_crop);
+      have_last = true;
+    }
+    mdb_cursor_close(c);
+  }
+
+  void grow() {
+    map_bytes *= 2;
+    lmdb::check(mdb_env_set_mapsize(env.get(), map_bytes), dir, "growing the map");
+  }
+
+  // One attempt at writing the batch; returns the LMDB code (MDB_MAP_FULL means grow and retry).
+  int try_put(const std::vector<RecordIn>& recs, const std::string& meta_json) {
+    MDB_txn* t = nullptr;
+    int rc = mdb_txn_begin(env.get(), nullptr, 0, &t);
+    if (rc) return rc;
+    lmdb::Txn txn(t);
+    const size_t bytes = record_bytes(meta.payload_floats);
+    for (const auto& r : recs) {
+      unsigned char key[8];
+      encode_key(r.image, r.crop, key);
+      MDB_val k{8, key}, v{bytes, nullptr};
+      rc = mdb_put(t, records, &k, &v, MDB_APPEND | MDB_RESERVE);
+      if (rc) return rc;
+      RecordHeader h;
+      h.image = r.image;
+      h.crop = r.crop;
+      h.label = r.label;
+      h.box = r.box;
+      h.codec = meta.codec;
+      h.payload_floats = meta.payload_floats;
+      encode_record(h, r.data, v.mv_data);  // straight into the page LMDB reserved
+    }
+    MDB_val mk{std::strlen(lmdb::kMetaKey), const_cast<char*>(lmdb::kMetaKey)};
+    MDB_val mv{meta_json.size(), const_cast<char*>(meta_json.data())};
+    rc = mdb_put(t, meta_db, &mk, &mv, 0);
+    if (rc) return rc;
+    return txn.commit();
+  }
+
+  void write(const std::vector<RecordIn>& recs) {
+    std::string js = meta.to_json().dump();
+    for (;;) {
+      int rc = try_put(recs, js);
+      if (rc == 0) return;
+      if (rc == MDB_MAP_FULL) {
+        grow();
+        continue;
+      }
+      throw Error(ErrorKind::kIo,
+                  fmt::format("{}: writing {} records failed: {} (records committed earlier are "
+                              "intact; rerun to resume)",
+                              dir, recs.size(), mdb_strerror(rc)));
+    }
+  }
+};
+
+CacheWriter::CacheWriter(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+CacheWriter::~CacheWriter() = default;
+const CacheMeta& CacheWriter::meta() const { return impl_->meta; }
+CacheMeta& CacheWriter::mutable_meta() { return impl_->meta; }
+
+std::unique_ptr<CacheWriter> CacheWriter::open(const std::string& dir, const CacheMeta& meta,
+                                               const WriterOptions& options) {
+  auto impl = std::make_unique<Impl>();
+  impl->dir = dir;
+  impl->map_bytes = std::max<uint64_t>(options.initial_map_bytes, 1 << 16);
+  std::error_code ec;
+  if (fs::exists(dir, ec) && !fs::is_directory(dir, ec))
+    throw Error(ErrorKind::kIo, dir + ": exists and is not a directory");
+  const bool has_data = fs::exists(fs::path(dir) / "data.mdb", ec);
+  if (!has_data && fs::is_directory(dir, ec)) {
+    for (const auto& e : fs::directory_iterator(dir, ec)) {
+      if (e.path().filename() != "writer.lock" && e.path().filename() != "lock.mdb")
+        throw Error(ErrorKind::kNotACache,
+                    dir + ": exists, is not empty and is not a vggcache cache; refusing to write "
+                          "into it");
+    }
+  }
+  fs::create_directories(dir, ec);
+  if (ec) throw Error(ErrorKind::kIo, dir + ": cannot create directory: " + ec.message());
+  impl->lock();
+  if (has_data && options.overwrite) {
+    fs::remove(fs::path(dir) / "data.mdb", ec);
+    fs::remove(fs::path(dir) / "lock.mdb", ec);
+  }
+  bool existing = has_data && !options.overwrite;
+  if (existing) {
+    CacheMeta stored = read_cache_meta(dir);  // throws kNotACache / kSchema
+    std::string diff = CacheMeta::first_difference(stored, meta);
+    if (!diff.empty())
+      throw Error(ErrorKind::kMismatch,
+                  fmt::format("{}: existing cache was made with different settings ({}, stored vs "
+                              "requested); use --overwrite to replace it",
+                              dir, diff));
+    impl->meta = stored;
+  } else {
+    impl->meta = meta;
+    impl->meta.complete = false;
+    impl->meta.records = 0;
+    impl->meta.next_image = 0;
+    impl->meta.skipped.clear();
+  }
+  impl->open_env();
+  impl->find_last_key();
+  if (!existing) impl->write({});  // metadata first, so even an empty cache is recognisable
+  return std::unique_ptr<CacheWriter>(new CacheWriter(std::move(impl)));
+}
+
+void CacheWriter::put_batch(const std::vector<RecordIn>& records, uint32_t next_image) {
+  Impl& s = *impl_;
+  if (s.meta.complete) throw Error(ErrorKind::kInvalidArgument, s.dir + ": cache is complete");
+  for (const auto& r : records) {
+    if (s.have_last && (r.image < s.last_image || (r.image == s.last_image && r.crop <= s.last_crop)))
+      throw Error(ErrorKind::kInvalidArgument,
+                  fmt::format("{}: record ({}, {}) written out of order (after ({}, {}))", s.dir,
+                              r.image, r.crop, s.last_image, s.last_crop));
+    if (!r.data) throw Error(ErrorKind::kInvalidArgument, "record without data");
+    s.have_last = true;
+    s.last_image = r.image;
+    s.last_crop = r.crop;
+  }
+  CacheMeta before = s.meta;
+  s.meta.records += records.size();
+  s.meta.next_image = next_image;
+  try {
+    s.write(records);
+  } catch (...) {
+    s.meta = before;  // keep the in-memory state equal to what is on disk
+    s.find_last_key();
+    throw;
+  }
+}
+
+void CacheWriter::finish() {
+  impl_->meta.complete = true;
+  try {
+    impl_->write({});
+  } catch (...) {
+    impl_->meta.complete = false;
+    throw;
+  }
+}
+
+}  // namespace vggcache

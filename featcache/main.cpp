@@ -1,0 +1,113 @@
+// featcache: inspect, export and verify a feature cache.
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include <cstdio>
+#include <fstream>
+
+#include "common/cache.h"
+#include "common/cache_check.h"
+#include "common/cli.h"
+#include "common/error.h"
+#include "common/npy.h"
+
+namespace vggcache {
+namespace {
+
+int cmd_info(const std::string& dir, bool with_images) {
+  auto reader = CacheReader::open(dir, {/*allow_incomplete=*/true, /*verify=*/false});
+  const CacheMeta& m = reader->meta();
+  nlohmann::json j = m.to_json();
+  nlohmann::json out = {
+      {"cache", dir},
+      {"records", reader->record_count()},
+      {"images", m.images.size()},
+      {"dim", m.dim},
+      {"classes", m.classes},
+      {"complete", m.complete},
+      {"codec", j["codec"]},
+      {"bytes_per_record", record_bytes(m.payload_floats)},
+      {"skipped", j["skipped"]},
+      {"settings", {{"weights", j["weights"]}, {"preprocess", j["preprocess"]}}},
+      {"feature_fingerprint", m.feature_fingerprint()},
+      {"schema_version", m.schema_version},
+      {"tool_version", m.tool_version},
+      {"source_dir", m.source_dir},
+      {"extra", j["extra"]}};
+  if (with_images) out["image_list"] = j["images"];
+  std::printf("%s\n", out.dump(2).c_str());
+  return 0;
+}
+
+int cmd_export(const std::string& dir, const std::string& prefix) {
+  auto reader = CacheReader::open(dir);
+  const CacheMeta& m = reader->meta();
+  const uint64_t n = reader->record_count();
+  NpyWriter feats(prefix + ".npy", "<f4", {n, m.dim}, sizeof(float));
+  NpyWriter labels(prefix + ".labels.npy", "<i8", {n}, sizeof(int64_t));
+  std::string csv_path = prefix + ".index.csv";
+  std::ofstream csv(csv_path);
+  if (!csv) throw Error(ErrorKind::kIo, csv_path + ": cannot create");
+  csv << "record,image,path,crop,label,x,y,w,h,flip\n";
+  ReadTxn txn = reader->begin();
+  txn.seek_first();
+  RecordView v;
+  uint64_t i = 0;
+  while (txn.next(&v)) {
+    const auto& h = v.header;
+    feats.write(v.data, m.dim);
+    int64_t lab = h.label;
+    labels.write(&lab, 1);
+    std::string path = m.images.at(h.image).path;
+    if (path.find_first_of(",\"\n") != std::string::npos) {  // RFC 4180 quoting
+      std::string q = "\"";
+      for (char c : path) q += (c == '"') ? std::string("\"\"") : std::string(1, c);
+      path = q + "\"";
+    }
+    csv << i++ << ',' << h.image << ',' << path << ',' << h.crop << ',' << h.label << ','
+        << h.box.x << ',' << h.box.y << ',' << h.box.w << ',' << h.box.h << ','
+        << (h.box.flipped ? 1 : 0) << '\n';
+  }
+  feats.close();
+  labels.close();
+  csv.close();
+  if (!csv) throw Error(ErrorKind::kIo, csv_path + ": write failed");
+  std::fprintf(stderr, "exported %llu records × %u to %s.npy, %s.labels.npy, %s\n",
+               static_cast<unsigned long long>(i), m.dim, prefix.c_str(), prefix.c_str(),
+               csv_path.c_str());
+  return 0;
+}
+
+int cmd_verify(const std::string& dir) {
+  VerifyReport rep = verify_cache(dir);
+  for (const auto& p : rep.problems) std::fprintf(stderr, "featcache: %s\n", p.c_str());
+  std::printf("%s: %llu records, %llu images: %s\n", dir.c_str(),
+              static_cast<unsigned long long>(rep.records),
+              static_cast<unsigned long long>(rep.images_with_records),
+              rep.ok() ? "OK" : fmt::format("{} problem(s)", rep.problems.size()).c_str());
+  return rep.ok() ? 0 : 1;
+}
+
+}  // namespace
+}  // namespace vggcache
+
+int main(int argc, char** argv) {
+  CLI::App app{"featcache: inspect, export and verify vggcache feature caches"};
+  app.require_subcommand(1);
+  std::string dir, prefix;
+  bool with_images = false;
+  auto* info = app.add_subcommand("info", "print the cache metadata as JSON");
+  info->add_option("CACHE", dir, "cache directory")->required();
+  info->add_flag("--images", with_images, "include the full image list");
+  auto* exp = app.add_subcommand("export", "write PREFIX.npy, PREFIX.labels.npy, PREFIX.index.csv");
+  exp->add_option("CACHE", dir, "cache directory")->required();
+  exp->add_option("PREFIX", prefix, "output path prefix")->required();
+  auto* ver = app.add_subcommand("verify", "check every record; exit 0 only if all is well");
+  ver->add_option("CACHE", dir, "cache directory")->required();
+  CLI11_PARSE(app, argc, argv);
+  return vggcache::run_tool("featcache", [&] {
+    if (*info) return vggcache::cmd_info(dir, with_images);
+    if (*exp) return vggcache::cmd_export(dir, prefix);
+    return vggcache::cmd_verify(dir);
+  });
+}
