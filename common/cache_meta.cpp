@@ -27,6 +27,44 @@ Codec codec_from_name(const std::string& name) {
 
 namespace {
 
+bool valid_utf8(const std::string& s) {
+  size_t i = 0, n = s.size();
+  while (i < n) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    int len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+    if (len == 0 || i + len > n) return false;
+    for (int k = 1; k < len; ++k)
+      if ((static_cast<unsigned char>(s[i + k]) >> 6) != 0x2) return false;
+    i += len;
+  }
+  return true;
+}
+
+// File names are bytes on Linux; JSON strings must be UTF-8. Names that are not valid UTF-8 keep
+// a readable "path" (invalid bytes replaced) plus the exact bytes in "path_hex".
+void put_path(json& j, const std::string& path) {
+  if (valid_utf8(path)) {
+    j["path"] = path;
+    return;
+  }
+  std::string readable, hex;
+  for (unsigned char c : path) {
+    readable += c < 0x80 ? static_cast<char>(c) : '?';
+    hex += fmt::format("{:02x}", c);
+  }
+  j["path"] = readable;
+  j["path_hex"] = hex;
+}
+
+std::string get_path(const json& j) {
+  if (!j.contains("path_hex")) return j.at("path").get<std::string>();
+  std::string hex = j.at("path_hex").get<std::string>(), out;
+  if (hex.size() % 2) throw Error(ErrorKind::kCorrupt, "malformed path_hex in cache metadata");
+  for (size_t i = 0; i < hex.size(); i += 2)
+    out += static_cast<char>(std::stoi(hex.substr(i, 2), nullptr, 16));
+  return out;
+}
+
 json preprocess_json(const Preprocess& p) {
   return {{"size", p.size},
           {"view", p.eval ? "eval" : "train"},
@@ -61,11 +99,17 @@ Preprocess preprocess_from(const json& j) {
 
 json CacheMeta::to_json() const {
   json imgs = json::array();
-  for (const auto& e : images)
-    imgs.push_back({{"path", e.path}, {"bytes", e.bytes}, {"sha256", e.sha256}, {"label", e.label}});
+  for (const auto& e : images) {
+    json o = {{"bytes", e.bytes}, {"sha256", e.sha256}, {"label", e.label}};
+    put_path(o, e.path);
+    imgs.push_back(std::move(o));
+  }
   json sk = json::array();
-  for (const auto& s : skipped)
-    sk.push_back({{"image", s.image}, {"path", s.path}, {"reason", s.reason}});
+  for (const auto& s : skipped) {
+    json o = {{"image", s.image}, {"reason", s.reason}};
+    put_path(o, s.path);
+    sk.push_back(std::move(o));
+  }
   json j = {{"schema_version", schema_version},
             {"tool_version", tool_version},
             {"codec", codec_name(codec)},
@@ -101,7 +145,7 @@ CacheMeta CacheMeta::from_json(const json& j) {
     m.classes = j.at("classes").get<std::vector<std::string>>();
     m.source_dir = j.at("source_dir").get<std::string>();
     for (const auto& e : j.at("images")) {
-      m.images.push_back({e.at("path").get<std::string>(), e.at("bytes").get<uint64_t>(),
+      m.images.push_back({get_path(e), e.at("bytes").get<uint64_t>(),
                           e.at("sha256").get<std::string>(), e.at("label").get<int32_t>()});
     }
     const auto& w = j.at("weights");
@@ -109,7 +153,7 @@ CacheMeta CacheMeta::from_json(const json& j) {
                  w.at("random").get<bool>()};
     m.preprocess = preprocess_from(j.at("preprocess"));
     for (const auto& s : j.at("skipped"))
-      m.skipped.push_back({s.at("image").get<uint32_t>(), s.at("path").get<std::string>(),
+      m.skipped.push_back({s.at("image").get<uint32_t>(), get_path(s),
                            s.at("reason").get<std::string>()});
     m.complete = j.at("complete").get<bool>();
     m.records = j.at("records").get<uint64_t>();

@@ -29,7 +29,10 @@ FolderScan scan_image_folder(const std::string& dir) {
     throw Error(ErrorKind::kInvalidArgument, dir + ": not a directory");
   FolderScan scan;
   for (const auto& e : fs::directory_iterator(dir, ec)) {
-    if (e.is_directory(ec)) scan.classes.push_back(e.path().filename().string());
+    if (e.is_directory(ec))
+      scan.classes.push_back(e.path().filename().string());
+    else
+      scan.ignored.push_back(e.path().filename().string());  // ImageFolder ignores top-level files
   }
   if (ec) throw Error(ErrorKind::kIo, dir + ": cannot list: " + ec.message());
   std::sort(scan.classes.begin(), scan.classes.end());

@@ -299,6 +299,21 @@ TEST(Cache, DifferentSettingsAreRefusedByName) {
   EXPECT_EQ(w->meta().records, 0u);
 }
 
+TEST(Cache, NonUtf8FileNamesRoundTripExactly) {
+  TempDir tmp;
+  auto meta = make_meta(3, 1, 4);
+  meta.images[1].path = "car/\xff\xfe caf\xc3\xa9.jpg";
+  {
+    auto w = CacheWriter::open(tmp / "c", meta);
+    w->mutable_meta().skipped.push_back({1, meta.images[1].path, "bad"});
+    w->put_batch({}, 3);
+  }
+  CacheMeta back = read_cache_meta(tmp / "c");
+  EXPECT_EQ(back.images[1].path, meta.images[1].path);
+  EXPECT_EQ(back.skipped.at(0).path, meta.images[1].path);
+  EXPECT_NO_THROW(CacheWriter::open(tmp / "c", meta));  // resume sees the same settings
+}
+
 TEST(Cache, NotACacheIsRecognised) {
   TempDir tmp;
   std::filesystem::create_directories(tmp / "empty");
