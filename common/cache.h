@@ -66,7 +66,10 @@ class CacheWriter {
 // the next get()/next() on the same ReadTxn or until the ReadTxn ends.
 struct RecordView {
   RecordHeader header;
-  const float* data = nullptr;  // dim floats (decoded)
+  const float* data = nullptr;     // dim floats (decoded); nullptr when ReaderOptions::expand is
+                                   // false and the codec is not raw-f32
+  const float* payload = nullptr;  // header.payload_floats stored floats, always a map view
+                                   // (prepool-f32: the C × h × w pre-pool map)
 };
 
 class CacheReader;
@@ -97,6 +100,7 @@ class ReadTxn {
 struct ReaderOptions {
   bool allow_incomplete = false;  // false: a cache without complete=true is Error(kIncomplete)
   bool verify = true;             // check record checksums on every read
+  bool expand = true;             // decode compact codecs to the dim-float vector in `data`
 };
 
 // Read-only handle. Thread-safe: begin() may be called from many threads concurrently.

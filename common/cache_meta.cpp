@@ -164,6 +164,15 @@ CacheMeta CacheMeta::from_json(const json& j) {
   }
   if (m.codec == Codec::kRawF32 && m.payload_floats != m.dim)
     throw Error(ErrorKind::kCorrupt, "malformed cache metadata: raw-f32 payload_floats != dim");
+  if (m.codec == Codec::kPrepoolF32) {
+    const auto& s = m.prepool_shape;
+    if (s.size() != 3 || s[0] <= 0 || s[1] <= 0 || s[2] <= 0 ||
+        static_cast<uint64_t>(s[0]) * s[1] * s[2] != m.payload_floats ||
+        static_cast<uint64_t>(s[0]) * 49 != m.dim)
+      throw Error(ErrorKind::kCorrupt,
+                  "malformed cache metadata: prepool-f32 needs prepool_shape {C, h, w} with "
+                  "C*h*w == payload_floats and C*49 == dim");
+  }
   for (const auto& e : m.images)
     if (e.label < 0 || static_cast<size_t>(e.label) >= m.classes.size())
       throw Error(ErrorKind::kCorrupt, "malformed cache metadata: label out of range for " + e.path);

@@ -13,7 +13,8 @@ inline constexpr int kSchemaVersion = 1;
 // How record payloads are encoded. Readers reject codecs they do not know.
 enum class Codec : uint16_t {
   kRawF32 = 1,      // payload = dim float32 values, little-endian
-  kPrepoolF32 = 2,  // reserved: pre-pool map C×h×w float32, expanded to dim on read (issue 9)
+  kPrepoolF32 = 2,  // payload = pre-pool map C×h×w float32; readers expand it to C×7×7 = dim
+                    // exactly as adaptive_avg_pool2d does (common/prepool.h)
 };
 const char* codec_name(Codec c);
 Codec codec_from_name(const std::string& name);  // throws Error(kSchema) on unknown names

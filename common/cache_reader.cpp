@@ -5,6 +5,7 @@
 
 #include "common/cache.h"
 #include "common/lmdb_util.h"
+#include "common/prepool.h"
 
 namespace fs = std::filesystem;
 
@@ -77,7 +78,8 @@ struct ReadTxn::Impl {
   int seek_op = MDB_FIRST;
   MDB_val seek_key{};
   unsigned char key_buf[8];
-  std::vector<float> scratch;
+  std::vector<float> scratch;    // expanded vector of the last compact record
+  std::vector<float> unaligned;  // aligned copy of the last misaligned payload
 
   ~Impl() {
     if (cursor) mdb_cursor_close(cursor);
@@ -93,14 +95,21 @@ struct ReadTxn::Impl {
       throw Error(ErrorKind::kCorrupt, what + ": key and record disagree");
     if (out->header.codec != m.codec || out->header.payload_floats != m.payload_floats)
       throw Error(ErrorKind::kCorrupt, what + ": codec or size differs from the cache metadata");
-    if (m.codec != Codec::kRawF32)
-      throw Error(ErrorKind::kSchema,
-                  what + ": codec " + codec_name(m.codec) + " is not supported by this build");
-    if (reinterpret_cast<uintptr_t>(p) % alignof(float) == 0) {
+    if (reinterpret_cast<uintptr_t>(p) % alignof(float) != 0) {
+      // Only small records inside ordinary LMDB pages can be misaligned; copy those.
+      unaligned.resize(m.payload_floats);
+      std::memcpy(unaligned.data(), p, m.payload_floats * sizeof(float));
+      p = unaligned.data();
+    }
+    out->payload = p;
+    if (m.codec == Codec::kRawF32) {
       out->data = p;  // zero-copy: a view into the memory map
-    } else {
+    } else if (!reader->opts.expand) {
+      out->data = nullptr;
+    } else {  // kPrepoolF32, shape validated at open
       scratch.resize(m.dim);
-      std::memcpy(scratch.data(), p, m.dim * sizeof(float));
+      const auto& s = m.prepool_shape;
+      expand_prepool(p, s[0], s[1], s[2], scratch.data());
       out->data = scratch.data();
     }
   }

@@ -16,6 +16,7 @@
 #include "common/cache.h"
 #include "common/cache_check.h"
 #include "common/error.h"
+#include "common/prepool.h"
 #include "test_util.h"
 
 namespace vggcache {
@@ -373,6 +374,50 @@ void poke_meta(const std::string& dir, const std::function<void(nlohmann::json&)
   mdb_put(txn, dbi, &k, &nv, 0);
   mdb_txn_commit(txn);
   mdb_env_close(env);
+}
+
+TEST(Cache, PrepoolCodecExpandsOnRead) {
+  TempDir tmp;
+  const int C = 16, h = 2, w = 2;
+  CacheMeta meta = make_meta(5, 2, C * 49);
+  meta.codec = Codec::kPrepoolF32;
+  meta.payload_floats = C * h * w;
+  meta.prepool_shape = {C, h, w};
+  std::vector<std::vector<float>> z(10, std::vector<float>(C * h * w));
+  {
+    auto wr = CacheWriter::open(tmp / "c", meta);
+    std::vector<RecordIn> recs;
+    for (uint32_t n = 0; n < 10; ++n) {
+      for (int j = 0; j < C * h * w; ++j) z[n][j] = static_cast<float>((n * 31 + j * 7) % 13) * 0.37f;
+      RecordIn r;
+      r.image = n / 2;
+      r.crop = n % 2;
+      r.label = static_cast<int32_t>(r.image % 2);
+      r.data = z[n].data();
+      recs.push_back(r);
+    }
+    wr->put_batch(recs, 5);
+    wr->finish();
+  }
+  auto r = CacheReader::open(tmp / "c");
+  EXPECT_EQ(r->meta().dim, static_cast<uint32_t>(C * 49));
+  ReadTxn t = r->begin();
+  RecordView v;
+  std::vector<float> want(C * 49);
+  for (uint32_t n = 0; n < 10; ++n) {
+    ASSERT_TRUE(t.get(n / 2, n % 2, &v));
+    expand_prepool(z[n].data(), C, h, w, want.data());
+    ASSERT_EQ(std::memcmp(v.data, want.data(), want.size() * 4), 0) << n;
+    ASSERT_EQ(std::memcmp(v.payload, z[n].data(), z[n].size() * 4), 0) << n;
+  }
+  auto compact = CacheReader::open(tmp / "c", {false, true, /*expand=*/false});
+  ReadTxn t2 = compact->begin();
+  ASSERT_TRUE(t2.get(1, 1, &v));
+  EXPECT_EQ(v.data, nullptr);
+  EXPECT_EQ(v.payload[5], z[3][5]);
+  // Inconsistent geometry is refused when the metadata is read.
+  poke_meta(tmp / "c", [](nlohmann::json& j) { j["prepool_shape"] = {16, 3, 2}; });
+  EXPECT_THROW(CacheReader::open(tmp / "c"), Error);
 }
 
 TEST(Cache, NewerSchemaAndUnknownCodecAreRefused) {
