@@ -51,6 +51,11 @@ CropBox view_box(int width, int height, const Preprocess& p, uint32_t image, uin
 void crop_resize_bilinear(const RgbImage& src, const CropBox& box, int out_w, int out_h,
                           uint8_t* out);
 
+// float32 exp/log as torch 1.13 computes them on the CPU (exp: SLEEF expf_u10 with FMA,
+// bit-exact; log: correctly rounded, which matches torch for the ratios in use). Exposed for tests.
+float torch_expf(float x);
+float torch_logf(float x);
+
 // ToTensor + Normalize: writes 3 × h × w float32 (CHW) into `out`.
 void to_normalized_chw(const uint8_t* rgb, int w, int h, const Preprocess& p, float* out);
 
