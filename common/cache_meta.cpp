@@ -60,8 +60,14 @@ std::string get_path(const json& j) {
   if (!j.contains("path_hex")) return j.at("path").get<std::string>();
   std::string hex = j.at("path_hex").get<std::string>(), out;
   if (hex.size() % 2) throw Error(ErrorKind::kCorrupt, "malformed path_hex in cache metadata");
+  auto nibble = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    throw Error(ErrorKind::kCorrupt, "malformed path_hex in cache metadata");
+  };
   for (size_t i = 0; i < hex.size(); i += 2)
-    out += static_cast<char>(std::stoi(hex.substr(i, 2), nullptr, 16));
+    out += static_cast<char>(nibble(hex[i]) * 16 + nibble(hex[i + 1]));
   return out;
 }
 
