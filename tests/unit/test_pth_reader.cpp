@@ -14,12 +14,14 @@
 
 #include "common/error.h"
 #include "common/pth_reader.h"
+#include "common/sha256.h"
 #include "test_util.h"
 
 namespace vggcache {
 namespace {
 
 namespace fs = std::filesystem;
+using nlohmann::json;
 using testing::python;
 using testing::read_file;
 using testing::run_command;
@@ -27,37 +29,64 @@ using testing::shell_quote;
 using testing::source_dir;
 using testing::TempDir;
 using testing::write_file;
-using nlohmann::json;
 
 constexpr int kSeed = 7;
 
-std::string script() { return source_dir() + "/tests/py/make_vgg16_pth.py"; }
-
-// Files written once per test binary by the Python script: the small edge-case files always,
-// the two full-size VGG16 files (~550 MB each) only when a test asks for them.
-struct Generated {
-  TempDir dir;
-  json reference;
-};
-
-std::unique_ptr<Generated> generate(const std::string& flags, const std::string& ref_name) {
-  auto g = std::make_unique<Generated>();
-  std::string out;
-  std::string cmd = python() + " " + shell_quote(script()) + " " + shell_quote(g->dir.path()) + " " +
-                    std::to_string(kSeed) + " " + flags;
-  int rc = run_command(cmd, &out);
-  if (rc != 0) throw std::runtime_error("make_vgg16_pth.py failed (" + std::to_string(rc) + "):\n" + out);
-  g->reference = json::parse(read_file(g->dir / ref_name));
-  return g;
+std::string script() {
+  return source_dir() + "/tests/py/make_vgg16_pth.py";
 }
 
+// Files written by the Python script.
+struct Generated {
+  std::string dir;
+  json reference;
+  std::unique_ptr<TempDir> owner;  // set when `dir` is temporary
+  std::string operator/(const std::string& name) const { return dir + "/" + name; }
+};
+
+void run_script(const std::string& dir, const std::string& flags) {
+  std::string out;
+  std::string cmd = python() + " " + shell_quote(script()) + " " + shell_quote(dir) + " " +
+                    std::to_string(kSeed) + " " + flags;
+  int rc = run_command(cmd, &out);
+  if (rc != 0) {
+    throw std::runtime_error("make_vgg16_pth.py failed (" + std::to_string(rc) + "):\n" + out);
+  }
+}
+
+// The small edge-case files are cached in the build tree, keyed by the script's content: ctest
+// runs every test case in a process of its own, and the script costs seconds per run. A fresh
+// directory is renamed into place, so concurrent test processes never see a partial one.
 const Generated& edge_files() {
-  static std::unique_ptr<Generated> g = generate("--no-vgg --edge-cases", "edge_reference.json");
+  static std::unique_ptr<Generated> g = [] {
+    auto g = std::make_unique<Generated>();
+    std::string key = sha256_file(script()).substr(0, 16) + "_" + std::to_string(kSeed);
+    fs::path dir = fs::path(testing::bin_dir()) / ".." / "test-data" / ("pth_edge_" + key);
+    if (!fs::exists(dir)) {
+      fs::path tmp = dir.string() + ".tmp" + std::to_string(::getpid());
+      fs::create_directories(tmp);
+      run_script(tmp.string(), "--no-vgg --edge-cases");
+      std::error_code ec;
+      fs::rename(tmp, dir, ec);
+      if (ec) fs::remove_all(tmp);  // another process got there first
+    }
+    g->dir = dir.string();
+    g->reference = json::parse(read_file(*g / "edge_reference.json"));
+    return g;
+  }();
   return *g;
 }
 
+// The two full-size VGG16 files (~550 MB each) live in a temporary directory.
 const Generated& vgg_files() {
-  static std::unique_ptr<Generated> g = generate("", "vgg16_reference.json");
+  static std::unique_ptr<Generated> g = [] {
+    auto g = std::make_unique<Generated>();
+    g->owner = std::make_unique<TempDir>();
+    g->dir = g->owner->path();
+    run_script(g->dir, "");
+    g->reference = json::parse(read_file(*g / "vgg16_reference.json"));
+    return g;
+  }();
   return *g;
 }
 
@@ -77,7 +106,9 @@ uint32_t bits(float f) {
   return b;
 }
 
-bool is_features(const std::string& name) { return name.rfind("features.", 0) == 0; }
+bool is_features(const std::string& name) {
+  return name.rfind("features.", 0) == 0;
+}
 
 // Runs read_state_dict expecting kBadWeights with `path` and `needle` in the message.
 void expect_bad(const std::string& path, const std::string& needle,
@@ -113,6 +144,7 @@ void expect_equal(const StateDict& a, const StateDict& b) {
     ASSERT_NE(it, b.end()) << name;
     EXPECT_EQ(t.shape, it->second.shape) << name;
     ASSERT_EQ(t.values.size(), it->second.values.size()) << name;
+    if (t.values.empty()) continue;  // memcmp must not see the null data() of empty vectors
     EXPECT_EQ(std::memcmp(t.values.data(), it->second.values.data(), t.values.size() * 4), 0)
         << name;
   }
@@ -160,8 +192,8 @@ std::string legacy_prefix() {
 // An OrderedDict {name: tensor} whose tensor is _rebuild_tensor_v2 over storage "0" declared with
 // `declared` floats, with the given shape/stride.
 std::string one_tensor_pickle(const std::string& name, int64_t declared,
-                              const std::vector<int64_t>& shape,
-                              const std::vector<int64_t>& stride, bool legacy = true) {
+                              const std::vector<int64_t>& shape, const std::vector<int64_t>& stride,
+                              bool legacy = true) {
   PickleBytes p;
   p.global("collections", "OrderedDict").op(")R").mark().str(name);
   p.global("torch._utils", "_rebuild_tensor_v2").mark();
@@ -174,16 +206,15 @@ std::string one_tensor_pickle(const std::string& name, int64_t declared,
   p.tuple().mark();
   for (int64_t d : stride) p.integer(d);
   p.tuple().op("\x89").global("collections", "OrderedDict").op(")R");  // requires_grad, hooks
-  p.tuple().op("R").op("u");                                            // REDUCE, SETITEMS
+  p.tuple().op("R").op("u");                                           // REDUCE, SETITEMS
   return p.stop();
 }
 
-// keys pickle ['0'] followed by storage "0": int64 count and `count` floats 0, 1, 2, ...
+// The key-list pickle ['0'], then storage "0": an int64 element count claiming `count`, followed
+// by `real` floats 0, 1, 2, ...
 std::string one_storage(int64_t count, int64_t real) {
-  std::string s = PickleBytes().op("(").str("0").op("l").stop();
-  PickleBytes raw;
-  raw.le(uint64_t(count), 8);
-  std::string out = s + raw.stop().substr(2, 8);
+  std::string out = PickleBytes().op("(").str("0").op("l").stop();
+  for (int i = 0; i < 8; ++i) out += char(uint64_t(count) >> (8 * i));
   for (int64_t i = 0; i < real; ++i) {
     float f = float(i);
     out.append(reinterpret_cast<const char*>(&f), 4);
@@ -213,9 +244,10 @@ class PthReaderHandMade : public ::testing::Test {
         "z.close()\n";
     std::string path = dir_ / name;
     std::string out;
-    int rc = run_command(python() + " -c " + shell_quote(code) + " " + shell_quote(path) + " " +
-                             shell_quote(dir_ / "pkl.bin") + " " + shell_quote(dir_ / "storage.bin"),
-                         &out);
+    int rc =
+        run_command(python() + " -c " + shell_quote(code) + " " + shell_quote(path) + " " +
+                        shell_quote(dir_ / "pkl.bin") + " " + shell_quote(dir_ / "storage.bin"),
+                    &out);
     EXPECT_EQ(rc, 0) << out;
     return path;
   }
@@ -225,10 +257,11 @@ class PthReaderHandMade : public ::testing::Test {
 // ---------------------------------------------------------------------------------------------
 // Real files.
 
-TEST(PthReaderVgg16, BothFormatsMatchReference) {
-  const Generated& g = vgg_files();
-  StateDict legacy = read_state_dict(g.dir / "vgg16_legacy.pth");
-  StateDict zip = read_state_dict(g.dir / "vgg16_zip.pth");
+// The full-size checks share one test case so that ctest (one process per case) writes the
+// 1.1 GB of files once.
+void check_both_formats_match_reference(const Generated& g) {
+  StateDict legacy = read_state_dict(g / "vgg16_legacy.pth");
+  StateDict zip = read_state_dict(g / "vgg16_zip.pth");
   const json& tensors = g.reference["tensors"];
   ASSERT_EQ(legacy.size(), tensors.size());
   ASSERT_EQ(legacy.size(), 32u);  // 13 conv + 3 linear layers, weight and bias each
@@ -251,11 +284,10 @@ TEST(PthReaderVgg16, BothFormatsMatchReference) {
   expect_equal(legacy, zip);
 }
 
-TEST(PthReaderVgg16, KeepFilterLoadsFeaturesOnly) {
-  const Generated& g = vgg_files();
+void check_keep_filter_loads_features_only(const Generated& g) {
   for (const char* file : {"vgg16_legacy.pth", "vgg16_zip.pth"}) {
     SCOPED_TRACE(file);
-    std::string path = g.dir / file;
+    std::string path = g / file;
     auto t0 = std::chrono::steady_clock::now();
     StateDict sd = read_state_dict(path, is_features);
     double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -273,14 +305,13 @@ TEST(PthReaderVgg16, KeepFilterLoadsFeaturesOnly) {
   }
 }
 
-TEST(PthReaderVgg16, TruncatedFullFileIsRefusedEvenWhenOnlyFeaturesAreKept) {
+void check_truncated_file_is_refused_with_features_kept(const Generated& g) {
   // The cut lands inside classifier storages that are never materialised: the legacy reader
   // still walks every storage header, so it notices.
-  const Generated& g = vgg_files();
   TempDir tmp;
   for (const char* file : {"vgg16_legacy.pth", "vgg16_zip.pth"}) {
     std::string path = tmp / file;
-    fs::copy_file(g.dir / file, path);
+    fs::copy_file(g / file, path);
     uint64_t size = fs::file_size(path);
     for (uint64_t cut : {size - 1, size - 4096, size / 2, uint64_t(100000), uint64_t(1000)}) {
       SCOPED_TRACE(std::string(file) + " cut at " + std::to_string(cut));
@@ -290,13 +321,29 @@ TEST(PthReaderVgg16, TruncatedFullFileIsRefusedEvenWhenOnlyFeaturesAreKept) {
   }
 }
 
+TEST(PthReaderVgg16, FullSizeFiles) {
+  const Generated& g = vgg_files();
+  {
+    SCOPED_TRACE("both formats match the reference");
+    check_both_formats_match_reference(g);
+  }
+  {
+    SCOPED_TRACE("keep filter");
+    check_keep_filter_loads_features_only(g);
+  }
+  {
+    SCOPED_TRACE("truncated");
+    check_truncated_file_is_refused_with_features_kept(g);
+  }
+}
+
 TEST(PthReaderEdge, AllFormatsMatchReference) {
   const Generated& g = edge_files();
   const json& tensors = g.reference["tensors"];
   StateDict first;
   for (const char* file : {"edge_legacy.pth", "edge_zip.pth", "edge_zip64.pth"}) {
     SCOPED_TRACE(file);
-    StateDict sd = read_state_dict(g.dir / file);
+    StateDict sd = read_state_dict(g / file);
     ASSERT_EQ(sd.size(), tensors.size());
     for (const auto& [name, ref] : tensors.items()) {
       SCOPED_TRACE(name);
@@ -317,11 +364,20 @@ TEST(PthReaderEdge, AllFormatsMatchReference) {
   }
 }
 
+TEST(PthReaderEdge, OldStyleTensorsAndPython2OrderedDict) {
+  // What PyTorch < 0.4 wrote (torchvision's vgg16-397923af.pth among them).
+  const Generated& g = edge_files();
+  StateDict old = read_state_dict(g / "edge_old_style.pth");
+  StateDict ref = read_state_dict(g / "edge_legacy.pth");
+  ref.erase("param");
+  expect_equal(old, ref);
+}
+
 TEST(PthReaderEdge, PlainDict) {
   const Generated& g = edge_files();
-  StateDict sd = read_state_dict(g.dir / "edge_plain_dict.pth");
+  StateDict sd = read_state_dict(g / "edge_plain_dict.pth");
   ASSERT_EQ(sd.size(), 2u);
-  StateDict full = read_state_dict(g.dir / "edge_legacy.pth");
+  StateDict full = read_state_dict(g / "edge_legacy.pth");
   for (const auto& [name, t] : sd) {
     EXPECT_EQ(t.shape, full.at(name).shape);
     EXPECT_EQ(t.values, full.at(name).values);
@@ -331,12 +387,11 @@ TEST(PthReaderEdge, PlainDict) {
 TEST(PthReaderEdge, KeepFilter) {
   const Generated& g = edge_files();
   auto keep = [](const std::string& n) { return n.rfind("shared_", 0) == 0 || n == "int8"; };
-  StateDict sd = read_state_dict(g.dir / "edge_zip.pth", keep);
+  StateDict sd = read_state_dict(g / "edge_zip.pth", keep);
   ASSERT_EQ(sd.size(), 3u);
   EXPECT_TRUE(sd.count("shared_whole") && sd.count("shared_part") && sd.count("int8"));
-  EXPECT_TRUE(read_state_dict(g.dir / "edge_legacy.pth", [](const std::string&) {
-                return false;
-              }).empty());
+  EXPECT_TRUE(
+      read_state_dict(g / "edge_legacy.pth", [](const std::string&) { return false; }).empty());
 }
 
 TEST(PthReaderEdge, SkippedStoragesAreNeverRead) {
@@ -357,7 +412,7 @@ TEST(PthReaderEdge, SkippedStoragesAreNeverRead) {
       "dst.close()\n";
   std::string out;
   ASSERT_EQ(run_command(python() + " -c " + shell_quote(code) + " " +
-                            shell_quote(g.dir / "edge_zip.pth") + " " + shell_quote(path),
+                            shell_quote(g / "edge_zip.pth") + " " + shell_quote(path),
                         &out),
             0)
       << out;
@@ -367,17 +422,19 @@ TEST(PthReaderEdge, SkippedStoragesAreNeverRead) {
 }
 
 TEST(PthReaderEdge, CompressedEntryIsRefused) {
-  expect_bad(edge_files().dir / "edge_deflated.pth", "compressed");
+  expect_bad(edge_files() / "edge_deflated.pth", "compressed");
 }
 
 TEST(PthReaderEdge, TruncatedAtEveryByte) {
   const Generated& g = edge_files();
   TempDir tmp;
-  for (const char* file : {"edge_legacy.pth", "edge_zip.pth", "edge_zip64.pth"}) {
-    std::string bytes = read_file(g.dir / file);
+  for (const char* file :
+       {"edge_legacy.pth", "edge_zip.pth", "edge_zip64.pth", "edge_old_style.pth"}) {
     std::string path = tmp / file;
-    for (size_t cut = 0; cut < bytes.size(); ++cut) {
-      write_file(path, bytes.substr(0, cut));
+    fs::copy_file(g / file, path);
+    // Shrink one copy step by step: much cheaper than rewriting a file per cut point.
+    for (size_t cut = fs::file_size(path); cut-- > 0;) {
+      fs::resize_file(path, cut);
       try {
         read_state_dict(path);
         ADD_FAILURE() << file << " cut at " << cut << " loaded";
@@ -393,8 +450,8 @@ TEST(PthReaderEdge, RandomByteCorruptionNeverCrashes) {
   const Generated& g = edge_files();
   TempDir tmp;
   std::mt19937 rng(1234);
-  for (const char* file : {"edge_legacy.pth", "edge_zip.pth"}) {
-    std::string bytes = read_file(g.dir / file);
+  for (const char* file : {"edge_legacy.pth", "edge_zip.pth", "edge_old_style.pth"}) {
+    std::string bytes = read_file(g / file);
     std::string path = tmp / file;
     int loaded = 0, refused = 0;
     for (int trial = 0; trial < 1500; ++trial) {
@@ -413,7 +470,7 @@ TEST(PthReaderEdge, RandomByteCorruptionNeverCrashes) {
 
 TEST(PthReaderEdge, WrongMagic) {
   TempDir tmp;
-  std::string bytes = read_file(edge_files().dir / "edge_legacy.pth");
+  std::string bytes = read_file(edge_files() / "edge_legacy.pth");
   bytes[6] ^= 0x01;  // inside the LONG1 magic number
   std::string path = tmp / "magic.pth";
   write_file(path, bytes);
@@ -425,8 +482,8 @@ TEST(PthReaderEdge, WrongMagic) {
 
 TEST_F(PthReaderHandMade, ValidLegacyFileLoads) {
   // Sanity check of the builders the hostile files below are made with.
-  std::string path = write("ok.pth", legacy_prefix() + one_tensor_pickle("w", 6, {2, 3}, {3, 1}) +
-                                         one_storage(6, 6));
+  std::string path = write(
+      "ok.pth", legacy_prefix() + one_tensor_pickle("w", 6, {2, 3}, {3, 1}) + one_storage(6, 6));
   StateDict sd = read_state_dict(path);
   ASSERT_EQ(sd.size(), 1u);
   EXPECT_EQ(sd.at("w").shape, (std::vector<int64_t>{2, 3}));
@@ -437,9 +494,35 @@ TEST_F(PthReaderHandMade, ValidLegacyFileLoads) {
     float f = float(i);
     storage.append(reinterpret_cast<const char*>(&f), 4);
   }
-  std::string zpath = write_zip("ok.zip", one_tensor_pickle("w", 6, {3, 2}, {1, 3}, false), storage);
+  std::string zpath =
+      write_zip("ok.zip", one_tensor_pickle("w", 6, {3, 2}, {1, 3}, false), storage);
   StateDict zsd = read_state_dict(zpath);
   EXPECT_EQ(zsd.at("w").values, (std::vector<float>{0, 3, 1, 4, 2, 5}));
+}
+
+TEST_F(PthReaderHandMade, LegacyStorageView) {
+  // Pre-1.0 files could point a tensor at a slice of a storage: view_metadata =
+  // (view_key, offset, size) in the persistent id.
+  PickleBytes p;
+  p.global("collections", "OrderedDict").op(")R").mark().str("v");
+  p.global("torch._utils", "_rebuild_tensor").mark();
+  p.mark().str("storage").global("torch", "FloatStorage").str("0").str("cpu").integer(6);
+  p.mark().str("view").integer(2).integer(3).tuple();  // elements 2, 3, 4
+  p.tuple().op("Q").integer(1).mark().integer(2).tuple().mark().integer(1).tuple();
+  p.tuple().op("R").op("u");
+  std::string path = write("view.pth", legacy_prefix() + p.stop() + one_storage(6, 6));
+  StateDict sd = read_state_dict(path);
+  EXPECT_EQ(sd.at("v").values, (std::vector<float>{3, 4}));  // offset 1 within the view
+
+  PickleBytes bad;  // a view reaching past its storage
+  bad.global("collections", "OrderedDict").op(")R").mark().str("v");
+  bad.global("torch._utils", "_rebuild_tensor").mark();
+  bad.mark().str("storage").global("torch", "FloatStorage").str("0").str("cpu").integer(6);
+  bad.mark().str("view").integer(4).integer(3).tuple();
+  bad.tuple().op("Q").integer(0).mark().integer(3).tuple().mark().integer(1).tuple();
+  bad.tuple().op("R").op("u");
+  expect_bad(write("bad_view.pth", legacy_prefix() + bad.stop() + one_storage(6, 6)),
+             "outside storage");
 }
 
 TEST_F(PthReaderHandMade, EmptyAndMissingFiles) {
@@ -452,7 +535,7 @@ TEST_F(PthReaderHandMade, RandomBytes) {
   for (int trial = 0; trial < 300; ++trial) {
     std::string b(1 + rng() % 3000, '\0');
     for (char& c : b) c = char(rng());
-    if (trial % 3 == 1) b.replace(0, 2, "\x80\x02");  // looks like a pickle
+    if (trial % 3 == 1) b.replace(0, 2, "\x80\x02");    // looks like a pickle
     if (trial % 3 == 2) b.replace(0, 4, "PK\x03\x04");  // looks like a zip
     std::string path = write("random.pth", b);
     EXPECT_FALSE(loads_or_bad(path)) << "trial " << trial;
@@ -467,22 +550,27 @@ TEST_F(PthReaderHandMade, HostileGlobalIsRefusedAndNothingRuns) {
   };
   struct Case {
     std::string module, name;
-  } cases[] = {{"os", "system"}, {"posix", "system"}, {"builtins", "eval"},
-               {"subprocess", "call"}, {"torch", "load"}, {"torch._utils", "_rebuild_qtensor"}};
+  } cases[] = {{"os", "system"},
+               {"posix", "system"},
+               {"builtins", "eval"},
+               {"subprocess", "call"},
+               {"torch", "load"},
+               {"torch._utils", "_rebuild_qtensor"},
+               {"collections", "OrderedDict.__class__"}};
   for (const Case& c : cases) {
     std::string full = c.module + "." + c.name;
     SCOPED_TRACE(full);
     expect_bad(write("hostile.pth", legacy_prefix() + hostile(c.module, c.name)), full);
     expect_bad(write_zip("hostile.zip", hostile(c.module, c.name)), full);
     // Protocol 4 spelling of the same thing: STACK_GLOBAL.
-    std::string stack = PickleBytes().str(c.module).str(c.name).op("\x93").str(cmd).op("\x85R").stop();
+    std::string stack =
+        PickleBytes().str(c.module).str(c.name).op("\x93").str(cmd).op("\x85R").stop();
     expect_bad(write("hostile4.pth", legacy_prefix() + stack), full);
   }
   EXPECT_FALSE(fs::exists(marker));
   // A storage class is allowed as a name but must not be callable.
   expect_bad(write("call_storage.pth",
-                   legacy_prefix() +
-                       PickleBytes().global("torch", "FloatStorage").op(")R").stop()),
+                   legacy_prefix() + PickleBytes().global("torch", "FloatStorage").op(")R").stop()),
              "torch.FloatStorage");
 }
 
@@ -494,7 +582,7 @@ TEST_F(PthReaderHandMade, DeepNesting) {
   expect_bad(write("tuples.pth", legacy_prefix() + tuples), "nesting");
   std::string lists = PickleBytes().op(std::string(5000, ']')).op(std::string(4999, 'a')).stop();
   expect_bad(write("lists.pth", legacy_prefix() + lists), "nesting");
-  // Deep but legal nesting inside the pickle that precedes it is fine up to the limit.
+  // Nesting below the limit is accepted (this file then fails only for holding no state_dict).
   std::string shallow = PickleBytes().op("N").op(std::string(900, '\x85')).stop();
   expect_bad(write("shallow.pth", legacy_prefix() + shallow), "not a state_dict");
 }
@@ -502,30 +590,30 @@ TEST_F(PthReaderHandMade, DeepNesting) {
 TEST_F(PthReaderHandMade, HugeDeclaredSizes) {
   const int64_t huge = int64_t(1) << 60;
   // Storage size in the persistent id.
-  expect_bad(write("huge_pid.pth", legacy_prefix() + one_tensor_pickle("w", huge, {2}, {1}) +
-                                       one_storage(huge, 2)),
+  expect_bad(write("huge_pid.pth",
+                   legacy_prefix() + one_tensor_pickle("w", huge, {2}, {1}) + one_storage(huge, 2)),
              "declares");
   expect_bad(write_zip("huge_pid.zip", one_tensor_pickle("w", huge, {2}, {1}, false), "abcdefgh"),
              "declares");
   // Element count in the storage header disagreeing with the pickle.
-  expect_bad(write("huge_count.pth", legacy_prefix() + one_tensor_pickle("w", 2, {2}, {1}) +
-                                         one_storage(huge, 2)),
+  expect_bad(write("huge_count.pth",
+                   legacy_prefix() + one_tensor_pickle("w", 2, {2}, {1}) + one_storage(huge, 2)),
              "holds");
   // A shape reaching past its storage.
-  expect_bad(write("huge_shape.pth", legacy_prefix() +
-                                         one_tensor_pickle("w", 4, {int64_t(1) << 40}, {1}) +
-                                         one_storage(4, 4)),
-             "reaches element");
+  expect_bad(
+      write("huge_shape.pth", legacy_prefix() + one_tensor_pickle("w", 4, {int64_t(1) << 40}, {1}) +
+                                  one_storage(4, 4)),
+      "reaches element");
   // Overflowing shape products.
   expect_bad(write("overflow.pth", legacy_prefix() +
                                        one_tensor_pickle("w", 4, {huge, huge, huge}, {0, 0, 0}) +
                                        one_storage(4, 4)),
              "invalid shape");
   // Zero strides let one element describe a terabyte: refused before allocating.
-  expect_bad(write("expand.pth", legacy_prefix() +
-                                     one_tensor_pickle("w", 1, {int64_t(1) << 20, int64_t(1) << 20},
-                                                       {0, 0}) +
-                                     one_storage(1, 1)),
+  expect_bad(write("expand.pth",
+                   legacy_prefix() +
+                       one_tensor_pickle("w", 1, {int64_t(1) << 20, int64_t(1) << 20}, {0, 0}) +
+                       one_storage(1, 1)),
              "memory");
   // A zip entry smaller than its declared storage.
   expect_bad(write_zip("short_entry.zip", one_tensor_pickle("w", 6, {6}, {1}, false), "abcd"),
@@ -550,6 +638,12 @@ TEST_F(PthReaderHandMade, MalformedPickles) {
   expect_bad(write("proto.pth", legacy_prefix().substr(0, 15) + "\x80\x02M\x01\x02."),
              "protocol version");
   expect_bad(write("no_magic.pth", "\x80\x02N."), "magic");
+  std::string tar(1024, '\0');
+  tar.replace(257, 5, "ustar");
+  expect_bad(write("tar.pth", tar), "tar");
+  PickleBytes od;  // OrderedDict([1, 2]): items that are not pairs
+  od.global("collections", "OrderedDict").op("]").integer(1).op("a").integer(2).op("a");
+  expect_bad(legacy("od.pth", od.op("\x85R").stop()), "pair");
 }
 
 }  // namespace
