@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Benchmark of train_head against PyTorch training the same head on the same vectors in memory,
+# in the same run: carbike64 features (D = 25088), hidden 256, batch 100, 2 threads.
+# Not a unit test. Usage: bench/train_bench.sh [BUILD_DIR] [WORK_DIR]
+#   BUILD_DIR  a build with bin/extract, bin/featcache, bin/train_head (default: build)
+#   WORK_DIR   where features are extracted once and reused (default: /tmp/vggcache-train-bench)
+# Env: VGGCACHE_CARBIKE (dataset), VGGCACHE_PYTHON (default /usr/bin/python3), EPOCHS (default 3),
+#      THREADS (default 2).
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+build="$(cd "${1:-$here/../build}" && pwd)"
+work="${2:-/tmp/vggcache-train-bench}"
+data="${VGGCACHE_CARBIKE:-$here/../../shared/datasets/carbike64}"
+py="${VGGCACHE_PYTHON:-/usr/bin/python3}"
+epochs="${EPOCHS:-3}"
+threads="${THREADS:-2}"
+mkdir -p "$work"
+
+# Features: random VGG16 weights (speed does not depend on them); extract reuses a complete cache.
+"$build/bin/extract" --data "$data/train" --out "$work/train" --weights random:1 --crops 2 --quiet
+"$build/bin/extract" --data "$data/test" --out "$work/test" --weights random:1 --eval --quiet
+for split in train test; do
+  [ -f "$work/${split}_x.npy" ] || "$build/bin/featcache" export "$work/$split" "$work/${split}_x"
+done
+
+settings=(--epochs "$epochs" --batch 100 --hidden 256 --dropout 0.5 --lr 1e-3 --threads "$threads")
+"$build/bin/train_head" --train "$work/train" --test "$work/test" --out "$work/run" \
+  "${settings[@]}" --quiet > "$work/train_head.log"
+"$py" "$here/train_peer.py" --train "$work/train_x" --test "$work/test_x" "${settings[@]}" \
+  | tail -n 1 > "$work/peer.json"
+
+"$py" - "$work/run/summary.json" "$work/peer.json" <<'PY'
+import json, sys
+ours = json.load(open(sys.argv[1]))
+peer = json.load(open(sys.argv[2]))
+a, b = ours["vectors_per_second"], peer["vectors_per_second"]
+print(f"train_head ({ours['settings']['blas']}, {ours['settings']['threads']} threads): "
+      f"{a:8.0f} vectors/s  test acc {100 * ours['final']['test_accuracy']:.2f}%")
+print(f"PyTorch peer ({peer['threads']} threads):      {b:8.0f} vectors/s  "
+      f"test acc {100 * peer['test_accuracy']:.2f}%")
+print(f"ratio: {a / b:.2f}x (target >= 3x)")
+PY

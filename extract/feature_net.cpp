@@ -1,0 +1,51 @@
+#include "extract/feature_net.h"
+
+#include <torch/torch.h>
+
+#include <cstring>
+
+#include "extract/vgg16.h"
+
+namespace vggcache {
+
+namespace {
+
+class Vgg16Net : public FeatureNet {
+ public:
+  explicit Vgg16Net(Vgg16Features net) : net_(std::move(net)) {}
+  uint32_t dim() const override { return 512 * 7 * 7; }
+  std::string device() const override { return net_.device().str(); }
+
+  HostBuffer alloc_input(size_t floats) override {
+    auto opts =
+        torch::TensorOptions().dtype(torch::kFloat32).pinned_memory(net_.device().is_cuda());
+    auto t = std::make_shared<torch::Tensor>(torch::empty({static_cast<int64_t>(floats)}, opts));
+    return HostBuffer{t->data_ptr<float>(), floats, t};
+  }
+
+  void forward(const float* in, int n, int size, float* out) override {
+    // n × 3 × size × size, a view of the caller's buffer (no copy on the CPU path).
+    torch::Tensor x = torch::from_blob(const_cast<float*>(in), {n, 3, size, size}, torch::kFloat32);
+    torch::Tensor y = net_.forward(x);  // n × 25088, CPU, contiguous
+    std::memcpy(out, y.data_ptr<float>(), sizeof(float) * static_cast<size_t>(y.numel()));
+  }
+
+ private:
+  Vgg16Features net_;
+};
+
+}  // namespace
+
+std::unique_ptr<FeatureNet> make_vgg16_net(const NetOptions& options, WeightsIdentity* id) {
+  // Explicit thread counts: Debian's LibTorch starts with one intra-op thread. The inter-op pool
+  // can only be sized before its first use, so a second call (tests) keeps the first size.
+  torch::set_num_threads(options.threads);
+  try {
+    torch::set_num_interop_threads(1);  // VGG16's graph is a chain: nothing to run in parallel
+  } catch (const std::exception&) {
+  }
+  torch::Device device = options.device == "cuda" ? torch::Device(torch::kCUDA) : torch::kCPU;
+  return std::make_unique<Vgg16Net>(load_vgg16(options.weights, device, id));
+}
+
+}  // namespace vggcache

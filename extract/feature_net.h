@@ -1,0 +1,42 @@
+// The forward stage as the pipeline sees it: floats in, features out. Keeping LibTorch behind this
+// interface means only feature_net.cpp and vgg16.cpp pay its compile time, and tests can drive the
+// pipeline with a stand-in network.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "common/cache_meta.h"
+
+namespace vggcache {
+
+// A host buffer of floats. Pinned (page-locked) when the network runs on a GPU, so host→device
+// copies can be asynchronous; plain memory otherwise.
+struct HostBuffer {
+  float* data = nullptr;
+  size_t floats = 0;
+  std::shared_ptr<void> owner;  // keeps the memory alive
+};
+
+class FeatureNet {
+ public:
+  virtual ~FeatureNet() = default;
+  virtual uint32_t dim() const = 0;  // floats per view (25088)
+  virtual std::string device() const = 0;
+  virtual HostBuffer alloc_input(size_t floats) = 0;
+  // in: n × 3 × size × size normalised floats; out: n × dim() floats. Not thread-safe.
+  virtual void forward(const float* in, int n, int size, float* out) = 0;
+};
+
+struct NetOptions {
+  std::string weights;         // FILE or random:SEED
+  std::string device = "cpu";  // cpu | cuda
+  int threads = 1;             // LibTorch intra-op threads
+};
+
+// VGG16 features + avgpool(7, 7) + flatten. Sets LibTorch's thread counts, loads the weights and
+// fills `id`. Throws Error(kBadWeights / kInvalidArgument) with a clear message.
+std::unique_ptr<FeatureNet> make_vgg16_net(const NetOptions& options, WeightsIdentity* id);
+
+}  // namespace vggcache

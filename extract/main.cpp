@@ -1,0 +1,52 @@
+// extract: frozen VGG16 features of augmented crops, computed once, into an LMDB cache.
+// parse → validate → load → batch loop (extract/pipeline) → report.
+#include <fmt/core.h>
+#include <spdlog/spdlog.h>
+
+#include "common/cli.h"
+#include "common/image_folder.h"
+#include "extract/bench_forward.h"
+#include "extract/cli.h"
+#include "extract/feature_net.h"
+#include "extract/pipeline.h"
+
+int main(int argc, char** argv) {
+  using namespace vggcache;
+  return run_tool("extract", [&] {
+    ExtractParams p;
+    if (int rc = parse_extract_args(argc, argv, &p); rc >= 0) return rc;
+
+    FolderScan scan = scan_image_folder(p.data_dir);  // fails fast on a bad --data
+    WeightsIdentity weights;
+    auto net = make_vgg16_net(NetOptions{p.weights, p.device, p.threads}, &weights);
+    if (weights.random) {
+      spdlog::warn(
+          "RANDOM WEIGHTS ({}): He-initialised VGG16, NOT pretrained; features are only "
+          "good for tests",
+          weights.name);
+    } else {
+      spdlog::info("weights {} (sha256 {})", weights.name, weights.sha256.substr(0, 16));
+    }
+    if (p.bench_forward) {
+      run_forward_bench(p, scan, *net);
+      return 0;
+    }
+
+    ExtractSummary s = run_extract(p, scan, *net, weights);
+    if (s.already_complete) {
+      fmt::print("extract: {} is already complete: {} images ({} skipped), {} records\n", p.out_dir,
+                 s.images, s.skipped, s.records);
+      return 0;
+    }
+    const double rate = s.seconds > 0 ? s.records_run / s.seconds : 0.0;
+    const double img_rate = s.seconds > 0 ? s.images_run / s.seconds : 0.0;
+    const double cpu_ms = s.records_run ? 1000 * s.cpu_seconds / s.records_run : 0.0;
+    fmt::print(
+        "extract: done: {} images ({} skipped), {} records, {:.1f} s, {:.1f} crops/s "
+        "({:.1f} images/s, {:.1f} CPU-ms/crop){}{}\n",
+        s.images, s.skipped, s.records, s.seconds, rate, img_rate, cpu_ms,
+        s.resumed_from ? fmt::format(", resumed at image {}", s.resumed_from) : "",
+        weights.random ? " [RANDOM WEIGHTS: " + weights.name + "]" : "");
+    return 0;
+  });
+}

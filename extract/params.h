@@ -1,0 +1,54 @@
+// Every setting of the `extract` command, with its default. Filled by parse_extract_args()
+// (extract/cli.h); the pipeline reads nothing else.
+#pragma once
+#include <cstdint>
+#include <string>
+
+#include "common/cache_meta.h"
+
+namespace vggcache {
+
+struct ExtractParams {
+  std::string data_dir;    // --data DIR: one split of an ImageFolder tree (required)
+  std::string out_dir;     // --out CACHE: the LMDB cache to create or resume (required)
+  std::string weights;     // --weights FILE|random:SEED (required; random only when asked)
+  int size = 64;           // --size: output side in pixels (>= 32)
+  int crops = 10;          // --crops: RandomResizedCrop views per image (>= 1; 1 with --eval)
+  double scale_min = 0.5;  // --scale MIN,MAX: crop area fraction, 0 < MIN <= MAX <= 1
+  double scale_max = 1.0;
+  double ratio_min = 0.75;  // --ratio MIN,MAX: crop aspect range, 0 < MIN <= MAX
+  double ratio_max = 4.0 / 3.0;
+  bool flip = false;           // --flip: random horizontal flip with p = 0.5
+  bool eval = false;           // --eval: one deterministic Resize((size, size)) view per image
+  uint64_t seed = 1;           // --seed: crop k of image i depends only on (seed, i, k)
+  int batch = 64;              // --batch: crops per forward pass (>= 1)
+  int threads = 0;             // --threads N: forward (intra-op) and decode threads (>= 1);
+                               //   0 = not given: the number of hardware threads
+  std::string device = "cpu";  // --device cpu|cuda
+  bool strict = false;         // --strict: an undecodable image is an error instead of a skip
+  bool overwrite = false;      // --overwrite: replace a cache made with different settings
+  bool quiet = false;          // --quiet: no progress lines (summary and warnings still printed)
+  bool bench_forward = false;  // --bench-forward (hidden): time the forward pass only, no cache
+  int bench_images = 256;      // --bench-images (hidden): images the forward benchmark runs
+
+  // The Preprocess block these settings stand for (what the cache records and compares).
+  Preprocess preprocess() const {
+    Preprocess p;
+    p.size = size;
+    p.eval = eval;
+    p.crops = eval ? 1 : crops;
+    // Eval ignores the crop settings; keeping Preprocess's defaults there means two eval runs
+    // never disagree about settings that have no effect.
+    if (!eval) {
+      p.scale_min = scale_min;
+      p.scale_max = scale_max;
+      p.ratio_min = ratio_min;
+      p.ratio_max = ratio_max;
+      p.flip = flip;
+    }
+    p.seed = seed;
+    return p;
+  }
+};
+
+}  // namespace vggcache

@@ -1,0 +1,271 @@
+#include "extract/pipeline.h"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <sys/resource.h>
+#include <tbb/blocked_range.h>
+#include <tbb/parallel_for.h>
+#include <tbb/task_arena.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <future>
+#include <memory>
+#include <numeric>
+
+#include "common/cache.h"
+#include "common/error.h"
+#include "common/progress.h"
+#include "common/sha256.h"
+#include "extract/image.h"
+#include "extract/transforms.h"
+
+namespace vggcache {
+
+namespace {
+
+std::string join_path(const std::string& dir, const std::string& rel) {
+  return dir.empty() || dir.back() == '/' ? dir + rel : dir + "/" + rel;
+}
+
+// decode_image's messages start with the path; the metadata keeps path and reason apart.
+std::string reason_of(const std::string& message, const std::string& path) {
+  if (message.rfind(path + ": ", 0) == 0) return message.substr(path.size() + 2);
+  return message;
+}
+
+// Fills the views of one image into `slots` (crops × 3 × s × s). Returns false with `reason` set
+// when the file cannot be decoded (other errors, e.g. a bug, propagate).
+bool prepare_image(const ExtractParams& p, const Preprocess& pre, const FolderScan& scan,
+                   uint32_t image, float* slots, PreparedView* views, std::string* reason) {
+  const std::string path = join_path(p.data_dir, scan.files[image].rel_path);
+  RgbImage img;
+  try {
+    img = decode_image(path);
+  } catch (const Error& e) {
+    if (e.kind() != ErrorKind::kBadImage) throw;
+    *reason = reason_of(e.what(), path);
+    return false;
+  }
+  const int s = pre.size;
+  std::vector<uint8_t> rgb(static_cast<size_t>(s) * s * 3);  // s × s × 3
+  for (int k = 0; k < pre.crops; ++k) {
+    CropBox box = view_box(img.width, img.height, pre, image, static_cast<uint32_t>(k));
+    crop_resize_bilinear(img, box, s, s, rgb.data());
+    to_normalized_chw(rgb.data(), s, s, pre, slots + static_cast<size_t>(k) * 3 * s * s);
+    views[k] = PreparedView{image, static_cast<uint32_t>(k), scan.files[image].label, box};
+  }
+  return true;
+}
+
+PreparedChunk prepare_chunk_in(tbb::task_arena& arena, const ExtractParams& p,
+                               const FolderScan& scan, uint32_t first, uint32_t end,
+                               FeatureNet& net) {
+  const Preprocess pre = p.preprocess();
+  const size_t view_floats = 3ull * pre.size * pre.size;
+  const size_t n_images = end - first;
+  PreparedChunk c;
+  c.first = first;
+  c.end = end;
+  c.input = net.alloc_input(n_images * pre.crops * view_floats);
+  // Every image owns `crops` slots, so workers never share memory; holes left by skipped images
+  // are closed afterwards (rare, and a memmove is cheap next to a forward pass).
+  std::vector<PreparedView> slots(n_images * pre.crops);
+  std::vector<std::string> reasons(n_images);
+  std::vector<char> ok(n_images, 0);
+  arena.execute([&] {
+    tbb::parallel_for(tbb::blocked_range<size_t>(0, n_images, 1), [&](const auto& r) {
+      for (size_t i = r.begin(); i != r.end(); ++i) {
+        ok[i] = prepare_image(p, pre, scan, static_cast<uint32_t>(first + i),
+                              c.input.data + i * pre.crops * view_floats, &slots[i * pre.crops],
+                              &reasons[i]);
+      }
+    });
+  });  // an exception in a worker (strict mode, I/O) is rethrown here, in the caller
+  size_t n_valid = 0;
+  for (size_t i = 0; i < n_images; ++i) {
+    const uint32_t image = static_cast<uint32_t>(first + i);
+    if (!ok[i] && p.strict) {
+      // The first bad file in order, whichever worker met one first.
+      throw Error(ErrorKind::kBadImage,
+                  fmt::format("{}: {} (--strict; without it the file is skipped)",
+                              join_path(p.data_dir, scan.files[image].rel_path), reasons[i]));
+    }
+    if (!ok[i]) {
+      c.skipped.push_back(SkippedEntry{image, scan.files[image].rel_path, reasons[i]});
+      continue;
+    }
+    for (int k = 0; k < pre.crops; ++k) {
+      const size_t from = i * pre.crops + k;
+      if (from != n_valid) {
+        std::memmove(c.input.data + n_valid * view_floats, c.input.data + from * view_floats,
+                     view_floats * sizeof(float));
+      }
+      c.views.push_back(slots[from]);
+      ++n_valid;
+    }
+  }
+  return c;
+}
+
+// One transaction: the chunk's records, its skipped images and the new resume point, so a crash
+// leaves either all of the chunk or none of it.
+void commit_chunk(CacheWriter& writer, const PreparedChunk& c, const std::vector<float>& features,
+                  uint32_t dim) {
+  std::vector<RecordIn> records(c.views.size());
+  for (size_t v = 0; v < c.views.size(); ++v) {
+    const PreparedView& pv = c.views[v];
+    records[v] = RecordIn{pv.image, pv.crop, pv.label, pv.box, features.data() + v * dim};
+  }
+  for (const auto& s : c.skipped) {
+    spdlog::warn("skipping {}: {}", s.path, s.reason);
+    writer.mutable_meta().skipped.push_back(s);
+  }
+  writer.put_batch(records, c.end);
+}
+
+// Whole images per chunk (a commit always ends at an image boundary, so a resumed run restarts
+// exactly where the last commit ended, with the same chunks). Preferably lcm(batch, crops) views,
+// so every forward pass gets a full batch; when that would be large, about one batch of views.
+uint32_t images_per_chunk(int batch, int crops) {
+  const int whole = batch / std::gcd(batch, crops);  // lcm(batch, crops) / crops
+  if (static_cast<int64_t>(whole) * crops <= 8 * static_cast<int64_t>(batch)) return whole;
+  return static_cast<uint32_t>(std::max(1, batch / crops));
+}
+
+void log_ignored(const FolderScan& scan) {
+  if (scan.ignored.empty()) return;
+  spdlog::info("ignored {} file(s) without an image extension (first: {})", scan.ignored.size(),
+               scan.ignored.front());
+}
+
+}  // namespace
+
+double process_cpu_seconds() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec +
+         1e-6 * (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
+}
+
+CacheMeta build_cache_meta(const ExtractParams& p, const FolderScan& scan,
+                           const WeightsIdentity& weights, uint32_t dim) {
+  CacheMeta m;
+  m.tool_version = VGGCACHE_VERSION;
+  m.codec = Codec::kRawF32;
+  m.dim = dim;
+  m.payload_floats = dim;
+  m.classes = scan.classes;
+  m.source_dir = p.data_dir;
+  m.weights = weights;
+  m.preprocess = p.preprocess();
+  m.images.resize(scan.files.size());
+  tbb::task_arena arena(p.threads);
+  arena.execute([&] {
+    tbb::parallel_for(size_t{0}, scan.files.size(), [&](size_t i) {
+      ImageEntry& e = m.images[i];
+      e.path = scan.files[i].rel_path;
+      e.label = scan.files[i].label;
+      try {
+        e.sha256 = sha256_file(join_path(p.data_dir, e.path), &e.bytes);
+      } catch (const Error&) {
+        // Unreadable (dangling link, directory): decode reports it as a skipped image.
+        e.sha256.clear();
+        e.bytes = 0;
+      }
+    });
+  });
+  m.extra = {{"device", p.device}, {"threads", p.threads}, {"batch", p.batch}};
+  if (weights.random) {
+    m.extra["warning"] = "features from RANDOM weights (" + weights.name + "), not pretrained";
+  }
+  return m;
+}
+
+PreparedChunk prepare_chunk(const ExtractParams& p, const FolderScan& scan, uint32_t first,
+                            uint32_t end, FeatureNet& net) {
+  tbb::task_arena arena(p.threads);
+  return prepare_chunk_in(arena, p, scan, first, end, net);
+}
+
+ExtractSummary run_extract(const ExtractParams& p, const FolderScan& scan, FeatureNet& net,
+                           const WeightsIdentity& weights) {
+  log_ignored(scan);
+  const Preprocess pre = p.preprocess();
+  CacheMeta meta = build_cache_meta(p, scan, weights, net.dim());
+  WriterOptions wopts;
+  wopts.overwrite = p.overwrite;
+  auto writer = CacheWriter::open(p.out_dir, meta, wopts);
+
+  ExtractSummary sum;
+  sum.images = scan.files.size();
+  sum.resumed_from = writer->meta().next_image;
+  if (writer->meta().complete) {
+    sum.already_complete = true;
+    sum.records = writer->meta().records;
+    sum.skipped = writer->meta().skipped.size();
+    return sum;
+  }
+  if (sum.resumed_from > 0) {
+    spdlog::info("resuming {} at image {}/{} ({} records already stored)", p.out_dir,
+                 sum.resumed_from, sum.images, writer->meta().records);
+  }
+
+  const uint32_t per_chunk = images_per_chunk(p.batch, pre.crops);
+  const uint32_t n_images = static_cast<uint32_t>(scan.files.size());
+  const uint32_t dim = net.dim();
+  tbb::task_arena arena(p.threads);
+  auto launch = [&](uint32_t first) {
+    uint32_t end = std::min(n_images, first + per_chunk);
+    // The producer thread prepares the next chunk while this thread runs the forward pass.
+    return std::async(std::launch::async, [&, first, end] {
+      return prepare_chunk_in(arena, p, scan, first, end, net);
+    });
+  };
+
+  Progress progress("extract", n_images, "images", "crops");
+  auto t0 = std::chrono::steady_clock::now();
+  const double cpu0 = process_cpu_seconds();
+  uint32_t next = sum.resumed_from;
+  uint64_t committed_records = 0;
+  uint32_t committed_next = next;
+  std::future<PreparedChunk> pending;
+  std::future<void> writing;  // the previous chunk's commit, overlapping this chunk's forward
+  auto wait_for_commit = [&] {
+    if (!writing.valid()) return;
+    writing.get();  // rethrows the writer's exception (e.g. disk full)
+    if (!p.quiet) progress.update(committed_next, committed_records);
+  };
+  if (next < n_images) pending = launch(next);
+  while (next < n_images) {
+    auto c = std::make_shared<PreparedChunk>(pending.get());  // rethrows the producer's error
+    if (c->end < n_images) pending = launch(c->end);
+    const size_t n = c->views.size();
+    auto features = std::make_shared<std::vector<float>>(n * dim);  // n × 25088
+    const size_t view_floats = 3ull * pre.size * pre.size;
+    for (size_t b = 0; b < n; b += p.batch) {
+      const int nb = static_cast<int>(std::min<size_t>(p.batch, n - b));
+      net.forward(c->input.data + b * view_floats, nb, pre.size, features->data() + b * dim);
+    }
+    wait_for_commit();  // one writer, chunks committed in order
+    committed_next = c->end;
+    committed_records = sum.records_run + n;
+    writing = std::async(std::launch::async, [w = writer.get(), c, features, dim] {
+      commit_chunk(*w, *c, *features, dim);
+    });
+    sum.images_run += c->end - c->first;
+    sum.records_run += n;
+    next = c->end;
+  }
+  wait_for_commit();
+  writer->finish();
+  if (!p.quiet) progress.done(next, sum.records_run);
+  sum.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  sum.cpu_seconds = process_cpu_seconds() - cpu0;
+  sum.records = writer->meta().records;
+  sum.skipped = writer->meta().skipped.size();
+  return sum;
+}
+
+}  // namespace vggcache

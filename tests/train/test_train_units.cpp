@@ -1,0 +1,224 @@
+// Unit tests of train_core's parts: init, Adam, losses, the data schedule, the head file,
+// standardisation and the trainer on in-memory data.
+#include <gtest/gtest.h>
+#include <tbb/global_control.h>
+
+#include <cmath>
+#include <numeric>
+#include <set>
+
+#include "common/error.h"
+#include "train_fixtures.h"
+#include "train_head/adam.h"
+#include "train_head/batch_schedule.h"
+#include "train_head/evaluate.h"
+#include "train_head/feature_check.h"
+#include "train_head/head_file.h"
+#include "train_head/head_model.h"
+#include "train_head/loss.h"
+#include "train_head/trainer.h"
+
+namespace vggcache {
+namespace {
+
+TEST(HeadInit, UniformWithinLinearBounds) {
+  HeadWeights w = init_head({1000, 64, 2}, 3);
+  ASSERT_EQ(w.w1.size(), 64000u);
+  ASSERT_EQ(w.w2.size(), 64u);
+  const float b1 = 1.0f / std::sqrt(1000.0f), b2 = 1.0f / 8.0f;
+  double sum = 0, sq = 0;
+  for (float v : w.w1) {
+    ASSERT_LE(std::abs(v), b1);
+    sum += v;
+    sq += double(v) * v;
+  }
+  // U(±b) has mean 0 and variance b²/3.
+  EXPECT_NEAR(sum / w.w1.size(), 0.0, 0.02 * b1);
+  EXPECT_NEAR(sq / w.w1.size(), b1 * b1 / 3, 0.02 * b1 * b1);
+  for (float v : w.b1) EXPECT_LE(std::abs(v), b1);
+  for (float v : w.w2) EXPECT_LE(std::abs(v), b2);
+  EXPECT_EQ(init_head({1000, 64, 2}, 3).w1, w.w1);  // reproducible
+  EXPECT_NE(init_head({1000, 64, 2}, 4).w1, w.w1);
+  EXPECT_EQ(init_head({10, 4, 5}, 1).w2.size(), 20u);  // softmax: one output per class
+}
+
+TEST(Adam, FirstStepMovesByLr) {
+  // With bias correction the first step is lr · g/|g| (up to eps) whatever the gradient scale.
+  std::vector<float> p = {1.0f, 1.0f, 1.0f}, m(3, 0.0f), v(3, 0.0f), g = {0.5f, -2e-3f, 0.0f};
+  AdamConfig c;
+  c.lr = 0.01;
+  adam_update(p.data(), m.data(), v.data(), g.data(), 3, adam_step(c, 1));
+  EXPECT_NEAR(p[0], 0.99f, 1e-6);
+  EXPECT_NEAR(p[1], 1.01f, 1e-5);
+  EXPECT_EQ(p[2], 1.0f);
+}
+
+TEST(Adam, WeightDecayIsL2OnTheGradient) {
+  std::vector<float> p = {2.0f}, m(1, 0.0f), v(1, 0.0f), g = {0.0f};
+  AdamConfig c;
+  c.weight_decay = 0.1;
+  adam_update(p.data(), m.data(), v.data(), g.data(), 1, adam_step(c, 1));
+  EXPECT_NEAR(m[0], 0.1f * 0.2f, 1e-7);  // (1 − β1) · wd · p
+  EXPECT_LT(p[0], 2.0f);
+}
+
+TEST(Loss, BceClampsLogAtMinus100) {
+  float z[2] = {200.0f, -200.0f}, dz[2];
+  int32_t y[2] = {0, 1};
+  double loss = bce_with_sigmoid(z, y, 2, dz, nullptr);
+  EXPECT_NEAR(loss, 100.0, 1e-9);  // both saturated wrong: each −max(log 0, −100) = 100
+  EXPECT_TRUE(std::isfinite(dz[0]) && std::isfinite(dz[1]));
+}
+
+TEST(Loss, SoftmaxGradientSumsToZero) {
+  float z[3] = {0.5f, -1.0f, 2.0f}, dz[3], prob[3];
+  int32_t y[1] = {1};
+  double loss = softmax_cross_entropy(z, y, 1, 3, dz, prob);
+  EXPECT_NEAR(loss, -std::log(prob[1]), 1e-6);
+  EXPECT_NEAR(dz[0] + dz[1] + dz[2], 0.0, 1e-6);
+}
+
+TEST(Schedule, OneCropPerImagePerEpochShuffled) {
+  std::vector<uint32_t> images(50);
+  std::iota(images.begin(), images.end(), 0);
+  auto e0 = epoch_items(images, 10, false, 1, 0), e1 = epoch_items(images, 10, false, 1, 1);
+  ASSERT_EQ(e0.size(), 50u);
+  std::set<uint32_t> seen;
+  bool crops_differ = false, order_differs = false;
+  for (size_t i = 0; i < e0.size(); ++i) {
+    seen.insert(e0[i].image);
+    EXPECT_LT(e0[i].crop, 10u);
+    order_differs |= e0[i].image != i;
+  }
+  EXPECT_EQ(seen.size(), 50u);
+  EXPECT_TRUE(order_differs);
+  auto crop_of = [](const std::vector<Item>& e, uint32_t img) {
+    for (auto& it : e)
+      if (it.image == img) return it.crop;
+    return 999u;
+  };
+  for (uint32_t i = 0; i < 50; ++i) crops_differ |= crop_of(e0, i) != crop_of(e1, i);
+  EXPECT_TRUE(crops_differ);  // a fresh view per epoch
+  auto again = epoch_items(images, 10, false, 1, 0);
+  for (size_t i = 0; i < e0.size(); ++i) EXPECT_EQ(again[i].image, e0[i].image);
+  EXPECT_EQ(epoch_items(images, 10, true, 1, 0).size(), 500u);
+}
+
+TEST(Schedule, ValSplitByImageDisjoint) {
+  std::vector<uint32_t> images(100);
+  std::iota(images.begin(), images.end(), 0);
+  ImageSplit s = split_images(images, 0.2, 9);
+  EXPECT_EQ(s.val.size(), 20u);
+  EXPECT_EQ(s.train.size(), 80u);
+  std::set<uint32_t> all(s.train.begin(), s.train.end());
+  for (uint32_t v : s.val) EXPECT_TRUE(all.insert(v).second);
+  EXPECT_EQ(all.size(), 100u);
+  EXPECT_TRUE(split_images(images, 0.0, 9).val.empty());
+}
+
+TEST(HeadFile, RoundTripAndDamageDetected) {
+  testing::TempDir tmp;
+  HeadFile h;
+  h.weights = init_head({32, 8, 3}, 1);
+  h.classes = {"a", "b", "c"};
+  h.standardizer.mean.assign(32, 0.5f);
+  h.standardizer.std.assign(32, 2.0f);
+  h.dropout = 0.5;
+  h.features = {{"dim", 32}};
+  save_head(tmp / "head.bin", h);
+  HeadFile r = load_head(tmp / "head.bin");
+  EXPECT_EQ(r.weights.w1, h.weights.w1);
+  EXPECT_EQ(r.weights.b2, h.weights.b2);
+  EXPECT_EQ(r.weights.shape.classes, 3);
+  EXPECT_EQ(r.classes, h.classes);
+  EXPECT_EQ(r.standardizer.std, h.standardizer.std);
+  EXPECT_EQ(r.features, h.features);
+
+  std::string bytes = testing::read_file(tmp / "head.bin");
+  bytes[bytes.size() / 2] ^= 0x40;
+  testing::write_file(tmp / "bad.bin", bytes);
+  try {
+    load_head(tmp / "bad.bin");
+    FAIL() << "damaged head accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kCorrupt);
+  }
+}
+
+TEST(FeatureCheck, NamesTheDifferingSetting) {
+  CacheMeta a;
+  a.classes = {"x", "y"};
+  a.weights = {"random:1", "", true};
+  CacheMeta b = a;
+  b.preprocess.eval = true;  // augmentation settings do not matter
+  b.preprocess.crops = 1;
+  EXPECT_EQ(feature_difference(feature_settings(a), feature_settings(b)), "");
+  b.preprocess.size = 100;
+  EXPECT_NE(feature_difference(feature_settings(a), feature_settings(b)).find("size"),
+            std::string::npos);
+  b = a;
+  b.weights = {"random:2", "", true};
+  EXPECT_NE(feature_difference(feature_settings(a), feature_settings(b)).find("weights"),
+            std::string::npos);
+}
+
+// Gaussian clusters in memory: the trainer learns them, and the result is the same with 1 or
+// 2 threads.
+MemorySource cluster_source(int classes, int per_class, int crops, int dim, uint64_t seed) {
+  Rng rng(seed, Stream::kInit);
+  std::vector<float> centres(size_t(classes) * dim);
+  for (auto& c : centres) c = 1.5f * testing::gaussian(rng);
+  std::vector<float> data;
+  std::vector<int32_t> labels;
+  for (int c = 0; c < classes; ++c)
+    for (int i = 0; i < per_class; ++i) {
+      labels.push_back(c);
+      for (int k = 0; k < crops; ++k)
+        for (int j = 0; j < dim; ++j)
+          data.push_back(std::max(0.0f, centres[size_t(c) * dim + j] + testing::gaussian(rng)));
+    }
+  return MemorySource(std::move(data), std::move(labels), dim, crops);
+}
+
+TrainOutcome train_clusters(int threads, int classes, bool standardize) {
+  tbb::global_control gc(tbb::global_control::max_allowed_parallelism, threads);
+  MemorySource train = cluster_source(classes, 60, 3, 48, 1);
+  MemorySource test = cluster_source(classes, 20, 2, 48, 1 + 1000);
+  TrainParams p;
+  p.epochs = 4;
+  p.batch = 16;
+  p.hidden = 32;
+  p.seed = 5;
+  p.lr = 3e-3;
+  Standardizer s;
+  if (standardize) s = compute_standardizer(train, train.images());
+  TrainSetup setup{&train, &test, train.images(), {}, &s, init_head({48, 32, classes}, 5)};
+  return run_training(p, setup, nullptr);
+}
+
+TEST(Trainer, LearnsClustersAndIsThreadIndependent) {
+  TrainOutcome one = train_clusters(1, 3, true), two = train_clusters(2, 3, true);
+  ASSERT_EQ(one.epochs.size(), 4u);
+  EXPECT_GT(one.epochs.back().train_accuracy, 0.9);
+  EXPECT_EQ(one.final_weights.w1, two.final_weights.w1);  // bit-identical
+  EXPECT_EQ(one.epochs.back().test_loss, two.epochs.back().test_loss);
+}
+
+TEST(Standardizer, ZeroMeanUnitStd) {
+  MemorySource src = cluster_source(2, 30, 2, 16, 3);
+  Standardizer s = compute_standardizer(src, src.images());
+  std::vector<Item> items = all_items(src.images(), 2);
+  std::vector<float> x(items.size() * 16);
+  src.gather(items.data(), static_cast<int>(items.size()), &s, x.data());
+  for (int j = 0; j < 16; ++j) {
+    double m = 0, q = 0;
+    for (size_t i = 0; i < items.size(); ++i) m += x[i * 16 + j];
+    m /= items.size();
+    for (size_t i = 0; i < items.size(); ++i) q += (x[i * 16 + j] - m) * (x[i * 16 + j] - m);
+    EXPECT_NEAR(m, 0.0, 1e-4);
+    EXPECT_NEAR(q / items.size(), 1.0, 1e-3);
+  }
+}
+
+}  // namespace
+}  // namespace vggcache

@@ -1,0 +1,102 @@
+// Shared helpers of the train_head tests: raw array files exchanged with the Python references,
+// and synthetic feature caches (Gaussian clusters per class) written with CacheWriter.
+#pragma once
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/cache.h"
+#include "test_util.h"
+#include "train_head/rng.h"
+
+namespace vggcache::testing {
+
+template <typename T>
+void write_raw(const std::string& path, const std::vector<T>& v) {
+  write_file(path, std::string(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(T)));
+}
+
+template <typename T>
+std::vector<T> read_raw(const std::string& path) {
+  std::string s = read_file(path);
+  std::vector<T> v(s.size() / sizeof(T));
+  std::copy(s.begin(), s.end(), reinterpret_cast<char*>(v.data()));
+  return v;
+}
+
+// Standard normal from our RNG (Box–Muller), for synthetic data.
+inline float gaussian(Rng& rng) {
+  float u1 = std::max(rng.uniform(), 1e-7f), u2 = rng.uniform();
+  return std::sqrt(-2.0f * std::log(u1)) * std::cos(6.2831853f * u2);
+}
+
+struct SyntheticSpec {
+  int dim = 64;
+  int classes = 2;
+  int images_per_class = 40;
+  int crops = 1;              // > 1: an augmented cache (eval = false)
+  float separation = 1.0f;    // distance scale between class centres (noise sd is 1)
+  uint64_t seed = 7;          // draws of centres and noise
+  uint64_t centre_seed = 99;  // same centre_seed → same class centres (train/test of one task)
+  bool swap_centres = false;  // class c drawn around centre (classes − 1 − c): labels "wrong"
+  std::string weights = "random:1";
+  int size = 64;
+};
+
+// Writes a complete cache of ReLU-like vectors max(0, centre[label] + noise) and returns its meta.
+// Images are ordered class by class, like an ImageFolder scan.
+inline CacheMeta make_synthetic_cache(const std::string& dir, const SyntheticSpec& spec) {
+  CacheMeta meta;
+  meta.tool_version = "test";
+  meta.dim = meta.payload_floats = spec.dim;
+  for (int c = 0; c < spec.classes; ++c) meta.classes.push_back("class" + std::to_string(c));
+  meta.source_dir = "synthetic";
+  meta.weights.name = spec.weights;
+  meta.weights.random = spec.weights.rfind("random:", 0) == 0;
+  meta.preprocess.size = spec.size;
+  meta.preprocess.eval = spec.crops == 1;
+  meta.preprocess.crops = spec.crops;
+  for (int c = 0; c < spec.classes; ++c)
+    for (int i = 0; i < spec.images_per_class; ++i) {
+      ImageEntry e;
+      e.path = meta.classes[c] + "/img" + std::to_string(i) + ".jpg";
+      e.bytes = 1000;
+      e.sha256 = std::string(64, '0');
+      e.label = c;
+      meta.images.push_back(e);
+    }
+  Rng centre_rng(spec.centre_seed, Stream::kInit);
+  std::vector<float> centres(static_cast<size_t>(spec.classes) * spec.dim);
+  for (auto& v : centres) v = spec.separation * gaussian(centre_rng);
+  auto writer = CacheWriter::open(dir, meta, WriterOptions{64ull << 20, true});
+  Rng rng(spec.seed, Stream::kShuffle);
+  // Written in chunks of images so big caches do not need their size in memory.
+  std::vector<std::vector<float>> payloads;
+  std::vector<RecordIn> batch;
+  for (uint32_t img = 0; img < meta.images.size(); ++img) {
+    int label = meta.images[img].label;
+    int centre = spec.swap_centres ? spec.classes - 1 - label : label;
+    for (int k = 0; k < spec.crops; ++k) {
+      std::vector<float> v(spec.dim);
+      for (int j = 0; j < spec.dim; ++j)
+        v[j] = std::max(0.0f, centres[static_cast<size_t>(centre) * spec.dim + j] + gaussian(rng));
+      payloads.push_back(std::move(v));
+      RecordIn r;
+      r.image = img;
+      r.crop = static_cast<uint32_t>(k);
+      r.label = label;
+      batch.push_back(r);
+    }
+    if (batch.size() >= 256 || img + 1 == meta.images.size()) {
+      for (size_t i = 0; i < batch.size(); ++i) batch[i].data = payloads[i].data();
+      writer->put_batch(batch, img + 1);
+      batch.clear();
+      payloads.clear();
+    }
+  }
+  writer->finish();
+  return writer->meta();
+}
+
+}  // namespace vggcache::testing

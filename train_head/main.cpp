@@ -1,0 +1,95 @@
+// train_head: the classifier head trained on CPU (Eigen + OpenBLAS + TBB) from feature caches.
+// parse → validate → load → loop → report; the logic lives in train_core (train_head/*.cpp).
+#include <fmt/core.h>
+#include <spdlog/spdlog.h>
+#include <tbb/global_control.h>
+
+#include <algorithm>
+#include <filesystem>
+
+#include "common/cli.h"
+#include "common/error.h"
+#include "train_head/batch_schedule.h"
+#include "train_head/cli.h"
+#include "train_head/feature_check.h"
+#include "train_head/head_file.h"
+#include "train_head/linalg.h"
+#include "train_head/run_outputs.h"
+#include "train_head/trainer.h"
+
+int main(int argc, char** argv) {
+  using namespace vggcache;
+  return run_tool("train_head", [&] {
+    TrainParams p;
+    if (int rc = parse_train_args(argc, argv, &p); rc >= 0) return rc;
+    // Thread counts are set explicitly: TBB runs all parallel work; BLAS runs inside its tasks.
+    tbb::global_control threads(tbb::global_control::max_allowed_parallelism, p.threads);
+    configure_blas_for_tbb();
+
+    CacheSource train(p.train_cache, p.verify), test(p.test_cache, p.verify);
+    check_caches_pair(train.meta(), p.train_cache, test.meta(), p.test_cache);
+    if (train.meta().classes.size() < 2)
+      throw Error(ErrorKind::kInvalidArgument,
+                  fmt::format("cache {} has {} class(es); the head needs at least 2", p.train_cache,
+                              train.meta().classes.size()));
+    if (train.meta().weights.random)
+      spdlog::warn("features come from RANDOM weights ({}): not pretrained",
+                   train.meta().weights.name);
+    std::error_code ec;
+    std::filesystem::create_directories(p.out_dir, ec);
+    if (ec) throw Error(ErrorKind::kIo, "cannot create " + p.out_dir + ": " + ec.message());
+
+    ImageSplit split = split_images(train.images(), p.val_fraction, p.seed);
+    Standardizer standardizer;
+    if (p.standardize) standardizer = compute_standardizer(train, split.train);
+    HeadShape shape{train.dim(), p.hidden, static_cast<int>(train.meta().classes.size())};
+    TrainSetup setup;
+    setup.train = &train;
+    setup.test = &test;
+    setup.train_images = split.train;
+    setup.val_images = split.val;
+    setup.standardizer = &standardizer;
+    setup.init = init_head(shape, p.seed);
+    fmt::print(
+        "train_head: {} training images × {} crops ({} held out), {} test images × {} "
+        "views, dim {}, {} classes, {} threads, {}\n",
+        split.train.size(), train.crops(), split.val.size(), test.images().size(), test.crops(),
+        shape.dim, shape.classes, p.threads, blas_backend());
+
+    MetricsLog log(p.out_dir);
+    uint64_t peak_rss_anon = 0;
+    setup.after_step = [&] { peak_rss_anon = std::max(peak_rss_anon, process_memory().rss_anon); };
+    TrainOutcome out = run_training(p, setup, [&](const EpochMetrics& m) {
+      log.append(m);
+      if (!p.quiet) fmt::print("{}\n", progress_line(m, p.epochs));
+      std::fflush(stdout);
+    });
+
+    HeadFile head{out.selected_weights,
+                  train.meta().classes,
+                  standardizer,
+                  p.dropout,
+                  feature_settings(train.meta()),
+                  {{"selected_epoch", out.selected_epoch},
+                   {"selection", out.selection},
+                   {"train_cache", p.train_cache},
+                   {"epochs", p.epochs},
+                   {"lr", p.lr},
+                   {"batch", p.batch},
+                   {"seed", p.seed}}};
+    save_head(p.out_dir + "/head.bin", head);
+    RunInfo info{p,
+                 &train.meta(),
+                 &test.meta(),
+                 static_cast<int>(split.train.size()),
+                 static_cast<int>(split.val.size()),
+                 static_cast<int>(test.images().size()),
+                 peak_rss_anon};
+    write_json_file(p.out_dir + "/summary.json", summary_json(info, out));
+    fmt::print("{}", final_table(out, train.meta().classes));
+    fmt::print("train_head: {:.0f} vectors/s over {:.1f} s of training; outputs in {}\n",
+               out.train_seconds > 0 ? out.train_vectors / out.train_seconds : 0.0,
+               out.train_seconds, p.out_dir);
+    return 0;
+  });
+}

@@ -1,0 +1,29 @@
+// Every setting of the `train_head` command, with its default. Filled by parse_train_args()
+// (train_head/cli.h); the trainer reads nothing else.
+#pragma once
+#include <cstdint>
+#include <string>
+
+namespace vggcache {
+
+struct TrainParams {
+  std::string train_cache;    // --train CACHE: features of the training images (required)
+  std::string test_cache;     // --test CACHE: features of the test images (required)
+  std::string out_dir;        // --out RUN_DIR: metrics.jsonl, summary.json, head.bin (required)
+  int epochs = 5;             // --epochs: passes over the training images (>= 1)
+  int batch = 100;            // --batch: vectors per Adam step (>= 1); the last batch may be short
+  double lr = 1e-3;           // --lr: Adam learning rate (> 0)
+  int hidden = 256;           // --hidden: units of the hidden layer (>= 1)
+  double dropout = 0.5;       // --dropout: drop probability after the ReLU, in [0, 1)
+  double weight_decay = 0.0;  // --weight-decay: L2 added to the gradient, as Adam does (>= 0)
+  uint64_t seed = 0;          // --seed: init, crop choice, shuffling, dropout and the val split
+  int threads = 0;            // --threads N: TBB and BLAS threads (>= 1); 0 = not given: the
+                              //   number of hardware threads
+  double val_fraction = 0.0;  // --val-fraction: share of training images held out, in [0, 1)
+  bool standardize = false;   // --standardize: per-dimension mean/std from the training vectors
+  bool all_crops = false;     // --all-crops: every cached crop each epoch instead of one per image
+  bool quiet = false;         // --quiet: no per-epoch progress lines (final table still printed)
+  bool verify = true;         // --no-verify (hidden) skips record checksums while reading
+};
+
+}  // namespace vggcache

@@ -1,0 +1,65 @@
+// Deterministic random numbers of our own, so runs are reproducible from --seed alone, on any
+// machine and with any --threads (std:: distributions differ between standard libraries).
+//   Rng: a sequential SplitMix64 stream, for work done in order (init, shuffles, splits).
+//   hash_key(): a counter-based draw, for work done in parallel (dropout masks): the value depends
+//   only on its key, never on which thread computes it or when.
+#pragma once
+#include <cstdint>
+
+namespace vggcache {
+
+// SplitMix64's finaliser: a bijective, well-mixed 64-bit hash.
+inline uint64_t mix64(uint64_t z) {
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+// Hash of a tuple of counters; each step re-mixes so (a, b) and (b, a) differ.
+inline uint64_t hash_key(uint64_t a, uint64_t b, uint64_t c = 0, uint64_t d = 0) {
+  uint64_t h = mix64(a + 0x9E3779B97F4A7C15ull);
+  h = mix64(h ^ (b + 0x632BE59BD9B4E019ull));
+  h = mix64(h ^ (c + 0x85157AF5ull));
+  return mix64(h ^ (d + 0x2545F4914F6CDD1Dull));
+}
+
+// Uniform float in [0, 1) from the top 24 bits (exactly representable).
+inline float unit_float(uint64_t bits) {
+  return static_cast<float>(bits >> 40) * 0x1.0p-24f;
+}
+
+// Purposes of the streams drawn from --seed; distinct so e.g. the val split and the shuffle of
+// epoch 0 are unrelated.
+enum class Stream : uint64_t { kInit = 1, kSplit = 2, kCrop = 3, kShuffle = 4, kDropout = 5 };
+
+class Rng {
+ public:
+  Rng(uint64_t seed, Stream stream, uint64_t sub = 0)
+      : state_(hash_key(seed, static_cast<uint64_t>(stream), sub)) {}
+  uint64_t next() { return mix64(state_ += 0x9E3779B97F4A7C15ull); }
+  // Uniform integer in [0, n) without modulo bias (Lemire's multiply-shift with rejection).
+  uint64_t below(uint64_t n) {
+    for (;;) {
+      unsigned __int128 m = static_cast<unsigned __int128>(next()) * n;
+      uint64_t low = static_cast<uint64_t>(m);
+      if (low >= n || low >= (-n) % n) return static_cast<uint64_t>(m >> 64);
+    }
+  }
+  float uniform() { return unit_float(next()); }  // [0, 1)
+
+ private:
+  uint64_t state_;
+};
+
+// Fisher–Yates with our Rng: the same permutation everywhere.
+template <typename T>
+void shuffle_in_place(T* v, size_t n, Rng& rng) {
+  for (size_t i = n; i > 1; --i) {
+    size_t j = rng.below(i);
+    T tmp = v[i - 1];
+    v[i - 1] = v[j];
+    v[j] = tmp;
+  }
+}
+
+}  // namespace vggcache

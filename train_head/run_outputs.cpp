@@ -1,0 +1,174 @@
+#include "train_head/run_outputs.h"
+
+#include <fmt/format.h>
+#include <tbb/global_control.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "common/error.h"
+#include "common/sha256.h"
+#include "train_head/feature_check.h"
+#include "train_head/linalg.h"
+
+namespace vggcache {
+
+using nlohmann::json;
+
+MetricsLog::MetricsLog(const std::string& run_dir) : path_(run_dir + "/metrics.jsonl") {
+  f_ = std::fopen(path_.c_str(), "w");
+  if (!f_) throw Error(ErrorKind::kIo, "cannot create " + path_);
+}
+
+MetricsLog::~MetricsLog() {
+  if (f_) std::fclose(f_);
+}
+
+void MetricsLog::append(const EpochMetrics& m) {
+  std::string line = epoch_json(m).dump() + "\n";
+  if (std::fwrite(line.data(), 1, line.size(), f_) != line.size() || std::fflush(f_) != 0)
+    throw Error(ErrorKind::kIo, "cannot write " + path_);
+}
+
+json epoch_json(const EpochMetrics& m) {
+  return {{"epoch", m.epoch},
+          {"train_loss", m.train_loss},
+          {"train_accuracy", m.train_accuracy},
+          {"val_loss", m.has_val ? json(m.val_loss) : json(nullptr)},
+          {"val_accuracy", m.has_val ? json(m.val_accuracy) : json(nullptr)},
+          {"test_loss", m.test_loss},
+          {"test_accuracy", m.test_accuracy},
+          {"seconds", m.seconds},
+          {"train_seconds", m.train_seconds},
+          {"vectors_per_second", m.train_seconds > 0 ? m.vectors / m.train_seconds : 0.0}};
+}
+
+std::string progress_line(const EpochMetrics& m, int epochs) {
+  std::string val = m.has_val ? fmt::format("  val acc {:6.2f}%", 100 * m.val_accuracy) : "";
+  return fmt::format(
+      "epoch {:>3}/{}  train loss {:.4f} acc {:6.2f}%{}  test loss {:.4f} acc {:6.2f}%  "
+      "{:.1f} s  {:.0f} vectors/s",
+      m.epoch, epochs, m.train_loss, 100 * m.train_accuracy, val, m.test_loss,
+      100 * m.test_accuracy, m.seconds, m.train_seconds > 0 ? m.vectors / m.train_seconds : 0.0);
+}
+
+std::string final_table(const TrainOutcome& out, const std::vector<std::string>& classes) {
+  std::string s =
+      fmt::format("{:>5} {:>10} {:>9} {:>9} {:>10} {:>9} {:>8}\n", "epoch", "train_loss",
+                  "train_acc", "val_acc", "test_loss", "test_acc", "seconds");
+  for (const auto& m : out.epochs) {
+    s += fmt::format(
+        "{:>5} {:>10.4f} {:>8.2f}% {:>9} {:>10.4f} {:>8.2f}% {:>8.1f}{}\n", m.epoch, m.train_loss,
+        100 * m.train_accuracy, m.has_val ? fmt::format("{:.2f}%", 100 * m.val_accuracy) : "-",
+        m.test_loss, 100 * m.test_accuracy, m.seconds,
+        m.epoch == out.selected_epoch && out.selection != "final" ? "  <- selected" : "");
+  }
+  std::vector<double> prec, rec;
+  precision_recall(out.selected_test.confusion, &prec, &rec);
+  s += fmt::format("test, epoch {} head: {:>12} {:>9} {:>9}\n", out.selected_epoch, "class",
+                   "precision", "recall");
+  for (size_t k = 0; k < classes.size() && k < prec.size(); ++k)
+    s += fmt::format("{:>31} {:>8.2f}% {:>8.2f}%\n", classes[k], 100 * prec[k], 100 * rec[k]);
+  return s;
+}
+
+ProcessMemory process_memory() {
+  ProcessMemory m;
+  std::ifstream in("/proc/self/status");
+  for (std::string line; std::getline(in, line);) {
+    unsigned long long kb = 0;
+    if (std::sscanf(line.c_str(), "RssAnon: %llu kB", &kb) == 1) m.rss_anon = kb * 1024;
+    if (std::sscanf(line.c_str(), "RssFile: %llu kB", &kb) == 1) m.rss_file = kb * 1024;
+  }
+  return m;
+}
+
+std::string cache_fingerprint(const CacheMeta& m) {
+  json j = m.to_json();
+  for (const char* key : {"extra", "tool_version", "source_dir"}) j.erase(key);
+  std::string s = j.dump();
+  return sha256_hex(s.data(), s.size()).substr(0, 16);
+}
+
+namespace {
+
+json eval_json(const EvalResult& r, const std::vector<std::string>& classes) {
+  std::vector<double> prec, rec;
+  precision_recall(r.confusion, &prec, &rec);
+  json per_class = json::array();
+  for (size_t k = 0; k < classes.size() && k < prec.size(); ++k)
+    per_class.push_back({{"class", classes[k]}, {"precision", prec[k]}, {"recall", rec[k]}});
+  return {{"images", r.images},
+          {"loss", r.loss},
+          {"accuracy", r.accuracy},
+          {"per_class", per_class},
+          {"confusion_matrix", r.confusion}};
+}
+
+json cache_json(const CacheMeta& m, const std::string& dir, int images) {
+  return {{"dir", dir},
+          {"fingerprint", cache_fingerprint(m)},
+          {"feature_fingerprint", m.feature_fingerprint()},
+          {"features", feature_settings(m)},
+          {"images", images},
+          {"records", m.records},
+          {"crops", m.preprocess.crops},
+          {"view", m.preprocess.eval ? "eval" : "train"}};
+}
+
+}  // namespace
+
+json summary_json(const RunInfo& info, const TrainOutcome& out) {
+  const TrainParams& p = info.params;
+  const auto& classes = info.train_meta->classes;
+  json settings = {{"epochs", p.epochs},
+                   {"batch", p.batch},
+                   {"lr", p.lr},
+                   {"hidden", p.hidden},
+                   {"dropout", p.dropout},
+                   {"weight_decay", p.weight_decay},
+                   {"seed", p.seed},
+                   {"threads", p.threads},
+                   {"val_fraction", p.val_fraction},
+                   {"standardize", p.standardize},
+                   {"all_crops", p.all_crops},
+                   {"blas", blas_backend()}};
+  const EpochMetrics& last = out.epochs.back();
+  const EpochMetrics& sel = out.epochs.at(out.selected_epoch - 1);
+  return {
+      {"tool", "train_head"},
+      {"tool_version", VGGCACHE_VERSION},
+      {"settings", settings},
+      {"classes", classes},
+      {"train_cache", cache_json(*info.train_meta, p.train_cache, info.train_images)},
+      {"test_cache", cache_json(*info.test_meta, p.test_cache, info.test_images)},
+      {"val_images", info.val_images},
+      {"final", epoch_json(last)},
+      {"best", epoch_json(sel)},
+      {"selection", out.selection},
+      {"selected_epoch", out.selected_epoch},
+      {"final_test", eval_json(out.final_test, classes)},
+      {"selected_test", eval_json(out.selected_test, classes)},
+      {"per_class", eval_json(out.selected_test, classes)["per_class"]},
+      {"confusion_matrix", out.selected_test.confusion},
+      {"train_seconds", out.train_seconds},
+      {"peak_rss_anon_bytes", info.peak_rss_anon_bytes},
+      {"train_vectors", out.train_vectors},
+      {"vectors_per_second", out.train_seconds > 0 ? out.train_vectors / out.train_seconds : 0.0}};
+}
+
+void write_json_file(const std::string& path, const json& j) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << j.dump(2) << "\n";
+    out.flush();
+    if (!out) throw Error(ErrorKind::kIo, "cannot write " + tmp);
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) throw Error(ErrorKind::kIo, "cannot rename " + tmp + " to " + path + ": " + ec.message());
+}
+
+}  // namespace vggcache

@@ -1,0 +1,58 @@
+// One training step of the head: forward, loss, backward and Adam, on a batch already gathered
+// into memory. The expensive parts are the two first-layer GEMMs (x · W1ᵀ forward, δᵀ · x for
+// ∂W1) and Adam over W1's hidden × dim values, which is memory-bound.
+//
+// So W1 and its Adam moments live in a column-blocked layout while training: block b holds
+// columns [b·B, b·B + B) of W1 as a contiguous hidden × B matrix. Both GEMMs then split into the
+// same blocks (the forward sums the blocks' partial products in block order), and ∂W1 is never
+// materialised: each block's gradient (hidden × B, L2-resident) is consumed by one contiguous,
+// fused Adam pass right after the GEMM that produced it.
+#pragma once
+#include <tbb/enumerable_thread_specific.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "train_head/adam.h"
+#include "train_head/head_model.h"
+
+namespace vggcache {
+
+struct StepStats {
+  double loss = 0.0;  // mean loss of the batch (before the update, as PyTorch reports it)
+  int correct = 0;    // predictions equal to the label (training mode: dropout on)
+};
+
+class HeadOptimizer {
+ public:
+  HeadOptimizer(HeadWeights init, const AdamConfig& adam, double dropout, uint64_t seed);
+
+  // One Adam step on x (n × dim) with labels (n). `step_key` names the step for the dropout mask
+  // (the mask depends only on seed, step_key and the position in the batch).
+  StepStats step(const float* x, const int32_t* labels, int n, uint64_t step_key);
+
+  // The current weights in nn.Linear's layout (unblocks W1 when it changed since the last call).
+  const HeadWeights& weights();
+  int64_t steps_taken() const { return t_; }
+
+ private:
+  void forward_first_layer(const float* x, int n);
+  void backward_first_layer_and_adam(const float* x, int n, const AdamStep& s);
+
+  HeadWeights w_;  // b1, w2, b2 live here; w_.w1 is refreshed from w1_blocked_ by weights()
+  bool w1_stale_ = false;
+  AdamConfig adam_;
+  float dropout_;
+  uint64_t seed_;
+  int64_t t_ = 0;
+  int blocks_ = 0;
+  std::vector<float> w1_blocked_, m_w1_, v_w1_;  // blocked layout (see above)
+  std::vector<float> m_b1_, v_b1_, m_w2_, v_w2_, m_b2_, v_b2_;
+  // Workspaces reused across steps (n × hidden unless noted).
+  std::vector<float> partial_;  // blocks × n × hidden
+  std::vector<float> h_, a_, keep_, z_ /* n × outputs */, dz_ /* n × outputs */, dh_;
+  std::vector<float> g_b1_, g_w2_, g_b2_;
+  tbb::enumerable_thread_specific<std::vector<float>> grad_blocks_;  // hidden × block, per thread
+};
+
+}  // namespace vggcache

@@ -1,0 +1,53 @@
+// The training loop: epochs of shuffled batches gathered from the training source (the next
+// batch is gathered while the current one trains), then evaluation on validation and test.
+// Model selection uses the validation images only; the test set is reported, never consulted.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "train_head/evaluate.h"
+#include "train_head/feature_source.h"
+#include "train_head/head_model.h"
+#include "train_head/params.h"
+
+namespace vggcache {
+
+struct EpochMetrics {
+  int epoch = 0;                                  // 1-based
+  double train_loss = 0.0, train_accuracy = 0.0;  // running means over the epoch's batches
+  bool has_val = false;
+  double val_loss = 0.0, val_accuracy = 0.0;
+  double test_loss = 0.0, test_accuracy = 0.0;
+  double seconds = 0.0;        // the whole epoch, evaluation included
+  double train_seconds = 0.0;  // gathering and training steps only
+  int64_t vectors = 0;         // training vectors seen this epoch
+};
+
+struct TrainSetup {
+  FeatureSource* train = nullptr;
+  FeatureSource* test = nullptr;
+  std::vector<uint32_t> train_images;          // images trained on
+  std::vector<uint32_t> val_images;            // held-out training images (may be empty)
+  const Standardizer* standardizer = nullptr;  // applied to every vector when non-null/non-empty
+  HeadWeights init;                  // initial weights (moved into the optimizer by run_training)
+  bool prefetch = true;              // gather batch k+1 while batch k trains
+  std::function<void()> after_step;  // optional; called after each step (buffers still live)
+};
+
+struct TrainOutcome {
+  HeadWeights final_weights;
+  HeadWeights selected_weights;  // best validation accuracy, or the final ones without validation
+  int selected_epoch = 0;
+  std::string selection;  // "val_accuracy" or "final"
+  std::vector<EpochMetrics> epochs;
+  EvalResult final_test, selected_test;
+  double train_seconds = 0.0;
+  int64_t train_vectors = 0;
+};
+
+TrainOutcome run_training(const TrainParams& p, TrainSetup& setup,
+                          const std::function<void(const EpochMetrics&)>& on_epoch);
+
+}  // namespace vggcache
