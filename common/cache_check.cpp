@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <cstring>
 #include <set>
 
 #include "common/cache.h"
@@ -9,14 +10,15 @@
 
 namespace vggcache {
 
-VerifyReport verify_cache(const std::string& dir, size_t max_problems) {
+VerifyReport verify_cache(const std::string& dir, size_t max_problems, bool allow_incomplete) {
   VerifyReport rep;
   auto reader = CacheReader::open(dir, {/*allow_incomplete=*/true, /*verify=*/true});
   const CacheMeta& m = reader->meta();
   auto problem = [&](std::string s) {
     if (rep.problems.size() < max_problems) rep.problems.push_back(std::move(s));
   };
-  if (!m.complete) problem("cache is not complete (interrupted run; rerun extract to finish)");
+  if (!m.complete && !allow_incomplete)
+    problem("cache is not complete (interrupted run; rerun extract to finish)");
   std::set<uint32_t> skipped;
   for (const auto& s : m.skipped) skipped.insert(s.image);
   const uint32_t crops = m.preprocess.eval ? 1 : static_cast<uint32_t>(m.preprocess.crops);
@@ -74,6 +76,42 @@ VerifyReport verify_cache(const std::string& dir, size_t max_problems) {
                           rep.records, expect, m.images.size(), skipped.size(), crops));
   }
   return rep;
+}
+
+std::string diff_caches(const std::string& a, const std::string& b) {
+  auto ra = CacheReader::open(a, {/*allow_incomplete=*/true, /*verify=*/true, /*expand=*/false});
+  auto rb = CacheReader::open(b, {/*allow_incomplete=*/true, /*verify=*/true, /*expand=*/false});
+  const CacheMeta &ma = ra->meta(), &mb = rb->meta();
+  std::string d = CacheMeta::first_difference(ma, mb);
+  if (!d.empty()) return "settings differ: " + d;
+  if (ma.complete != mb.complete) return fmt::format("complete: {} vs {}", ma.complete, mb.complete);
+  if (ma.records != mb.records) return fmt::format("records: {} vs {}", ma.records, mb.records);
+  if (ma.skipped.size() != mb.skipped.size())
+    return fmt::format("skipped images: {} vs {}", ma.skipped.size(), mb.skipped.size());
+  for (size_t i = 0; i < ma.skipped.size(); ++i)
+    if (ma.skipped[i].image != mb.skipped[i].image || ma.skipped[i].reason != mb.skipped[i].reason)
+      return fmt::format("skipped[{}]: image {} ({}) vs image {} ({})", i, ma.skipped[i].image,
+                         ma.skipped[i].reason, mb.skipped[i].image, mb.skipped[i].reason);
+  ReadTxn ta = ra->begin(), tb = rb->begin();
+  ta.seek_first();
+  tb.seek_first();
+  RecordView va, vb;
+  for (uint64_t n = 0;; ++n) {
+    bool ha = ta.next(&va), hb = tb.next(&vb);
+    if (!ha || !hb) {
+      if (ha != hb) return fmt::format("record count differs after {} records", n);
+      return "";
+    }
+    const auto &x = va.header, &y = vb.header;
+    if (x.image != y.image || x.crop != y.crop)
+      return fmt::format("record {}: key ({}, {}) vs ({}, {})", n, x.image, x.crop, y.image, y.crop);
+    if (x.label != y.label || x.box.x != y.box.x || x.box.y != y.box.y || x.box.w != y.box.w ||
+        x.box.h != y.box.h || x.box.flipped != y.box.flipped)
+      return fmt::format("record ({}, {}): label or crop box differs", x.image, x.crop);
+    if (x.payload_floats != y.payload_floats ||
+        std::memcmp(va.payload, vb.payload, x.payload_floats * sizeof(float)) != 0)
+      return fmt::format("record ({}, {}): vector bytes differ", x.image, x.crop);
+  }
 }
 
 }  // namespace vggcache

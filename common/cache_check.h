@@ -16,6 +16,14 @@ struct VerifyReport {
 
 // Never throws for data problems (they are collected, up to `max_problems`); throws Error for a
 // directory that cannot be opened as a cache at all.
-VerifyReport verify_cache(const std::string& dir, size_t max_problems = 20);
+// allow_incomplete: an interrupted cache is checked as far as it was committed, without counting
+// its incompleteness as a problem (what a reader of a cache being written may rely on).
+VerifyReport verify_cache(const std::string& dir, size_t max_problems = 20,
+                          bool allow_incomplete = false);
+
+// Compares two caches record for record: same keys, headers and payload bytes, and the same
+// settings (CacheMeta::first_difference) and skipped list. Returns "" when equal, else the first
+// difference. Both may be incomplete. Throws Error when either cannot be opened.
+std::string diff_caches(const std::string& a, const std::string& b);
 
 }  // namespace vggcache

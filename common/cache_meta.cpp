@@ -197,10 +197,11 @@ std::string CacheMeta::first_difference(const CacheMeta& a, const CacheMeta& b) 
       return fmt::format("weights.{}: {} vs {}", key, ja["weights"][key].dump(),
                          jb["weights"][key].dump());
   }
-  for (auto it = ja["preprocess"].begin(); it != ja["preprocess"].end(); ++it) {
-    const auto& other = jb["preprocess"][it.key()];
-    if (*it != other)
-      return fmt::format("preprocess.{}: {} vs {}", it.key(), it->dump(), other.dump());
+  // Most telling first: an eval cache against a train cache is a "view" difference, not "crops".
+  for (const char* key : {"view", "size", "crops", "scale", "ratio", "flip", "seed", "mean", "std",
+                          "interpolation"}) {
+    const auto &x = ja["preprocess"][key], &y = jb["preprocess"][key];
+    if (x != y) return fmt::format("preprocess.{}: {} vs {}", key, x.dump(), y.dump());
   }
   if (a.images.size() != b.images.size())
     return fmt::format("images: {} vs {} files", a.images.size(), b.images.size());

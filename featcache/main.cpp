@@ -78,8 +78,8 @@ int cmd_export(const std::string& dir, const std::string& prefix) {
   return 0;
 }
 
-int cmd_verify(const std::string& dir) {
-  VerifyReport rep = verify_cache(dir);
+int cmd_verify(const std::string& dir, bool allow_incomplete) {
+  VerifyReport rep = verify_cache(dir, 20, allow_incomplete);
   for (const auto& p : rep.problems) std::fprintf(stderr, "featcache: %s\n", p.c_str());
   std::printf("%s: %llu records, %llu images: %s\n", dir.c_str(),
               static_cast<unsigned long long>(rep.records),
@@ -88,14 +88,24 @@ int cmd_verify(const std::string& dir) {
   return rep.ok() ? 0 : 1;
 }
 
+int cmd_diff(const std::string& a, const std::string& b) {
+  std::string d = diff_caches(a, b);
+  if (d.empty()) {
+    std::printf("%s and %s are identical, record for record\n", a.c_str(), b.c_str());
+    return 0;
+  }
+  std::printf("%s and %s differ: %s\n", a.c_str(), b.c_str(), d.c_str());
+  return 1;
+}
+
 }  // namespace
 }  // namespace vggcache
 
 int main(int argc, char** argv) {
   CLI::App app{"featcache: inspect, export and verify vggcache feature caches"};
   app.require_subcommand(1);
-  std::string dir, prefix;
-  bool with_images = false;
+  std::string dir, prefix, other;
+  bool with_images = false, allow_incomplete = false;
   auto* info = app.add_subcommand("info", "print the cache metadata as JSON");
   info->add_option("CACHE", dir, "cache directory")->required();
   info->add_flag("--images", with_images, "include the full image list");
@@ -104,10 +114,16 @@ int main(int argc, char** argv) {
   exp->add_option("PREFIX", prefix, "output path prefix")->required();
   auto* ver = app.add_subcommand("verify", "check every record; exit 0 only if all is well");
   ver->add_option("CACHE", dir, "cache directory")->required();
+  ver->add_flag("--allow-incomplete", allow_incomplete,
+                "check what an interrupted or running extraction has committed so far");
+  auto* dif = app.add_subcommand("diff", "compare two caches record for record (exit 0 if equal)");
+  dif->add_option("A", dir, "first cache")->required();
+  dif->add_option("B", other, "second cache")->required();
   CLI11_PARSE(app, argc, argv);
   return vggcache::run_tool("featcache", [&] {
     if (*info) return vggcache::cmd_info(dir, with_images);
     if (*exp) return vggcache::cmd_export(dir, prefix);
-    return vggcache::cmd_verify(dir);
+    if (*dif) return vggcache::cmd_diff(dir, other);
+    return vggcache::cmd_verify(dir, allow_incomplete);
   });
 }

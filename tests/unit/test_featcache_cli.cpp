@@ -141,6 +141,28 @@ TEST(FeatcacheCli, VerifyExitCodes) {
   EXPECT_NE(run_command(featcache() + " frobnicate x", &out), 0);
 }
 
+TEST(FeatcacheCli, DiffComparesRecordForRecord) {
+  TempDir tmp;
+  make_cache(tmp / "a");
+  make_cache(tmp / "b");
+  make_cache(tmp / "partial", /*finish=*/false);
+  std::string out;
+  EXPECT_EQ(run_command(featcache() + " diff " + shell_quote(tmp / "a") + " " + shell_quote(tmp / "b"), &out), 0) << out;
+  EXPECT_NE(out.find("identical"), std::string::npos);
+  EXPECT_EQ(run_command(featcache() + " diff " + shell_quote(tmp / "a") + " " + shell_quote(tmp / "partial"), &out), 1);
+  EXPECT_NE(out.find("complete: true vs false"), std::string::npos) << out;
+  EXPECT_EQ(run_command(featcache() + " verify --allow-incomplete " + shell_quote(tmp / "partial"), &out), 0) << out;
+  // One changed value (image 7, crop 1) makes them differ, and the record is named.
+  std::string data = testing::read_file(tmp / "b/data.mdb");
+  float needle[2] = {710.f, 710.125f};
+  size_t pos = data.find(std::string(reinterpret_cast<char*>(needle), sizeof needle));
+  ASSERT_NE(pos, std::string::npos);
+  data[pos + 2] ^= 0x01;
+  testing::write_file(tmp / "b/data.mdb", data);
+  EXPECT_EQ(run_command(featcache() + " diff " + shell_quote(tmp / "a") + " " + shell_quote(tmp / "b"), &out), 1);
+  EXPECT_NE(out.find("record (7, 1)"), std::string::npos) << out;
+}
+
 TEST(FeatcacheCli, ExportRefusesAnIncompleteCache) {
   TempDir tmp;
   make_cache(tmp / "partial", /*finish=*/false);
