@@ -15,6 +15,6 @@ status=0
 for b in "$HERE"/*_bench.sh; do
   [ -e "$b" ] || continue
   echo "=== $(basename "$b")"
-  bash "$b" || status=1
+  bash "$b" "$BUILD" || status=1
 done
 exit $status
