@@ -4,7 +4,7 @@ JOBS  ?= $(shell nproc)
 CMAKE_FLAGS ?=
 DEPS_STAMP := $(BUILD)/.deps-ok
 
-.PHONY: all deps configure build test demo bench clean format
+.PHONY: all deps configure build test demo bench fuzz check-hard clean format
 
 all: build
 
@@ -20,8 +20,16 @@ configure: $(DEPS_STAMP)
 build: configure
 	@cmake --build $(BUILD) -j $(JOBS)
 
+# Under CI=true (as .ci/run runs it) the reliability suite runs too: CI runs exactly `make test`.
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+	@if [ "$$CI" = "true" ] || [ -n "$$CHECK_HARD" ]; then $(MAKE) --no-print-directory check-hard; fi
+
+check-hard: build
+	@bash scripts/check_hard.sh $(BUILD)
+
+fuzz: $(DEPS_STAMP)
+	@bash fuzz/run.sh $(CURDIR)/$(BUILD)-fuzz $${FUZZ_SECONDS:-60}
 
 demo: build
 	@bash scripts/demo.sh $(BUILD)
@@ -35,4 +43,4 @@ format:
 	@clang-format -i $$(git ls-files '*.cpp' '*.h')
 
 clean:
-	rm -rf $(BUILD) $(BUILD)-bench
+	rm -rf $(BUILD) $(BUILD)-bench $(BUILD)-fuzz build-asan build-tsan

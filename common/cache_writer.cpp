@@ -2,6 +2,8 @@
 // so a crash at any moment leaves records and metadata that agree (resume point = next_image).
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/resource.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -80,6 +82,23 @@ struct CacheWriter::Impl {
     mdb_cursor_close(c);
   }
 
+  // LMDB reports a short write as EIO; say what most likely caused it.
+  std::string space_hint(size_t n) const {
+    const uint64_t need = n * record_bytes(meta.payload_floats) + (1 << 20);
+    struct statvfs vfs;
+    if (statvfs(dir.c_str(), &vfs) == 0) {
+      const uint64_t avail = uint64_t{vfs.f_bavail} * vfs.f_frsize;
+      if (avail < need) return fmt::format(": the disk is full ({} bytes free)", avail);
+    }
+    struct rlimit rl;
+    std::error_code ec;
+    const uint64_t size = fs::file_size(fs::path(dir) / "data.mdb", ec);
+    if (getrlimit(RLIMIT_FSIZE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && !ec &&
+        size + need > rl.rlim_cur)
+      return fmt::format(": the file-size limit (ulimit -f, {} bytes) is reached", rl.rlim_cur);
+    return "";
+  }
+
   void grow() {
     map_bytes *= 2;
     lmdb::check(mdb_env_set_mapsize(env.get(), map_bytes), dir, "growing the map");
@@ -124,9 +143,9 @@ struct CacheWriter::Impl {
         continue;
       }
       throw Error(ErrorKind::kIo,
-                  fmt::format("{}: writing {} records failed: {} (records committed earlier are "
+                  fmt::format("{}: writing {} records failed: {}{} (records committed earlier are "
                               "intact; rerun to resume)",
-                              dir, recs.size(), mdb_strerror(rc)));
+                              dir, recs.size(), mdb_strerror(rc), space_hint(recs.size())));
     }
   }
 };

@@ -1,6 +1,7 @@
 #include "common/cli.h"
 
 #include <fmt/format.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <cstdio>
@@ -11,6 +12,8 @@
 namespace vggcache {
 
 int run_tool(const char* tool, const std::function<int()>& body) {
+  // Logs go to stderr: stdout carries results (CSV, JSON) that users pipe elsewhere.
+  spdlog::set_default_logger(spdlog::stderr_color_mt(std::string(tool) + "-log"));
   spdlog::set_pattern("[%H:%M:%S] %^%l%$ %v");
   try {
     return body();

@@ -47,7 +47,9 @@ FolderScan scan_image_folder(const std::string& dir) {
                                         fs::directory_options::follow_directory_symlink, ec);
     for (; !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
       const auto& p = it->path();
-      std::string rel = fs::relative(p, dir, ec).generic_string();
+      // Lexical, not fs::relative: that one resolves links, and a split made of links must keep
+      // its own names.
+      std::string rel = p.lexically_relative(dir).generic_string();
       if (it->is_directory(ec)) {
         // A directory named like an image is a bad entry, not a folder to ignore silently.
         if (has_image_extension(p.filename().string())) found.push_back(rel);

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# `make check-hard`: the reliability suite. Runs, in order:
+#   1. fault injection against the real tools (tests/hard/faults.sh)
+#   2. every unit test under AddressSanitizer + UndefinedBehaviorSanitizer (build-asan)
+#   3. the unit tests under ThreadSanitizer (build-tsan)
+#   4. each libFuzzer target for FUZZ_SECONDS (fuzz/run.sh)
+# and prints a summary table of what was tried and what held. Exit non-zero if anything failed.
+# Usage: scripts/check_hard.sh BUILD_DIR     (env: FUZZ_SECONDS=30, HARD_SKIP="tsan fuzz ...")
+set -uo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BUILD=${1:-build}
+JOBS=${JOBS:-$(nproc)}
+FUZZ_SECONDS=${FUZZ_SECONDS:-30}
+SKIP=" ${HARD_SKIP:-} "
+SUM=$(mktemp)
+LOGDIR=$ROOT/$BUILD/check-hard
+mkdir -p "$LOGDIR"
+status=0
+# The heavy statistical test trains 6 full heads; it proves accuracy, not memory or thread safety.
+SAN_EXCLUDE=${SAN_EXCLUDE:-StatParity}
+
+san_suite() {  # name, build dir, sanitizer list, extra env
+  local name=$1 dir=$2 san=$3
+  echo "== check-hard: unit tests under $name ($dir)"
+  cmake -S "$ROOT" -B "$ROOT/$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DVGGCACHE_SANITIZE="$san" >"$LOGDIR/$name-configure.log" 2>&1 &&
+    cmake --build "$ROOT/$dir" -j "$JOBS" >"$LOGDIR/$name-build.log" 2>&1
+  if [ $? -ne 0 ]; then
+    tail -30 "$LOGDIR/$name-build.log"
+    echo "$name build|0|build failed|-" >>"$SUM"
+    status=1
+    return
+  fi
+  (cd "$ROOT/$dir" && ctest -j "$JOBS" -E "$SAN_EXCLUDE" --output-on-failure) >"$LOGDIR/$name-ctest.log" 2>&1
+  local rc=$?
+  local line
+  line=$(grep -E "tests passed|tests failed" "$LOGDIR/$name-ctest.log" | tail -1)
+  local total passed
+  total=$(echo "$line" | sed -n 's/.* out of \([0-9]*\).*/\1/p')
+  passed=$(grep -cE "Test +#[0-9]+: .* Passed" "$LOGDIR/$name-ctest.log")
+  echo "   $line"
+  if [ $rc -ne 0 ]; then
+    grep -E "Failed|ERROR: |runtime error|WARNING: ThreadSanitizer" "$LOGDIR/$name-ctest.log" | head -20
+    status=1
+  fi
+  echo "unit tests under $name|${total:-0}|${passed} passed|-" >>"$SUM"
+}
+
+if [[ $SKIP != *" faults "* ]]; then
+  echo "== check-hard: fault injection"
+  if ! bash "$ROOT/tests/hard/faults.sh" "$ROOT/$BUILD" "$SUM" 2>&1 | tee "$LOGDIR/faults.log"; then
+    status=1
+  fi
+  [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+fi
+[[ $SKIP == *" asan "* ]] || san_suite "ASan+UBSan" build-asan address,undefined
+if [[ $SKIP != *" tsan "* ]]; then
+  export TSAN_OPTIONS="suppressions=$ROOT/tests/hard/tsan.supp halt_on_error=1 second_deadlock_stack=1"
+  san_suite "TSan" build-tsan thread
+fi
+if [[ $SKIP != *" fuzz "* ]]; then
+  echo "== check-hard: fuzzing, ${FUZZ_SECONDS}s per target"
+  if bash "$ROOT/fuzz/run.sh" "$ROOT/build-fuzz" "$FUZZ_SECONDS" >"$LOGDIR/fuzz.log" 2>&1; then
+    fz=ok
+  else
+    fz=FAILED
+    status=1
+  fi
+  grep -E "^== fuzz_|ok:|FAILED" "$LOGDIR/fuzz.log"
+  while read -r t n; do
+    echo "fuzz $t (${FUZZ_SECONDS}s)|$n inputs|$([ "$fz" = ok ] && echo "no crash" || echo "see log")|-" >>"$SUM"
+  done < <(awk '/^== fuzz_/{t=$2} /ok:/{print t, $2}' "$LOGDIR/fuzz.log")
+fi
+
+echo
+echo "check-hard summary"
+printf '%-70s %-12s %-40s %s\n' "what was tried" "trials" "what held" "data lost"
+printf '%-70s %-12s %-40s %s\n' "--------------" "------" "---------" "---------"
+while IFS='|' read -r a b c d; do printf '%-70s %-12s %-40s %s\n' "$a" "$b" "$c" "$d"; done <"$SUM"
+rm -f "$SUM"
+echo
+[ $status -eq 0 ] && echo "check-hard: all held" || echo "check-hard: FAILURES (logs in $LOGDIR)"
+exit $status
