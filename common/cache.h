@@ -104,7 +104,8 @@ struct ReaderOptions {
 };
 
 // Read-only handle. Thread-safe: begin() may be called from many threads concurrently.
-// Clears stale reader slots (dead processes) at open.
+// Clears stale reader slots (dead processes) at open. `dir` may also be a shard set
+// (common/shard_set.h): read as the one cache its shards make up, each record from its shard.
 class CacheReader {
  public:
   static std::unique_ptr<CacheReader> open(const std::string& dir, const ReaderOptions& opts = {});
@@ -121,7 +122,8 @@ class CacheReader {
   std::unique_ptr<Impl> impl_;
 };
 
-// Reads the metadata only (no completeness check). Throws kNotACache / kSchema.
+// Reads the metadata only (no completeness check; a shard set's combined metadata). Throws
+// kNotACache / kSchema.
 CacheMeta read_cache_meta(const std::string& dir);
 
 }  // namespace vggcache

@@ -7,10 +7,12 @@
 
 #include "common/cache.h"
 #include "common/error.h"
+#include "common/shard_set.h"
 
 namespace vggcache {
 
 VerifyReport verify_cache(const std::string& dir, size_t max_problems, bool allow_incomplete) {
+  if (is_shard_set(dir)) return verify_shard_set(dir, max_problems, allow_incomplete);
   VerifyReport rep;
   auto reader = CacheReader::open(dir, {/*allow_incomplete=*/true, /*verify=*/true});
   const CacheMeta& m = reader->meta();
@@ -54,6 +56,9 @@ VerifyReport verify_cache(const std::string& dir, size_t max_problems, bool allo
                           h.crop, m.images.size()));
       continue;
     }
+    if (h.image < m.first_image() || h.image >= m.end_image())
+      problem(fmt::format("record ({}, {}) lies outside the shard's images [{}, {})", h.image,
+                          h.crop, m.first_image(), m.end_image()));
     if (h.image >= m.next_image)
       problem(fmt::format("record ({}, {}) lies beyond the committed resume point {}", h.image,
                           h.crop, m.next_image));
@@ -70,10 +75,12 @@ VerifyReport verify_cache(const std::string& dir, size_t max_problems, bool allo
   if (rep.records != m.records)
     problem(fmt::format("{} records stored, metadata says {}", rep.records, m.records));
   if (m.complete) {
-    uint64_t expect = (m.images.size() - skipped.size()) * uint64_t{crops};
+    // A shard holds its slice of the image list only (its skipped images lie in the slice).
+    const uint64_t images = m.end_image() - m.first_image();
+    uint64_t expect = (images - skipped.size()) * uint64_t{crops};
     if (rep.records != expect)
       problem(fmt::format("{} records, expected {} ({} images - {} skipped) × {} crops",
-                          rep.records, expect, m.images.size(), skipped.size(), crops));
+                          rep.records, expect, images, skipped.size(), crops));
   }
   return rep;
 }

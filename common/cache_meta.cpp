@@ -101,6 +101,15 @@ Preprocess preprocess_from(const json& j) {
   return p;
 }
 
+json shard_json(const ShardInfo& s) {
+  return {{"index", s.index}, {"count", s.count}, {"first", s.first}, {"end", s.end}};
+}
+
+std::string shard_text(const ShardInfo& s) {
+  if (!s.present()) return "none (whole image list)";
+  return fmt::format("{}/{} (images [{}, {}))", s.index, s.count, s.first, s.end);
+}
+
 }  // namespace
 
 json CacheMeta::to_json() const {
@@ -132,6 +141,8 @@ json CacheMeta::to_json() const {
             {"records", records},
             {"next_image", next_image},
             {"extra", extra.is_null() ? json::object() : extra}};
+  // Only shards carry the field, so whole caches keep exactly the JSON they always had.
+  if (shard.present()) j["shard"] = shard_json(shard);
   return j;
 }
 
@@ -165,6 +176,11 @@ CacheMeta CacheMeta::from_json(const json& j) {
     m.records = j.at("records").get<uint64_t>();
     m.next_image = j.at("next_image").get<uint32_t>();
     m.extra = j.value("extra", json::object());
+    if (j.contains("shard")) {
+      const auto& s = j.at("shard");
+      m.shard = {s.at("index").get<uint32_t>(), s.at("count").get<uint32_t>(),
+                 s.at("first").get<uint32_t>(), s.at("end").get<uint32_t>()};
+    }
   } catch (const json::exception& e) {
     throw Error(ErrorKind::kCorrupt, std::string("malformed cache metadata: ") + e.what());
   }
@@ -179,6 +195,10 @@ CacheMeta CacheMeta::from_json(const json& j) {
                   "malformed cache metadata: prepool-f32 needs prepool_shape {C, h, w} with "
                   "C*h*w == payload_floats and C*49 == dim");
   }
+  if (j.contains("shard") && (m.shard.count == 0 || m.shard.index >= m.shard.count ||
+                              m.shard.first > m.shard.end || m.shard.end > m.images.size()))
+    throw Error(ErrorKind::kCorrupt,
+                "malformed cache metadata: shard needs index < count and first <= end <= images");
   for (const auto& e : m.images)
     if (e.label < 0 || static_cast<size_t>(e.label) >= m.classes.size())
       throw Error(ErrorKind::kCorrupt, "malformed cache metadata: label out of range for " + e.path);
@@ -211,6 +231,8 @@ std::string CacheMeta::first_difference(const CacheMeta& a, const CacheMeta& b) 
       return fmt::format("images[{}]: {} ({}) vs {} ({})", i, x.path, x.sha256.substr(0, 12), y.path,
                          y.sha256.substr(0, 12));
   }
+  if (!(a.shard == b.shard))
+    return fmt::format("shard: {} vs {}", shard_text(a.shard), shard_text(b.shard));
   return "";
 }
 

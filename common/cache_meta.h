@@ -53,6 +53,19 @@ struct WeightsIdentity {
   bool random = false; // true: random He init, NOT pretrained
 };
 
+// The slice of the image list a shard cache holds (`extract --shard INDEX/COUNT`): images
+// [first, end) of the full, global list, so image indices (keys, crops) equal a one-machine run's.
+struct ShardInfo {
+  uint32_t index = 0;
+  uint32_t count = 0;  // 0: not a shard (the cache holds every image)
+  uint32_t first = 0;
+  uint32_t end = 0;
+  bool present() const { return count > 0; }
+  bool operator==(const ShardInfo& o) const {
+    return index == o.index && count == o.count && first == o.first && end == o.end;
+  }
+};
+
 struct CacheMeta {
   int schema_version = kSchemaVersion;
   std::string tool_version;
@@ -70,12 +83,21 @@ struct CacheMeta {
   uint64_t records = 0;              // records committed so far
   uint32_t next_image = 0;           // images [0, next_image) are fully committed (resume point)
   nlohmann::json extra;              // free-form provenance (host, device, timings)
+  ShardInfo shard;                   // a shard holds images [shard.first, shard.end) only;
+                                     // `images` still lists all of them (the shared settings)
+
+  // The images this cache is meant to hold: [0, images.size()), or the shard's slice.
+  uint32_t first_image() const { return shard.present() ? shard.first : 0; }
+  uint32_t end_image() const {
+    return shard.present() ? shard.end : static_cast<uint32_t>(images.size());
+  }
 
   nlohmann::json to_json() const;
   static CacheMeta from_json(const nlohmann::json& j);  // throws Error(kSchema/kCorrupt)
 
   // The settings that must agree for a resume / train-test pairing. Returns "" when equal,
-  // else the name of the first differing setting (e.g. "preprocess.size: 64 vs 100").
+  // else the name of the first differing setting (e.g. "preprocess.size: 64 vs 100"). The shard
+  // slice counts as a setting: a shard never resumes as another shard or as a whole cache.
   static std::string first_difference(const CacheMeta& a, const CacheMeta& b);
   // Fingerprint of the feature settings (weights identity, size, normalisation, interpolation,
   // codec-independent dim): what a trained head must match at predict time.

@@ -6,6 +6,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fmt/format.h>
 
@@ -155,6 +156,46 @@ CacheWriter::~CacheWriter() = default;
 const CacheMeta& CacheWriter::meta() const { return impl_->meta; }
 CacheMeta& CacheWriter::mutable_meta() { return impl_->meta; }
 
+namespace {
+
+constexpr const char* kStaging = ".creating";  // where a new environment is born
+
+// Builds a fresh environment holding only `meta` in DIR/.creating, then moves its data.mdb into
+// DIR in one rename. So DIR/data.mdb, once it exists, always carries metadata: a process killed
+// at any moment of creation leaves either no cache or a valid empty one.
+void create_fresh(const std::string& dir, const CacheMeta& meta, uint64_t map_bytes) {
+  const fs::path staging = fs::path(dir) / kStaging;
+  std::error_code ec;
+  fs::remove_all(staging, ec);
+  fs::create_directories(staging, ec);
+  if (ec) throw Error(ErrorKind::kIo, dir + ": cannot create " + staging.string() + ": " + ec.message());
+  {
+    lmdb::Env env;
+    const std::string s = staging.string();
+    lmdb::check(mdb_env_create(env.out()), dir, "mdb_env_create");
+    lmdb::check(mdb_env_set_maxdbs(env.get(), 4), dir, "mdb_env_set_maxdbs");
+    lmdb::check(mdb_env_set_mapsize(env.get(), map_bytes), dir, "mdb_env_set_mapsize");
+    lmdb::check(mdb_env_open(env.get(), s.c_str(), 0, 0644), dir, "mdb_env_open");
+    MDB_txn* t = nullptr;
+    lmdb::check(mdb_txn_begin(env.get(), nullptr, 0, &t), dir, "mdb_txn_begin");
+    lmdb::Txn txn(t);
+    MDB_dbi records, meta_db;
+    lmdb::check(mdb_dbi_open(t, lmdb::kRecordsDb, MDB_CREATE, &records), dir, "open records db");
+    lmdb::check(mdb_dbi_open(t, lmdb::kMetaDb, MDB_CREATE, &meta_db), dir, "open meta db");
+    const std::string js = meta.to_json().dump();
+    MDB_val mk{std::strlen(lmdb::kMetaKey), const_cast<char*>(lmdb::kMetaKey)};
+    MDB_val mv{js.size(), const_cast<char*>(js.data())};
+    lmdb::check(mdb_put(t, meta_db, &mk, &mv, 0), dir, "writing metadata");
+    lmdb::check(txn.commit(), dir, "commit");
+  }
+  fs::remove(fs::path(dir) / "lock.mdb", ec);  // belonged to a replaced environment, if any
+  fs::rename(staging / "data.mdb", fs::path(dir) / "data.mdb", ec);
+  if (ec) throw Error(ErrorKind::kIo, dir + ": cannot move the new cache into place: " + ec.message());
+  fs::remove_all(staging, ec);
+}
+
+}  // namespace
+
 std::unique_ptr<CacheWriter> CacheWriter::open(const std::string& dir, const CacheMeta& meta,
                                                const WriterOptions& options) {
   auto impl = std::make_unique<Impl>();
@@ -166,7 +207,8 @@ std::unique_ptr<CacheWriter> CacheWriter::open(const std::string& dir, const Cac
   const bool has_data = fs::exists(fs::path(dir) / "data.mdb", ec);
   if (!has_data && fs::is_directory(dir, ec)) {
     for (const auto& e : fs::directory_iterator(dir, ec)) {
-      if (e.path().filename() != "writer.lock" && e.path().filename() != "lock.mdb")
+      const auto name = e.path().filename();
+      if (name != "writer.lock" && name != "lock.mdb" && name != kStaging)
         throw Error(ErrorKind::kNotACache,
                     dir + ": exists, is not empty and is not a vggcache cache; refusing to write "
                           "into it");
@@ -174,12 +216,8 @@ std::unique_ptr<CacheWriter> CacheWriter::open(const std::string& dir, const Cac
   }
   fs::create_directories(dir, ec);
   if (ec) throw Error(ErrorKind::kIo, dir + ": cannot create directory: " + ec.message());
-  impl->lock();
-  if (has_data && options.overwrite) {
-    fs::remove(fs::path(dir) / "data.mdb", ec);
-    fs::remove(fs::path(dir) / "lock.mdb", ec);
-  }
-  bool existing = has_data && !options.overwrite;
+  impl->lock();  // everything below happens under the writer lock
+  const bool existing = has_data && !options.overwrite;
   if (existing) {
     CacheMeta stored = read_cache_meta(dir);  // throws kNotACache / kSchema
     std::string diff = CacheMeta::first_difference(stored, meta);
@@ -189,16 +227,17 @@ std::unique_ptr<CacheWriter> CacheWriter::open(const std::string& dir, const Cac
                               "requested); use --overwrite to replace it",
                               dir, diff));
     impl->meta = stored;
+    fs::remove_all(fs::path(dir) / kStaging, ec);
   } else {
     impl->meta = meta;
     impl->meta.complete = false;
     impl->meta.records = 0;
     impl->meta.next_image = 0;
     impl->meta.skipped.clear();
+    create_fresh(dir, impl->meta, impl->map_bytes);
   }
   impl->open_env();
   impl->find_last_key();
-  if (!existing) impl->write({});  // metadata first, so even an empty cache is recognisable
   return std::unique_ptr<CacheWriter>(new CacheWriter(std::move(impl)));
 }
 

@@ -6,6 +6,9 @@
 #include <thread>
 #include <vector>
 
+#include "common/error.h"
+#include "common/shard_set.h"
+
 namespace vggcache {
 
 std::string validate_extract_params(const ExtractParams& p) {
@@ -25,6 +28,8 @@ std::string validate_extract_params(const ExtractParams& p) {
   if (p.device != "cpu" && p.device != "cuda") {
     return fmt::format("--device must be cpu or cuda (got {})", p.device);
   }
+  if (p.codec != "auto" && p.codec != "raw-f32" && p.codec != "prepool-f32")
+    return fmt::format("--codec must be auto, raw-f32 or prepool-f32 (got {})", p.codec);
   if (p.bench_images < 1)
     return fmt::format("--bench-images must be >= 1 (got {})", p.bench_images);
   return "";
@@ -67,9 +72,20 @@ int parse_extract_args(int argc, char** argv, ExtractParams* params) {
   app.add_option("--batch", p.batch, "crops per forward pass")->capture_default_str();
   app.add_option("--threads", p.threads, "worker threads (default: all hardware threads)");
   app.add_option("--device", p.device, "cpu or cuda")->capture_default_str();
+  app.add_option("--codec", p.codec,
+                 "record encoding: auto (prepool-f32 below 224 px, else raw-f32), raw-f32 "
+                 "(the 25088-d vector) or prepool-f32 (the smaller pre-pool map, expanded exactly "
+                 "on read)")
+      ->capture_default_str();
   app.add_flag("--strict", p.strict, "an undecodable image is an error instead of a skip");
   app.add_flag("--overwrite", p.overwrite, "replace a cache made with different settings");
   app.add_flag("--quiet", p.quiet, "no progress lines");
+  std::string shard;
+  app.add_option("--shard", shard,
+                 "I/N: only the I-th (0-based) of N slices of the image list, into its own cache "
+                 "(merge with featcache merge); auto: I and N from the Slurm array task "
+                 "(SLURM_ARRAY_TASK_ID, VGGCACHE_SHARD_COUNT or SLURM_ARRAY_TASK_COUNT) or a "
+                 "Kubernetes Indexed Job (JOB_COMPLETION_INDEX, VGGCACHE_SHARD_COUNT)");
   // Hidden (empty group): benchmark of the forward pass alone, for bench/extract_bench.sh.
   app.add_flag("--bench-forward", p.bench_forward)->group("");
   app.add_option("--bench-images", p.bench_images)->group("");
@@ -87,6 +103,16 @@ int parse_extract_args(int argc, char** argv, ExtractParams* params) {
   if (!ratio.empty() && !take_pair(ratio, &p.ratio_min, &p.ratio_max)) {
     fmt::print(stderr, "extract: --ratio needs exactly two numbers MIN,MAX\n");
     return 2;
+  }
+  if (!shard.empty()) {
+    try {
+      const ShardSpec spec = parse_shard_spec(shard);
+      p.shard_index = spec.index;
+      p.shard_count = spec.count;
+    } catch (const Error& e) {
+      fmt::print(stderr, "extract: {}\n", e.what());
+      return 2;
+    }
   }
   if (app.count("--threads") == 0) {
     p.threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));

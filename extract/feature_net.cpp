@@ -30,6 +30,18 @@ class Vgg16Net : public FeatureNet {
     std::memcpy(out, y.data_ptr<float>(), sizeof(float) * static_cast<size_t>(y.numel()));
   }
 
+  std::vector<int> prepool_shape(int size) const override {
+    int side = size;
+    for (int pool = 0; pool < 5; ++pool) side /= 2;  // MaxPool2d(2, 2) rounds down
+    return {512, side, side};
+  }
+
+  void forward_prepool(const float* in, int n, int size, float* out) override {
+    torch::Tensor x = torch::from_blob(const_cast<float*>(in), {n, 3, size, size}, torch::kFloat32);
+    torch::Tensor z = net_.forward_prepool(x);  // n × 512 × h × w, CPU, contiguous (NCHW)
+    std::memcpy(out, z.data_ptr<float>(), sizeof(float) * static_cast<size_t>(z.numel()));
+  }
+
  private:
   Vgg16Features net_;
 };

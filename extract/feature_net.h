@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "common/cache_meta.h"
 
@@ -27,6 +28,11 @@ class FeatureNet {
   virtual HostBuffer alloc_input(size_t floats) = 0;
   // in: n × 3 × size × size normalised floats; out: n × dim() floats. Not thread-safe.
   virtual void forward(const float* in, int n, int size, float* out) = 0;
+  // {C, h, w} of the map before AdaptiveAvgPool2d(7, 7) for size × size views (the prepool-f32
+  // payload). VGG16: 512 × (size halved, rounded down, five times)².
+  virtual std::vector<int> prepool_shape(int size) const = 0;
+  // in as forward(); out: n × C × h × w floats, the map that forward() would pool. Not thread-safe.
+  virtual void forward_prepool(const float* in, int n, int size, float* out) = 0;
 };
 
 struct NetOptions {

@@ -27,7 +27,12 @@ struct ExtractParams {
   std::string device = "cpu";  // --device cpu|cuda
   bool strict = false;         // --strict: an undecodable image is an error instead of a skip
   bool overwrite = false;      // --overwrite: replace a cache made with different settings
+  std::string codec = "auto";  // --codec auto|raw-f32|prepool-f32: how records store a view;
+                               //   auto = prepool-f32 when VGG16's last map is smaller than
+                               //   7×7 (size < 224), else raw-f32
   bool quiet = false;          // --quiet: no progress lines (summary and warnings still printed)
+  uint32_t shard_index = 0;    // --shard I/N (or auto): extract only the I-th of N slices of the
+  uint32_t shard_count = 0;    //   image list (common/shard_set.h); 0 = no --shard, every image
   bool bench_forward = false;  // --bench-forward (hidden): time the forward pass only, no cache
   int bench_images = 256;      // --bench-images (hidden): images the forward benchmark runs
 

@@ -18,6 +18,7 @@
 #include "common/error.h"
 #include "common/progress.h"
 #include "common/sha256.h"
+#include "common/shard_set.h"
 #include "extract/image.h"
 #include "extract/transforms.h"
 
@@ -134,6 +135,33 @@ uint32_t images_per_chunk(int batch, int crops) {
   return static_cast<uint32_t>(std::max(1, batch / crops));
 }
 
+// The codec of the cache: prepool-f32 stores the map before AdaptiveAvgPool2d(7, 7), which is
+// smaller than the pooled vector exactly when it has fewer than 7×7 cells (below 224 px the pooled
+// vector only repeats its values); raw-f32 otherwise. An explicit --codec wins. With auto, an
+// existing cache keeps the codec it was made with, so caches from before auto existed resume.
+void choose_codec(const ExtractParams& p, FeatureNet& net, CacheMeta* m) {
+  const std::vector<int> shape = net.prepool_shape(p.size);
+  Codec codec = shape[1] * shape[2] < 49 ? Codec::kPrepoolF32 : Codec::kRawF32;
+  if (p.codec != "auto") {
+    codec = codec_from_name(p.codec);
+  } else if (!p.overwrite) {
+    try {
+      const CacheMeta old = read_cache_meta(p.out_dir);
+      if (old.codec == Codec::kRawF32 || old.prepool_shape == shape) codec = old.codec;
+    } catch (const Error&) {
+      // No readable cache there: a fresh one gets the size-based choice.
+    }
+  }
+  m->codec = codec;
+  if (codec == Codec::kPrepoolF32) {
+    m->prepool_shape = shape;
+    m->payload_floats = static_cast<uint32_t>(shape[0] * shape[1] * shape[2]);
+  } else {
+    m->prepool_shape.clear();
+    m->payload_floats = m->dim;
+  }
+}
+
 void log_ignored(const FolderScan& scan) {
   if (scan.ignored.empty()) return;
   spdlog::info("ignored {} file(s) without an image extension (first: {})", scan.ignored.size(),
@@ -194,13 +222,23 @@ ExtractSummary run_extract(const ExtractParams& p, const FolderScan& scan, Featu
   log_ignored(scan);
   const Preprocess pre = p.preprocess();
   CacheMeta meta = build_cache_meta(p, scan, weights, net.dim());
+  choose_codec(p, net, &meta);
+  if (p.shard_count > 0) {  // the metadata keeps the whole image list; the slice says what is ours
+    meta.shard = shard_slice(p.shard_index, p.shard_count, static_cast<uint32_t>(scan.files.size()),
+                             images_per_chunk(p.batch, pre.crops));
+    spdlog::info("shard {}/{}: images [{}, {}) of {}", p.shard_index, p.shard_count,
+                 meta.shard.first, meta.shard.end, scan.files.size());
+  }
   WriterOptions wopts;
   wopts.overwrite = p.overwrite;
   auto writer = CacheWriter::open(p.out_dir, meta, wopts);
 
   ExtractSummary sum;
-  sum.images = scan.files.size();
-  sum.resumed_from = writer->meta().next_image;
+  const uint32_t slice_first = writer->meta().first_image();  // 0 unless a shard
+  sum.images = writer->meta().end_image() - slice_first;
+  // A fresh shard's resume point is 0 (nothing committed) until its first commit.
+  const uint32_t start = std::max(writer->meta().next_image, slice_first);
+  sum.resumed_from = start > slice_first ? start : 0;
   if (writer->meta().complete) {
     sum.already_complete = true;
     sum.records = writer->meta().records;
@@ -209,12 +247,16 @@ ExtractSummary run_extract(const ExtractParams& p, const FolderScan& scan, Featu
   }
   if (sum.resumed_from > 0) {
     spdlog::info("resuming {} at image {}/{} ({} records already stored)", p.out_dir,
-                 sum.resumed_from, sum.images, writer->meta().records);
+                 sum.resumed_from, writer->meta().end_image(), writer->meta().records);
   }
 
   const uint32_t per_chunk = images_per_chunk(p.batch, pre.crops);
-  const uint32_t n_images = static_cast<uint32_t>(scan.files.size());
-  const uint32_t dim = net.dim();
+  const uint32_t n_images = writer->meta().end_image();  // a shard stops at its slice's end
+  // Floats stored per view: the pooled vector (raw-f32) or the pre-pool map (prepool-f32).
+  const uint32_t dim = writer->meta().payload_floats;
+  const bool prepool = writer->meta().codec == Codec::kPrepoolF32;
+  spdlog::info("codec {}: {} bytes per record", codec_name(writer->meta().codec),
+               record_bytes(dim));
   tbb::task_arena arena(p.threads);
   auto launch = [&](uint32_t first) {
     uint32_t end = std::min(n_images, first + per_chunk);
@@ -224,10 +266,10 @@ ExtractSummary run_extract(const ExtractParams& p, const FolderScan& scan, Featu
     });
   };
 
-  Progress progress("extract", n_images, "images", "crops");
+  Progress progress("extract", n_images - slice_first, "images", "crops");
   auto t0 = std::chrono::steady_clock::now();
   const double cpu0 = process_cpu_seconds();
-  uint32_t next = sum.resumed_from;
+  uint32_t next = start;
   uint64_t committed_records = 0;
   uint32_t committed_next = next;
   std::future<PreparedChunk> pending;
@@ -235,18 +277,22 @@ ExtractSummary run_extract(const ExtractParams& p, const FolderScan& scan, Featu
   auto wait_for_commit = [&] {
     if (!writing.valid()) return;
     writing.get();  // rethrows the writer's exception (e.g. disk full)
-    if (!p.quiet) progress.update(committed_next, committed_records);
+    if (!p.quiet) progress.update(committed_next - slice_first, committed_records);
   };
   if (next < n_images) pending = launch(next);
   while (next < n_images) {
     auto c = std::make_shared<PreparedChunk>(pending.get());  // rethrows the producer's error
     if (c->end < n_images) pending = launch(c->end);
     const size_t n = c->views.size();
-    auto features = std::make_shared<std::vector<float>>(n * dim);  // n × 25088
+    auto features = std::make_shared<std::vector<float>>(n * dim);  // n × payload floats
     const size_t view_floats = 3ull * pre.size * pre.size;
     for (size_t b = 0; b < n; b += p.batch) {
       const int nb = static_cast<int>(std::min<size_t>(p.batch, n - b));
-      net.forward(c->input.data + b * view_floats, nb, pre.size, features->data() + b * dim);
+      const float* in = c->input.data + b * view_floats;
+      if (prepool)
+        net.forward_prepool(in, nb, pre.size, features->data() + b * dim);
+      else
+        net.forward(in, nb, pre.size, features->data() + b * dim);
     }
     wait_for_commit();  // one writer, chunks committed in order
     committed_next = c->end;
@@ -260,7 +306,7 @@ ExtractSummary run_extract(const ExtractParams& p, const FolderScan& scan, Featu
   }
   wait_for_commit();
   writer->finish();
-  if (!p.quiet) progress.done(next, sum.records_run);
+  if (!p.quiet) progress.done(next - slice_first, sum.records_run);
   sum.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   sum.cpu_seconds = process_cpu_seconds() - cpu0;
   sum.records = writer->meta().records;

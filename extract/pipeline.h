@@ -30,7 +30,8 @@ struct ExtractSummary {
 double process_cpu_seconds();
 
 // Metadata for a fresh cache: classes and images (size + SHA-256 of each file, hashed in
-// parallel; "" for unreadable files), weights identity, preprocess settings, codec raw-f32.
+// parallel; "" for unreadable files), weights identity, preprocess settings, codec raw-f32
+// (run_extract then applies --codec).
 CacheMeta build_cache_meta(const ExtractParams& p, const FolderScan& scan,
                            const WeightsIdentity& weights, uint32_t dim);
 

@@ -1,4 +1,4 @@
-// featcache: inspect, export and verify a feature cache.
+// featcache: inspect, export, verify and compare caches; merge shards or list them as a set.
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
@@ -7,9 +7,11 @@
 
 #include "common/cache.h"
 #include "common/cache_check.h"
+#include "common/cache_merge.h"
 #include "common/cli.h"
 #include "common/error.h"
 #include "common/npy.h"
+#include "common/shard_set.h"
 
 namespace vggcache {
 namespace {
@@ -34,6 +36,8 @@ int cmd_info(const std::string& dir, bool with_images) {
       {"tool_version", m.tool_version},
       {"source_dir", m.source_dir},
       {"extra", j["extra"]}};
+  if (m.shard.present()) out["shard"] = j["shard"];
+  if (is_shard_set(dir)) out["shard_set"] = read_shard_manifest(dir);
   if (with_images) out["image_list"] = j["images"];
   std::printf("%s\n", out.dump(2).c_str());
   return 0;
@@ -98,6 +102,29 @@ int cmd_diff(const std::string& a, const std::string& b) {
   return 1;
 }
 
+int cmd_merge(const std::vector<std::string>& shards, const std::string& out, bool overwrite,
+              bool quiet) {
+  MergeSummary s = merge_shards(shards, out, overwrite, quiet);
+  if (s.already_complete) {
+    std::printf("featcache: %s is already merged (%llu records from %zu shards)\n", out.c_str(),
+                static_cast<unsigned long long>(s.records), s.shards);
+    return 0;
+  }
+  std::printf("featcache: merged %zu shards into %s: %llu records%s\n", s.shards, out.c_str(),
+              static_cast<unsigned long long>(s.records),
+              s.resumed_from ? fmt::format(" (resumed at image {})", s.resumed_from).c_str() : "");
+  return 0;
+}
+
+int cmd_make_set(const std::string& set_dir, const std::vector<std::string>& shards) {
+  write_shard_manifest(set_dir, shards);
+  CacheMeta m = read_cache_meta(set_dir);
+  std::printf("featcache: %s/%s lists %zu shards: %llu records, %zu images%s\n", set_dir.c_str(),
+              kShardManifest, shards.size(), static_cast<unsigned long long>(m.records),
+              m.images.size(), m.complete ? "" : " (not all shards complete yet)");
+  return 0;
+}
+
 }  // namespace
 }  // namespace vggcache
 
@@ -119,11 +146,27 @@ int main(int argc, char** argv) {
   auto* dif = app.add_subcommand("diff", "compare two caches record for record (exit 0 if equal)");
   dif->add_option("A", dir, "first cache")->required();
   dif->add_option("B", other, "second cache")->required();
+  std::vector<std::string> shards;
+  bool overwrite = false, quiet = false;
+  auto* mrg = app.add_subcommand(
+      "merge", "merge the shard caches of one extraction (extract --shard) into one cache");
+  mrg->add_option("SHARD", shards, "shard caches (any order) or shard sets")->required();
+  mrg->add_option("--out", other, "merged cache to write (an interrupted merge resumes)")
+      ->required();
+  mrg->add_flag("--overwrite", overwrite, "replace an existing cache made from other shards");
+  mrg->add_flag("--quiet", quiet, "no progress lines");
+  auto* set = app.add_subcommand(
+      "make-set", "write DIR/shards.json so the shards read as one cache (train_head, featcache)");
+  set->add_option("DIR", dir, "shard-set directory (usually the one holding the shards)")
+      ->required();
+  set->add_option("SHARD", shards, "shard caches (any order)")->required();
   CLI11_PARSE(app, argc, argv);
   return vggcache::run_tool("featcache", [&] {
     if (*info) return vggcache::cmd_info(dir, with_images);
     if (*exp) return vggcache::cmd_export(dir, prefix);
     if (*dif) return vggcache::cmd_diff(dir, other);
+    if (*mrg) return vggcache::cmd_merge(shards, other, overwrite, quiet);
+    if (*set) return vggcache::cmd_make_set(dir, shards);
     return vggcache::cmd_verify(dir, allow_incomplete);
   });
 }

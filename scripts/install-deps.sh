@@ -8,6 +8,8 @@ PKGS=(
   libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev nlohmann-json3-dev libspdlog-dev libfmt-dev
   libopenblas-dev libopenblas0-pthread
   python3-torch python3-torchvision python3-numpy python3-pil
+  chromium  # headless screenshots of the HTML reports (tests/train/test_report_render.cpp)
+  slurm-wlm munge  # the single-node Slurm cluster of tests/slurm/test_slurm.sh
 )
 missing=()
 for p in "${PKGS[@]}"; do

@@ -4,6 +4,7 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <cstdio>
 #include <thread>
 
 namespace vggcache {
@@ -24,7 +25,38 @@ std::string validate_train_params(const TrainParams& p) {
   return "";
 }
 
-int parse_train_args(int argc, char** argv, TrainParams* params) {
+namespace {
+
+// Sweep defaults and checks once the flags are parsed; "" or the usage error.
+std::string apply_sweep_args(const CLI::App& app, const std::string& shard, TrainParams* p,
+                             SweepParams* sweep) {
+  sweep->enabled = app.count("--sweep") > 0;
+  if (!sweep->enabled) {
+    for (const char* flag : {"--samples", "--parallel", "--shard"})
+      if (app.count(flag) > 0) return fmt::format("{} needs --sweep", flag);
+    return "";
+  }
+  if (app.count("--val-fraction") == 0) p->val_fraction = 0.1;
+  if (!(p->val_fraction > 0.0))
+    return "--val-fraction must be > 0 in a sweep (configurations are selected on it)";
+  if (app.count("--samples") > 0 && sweep->samples < 1)
+    return fmt::format("--samples must be >= 1 (got {})", sweep->samples);
+  if (app.count("--parallel") > 0 && sweep->parallel < 1)
+    return fmt::format("--parallel must be >= 1 (got {})", sweep->parallel);
+  if (!shard.empty()) {
+    int i = -1, n = -1;
+    char tail = 0;
+    if (std::sscanf(shard.c_str(), "%d/%d%c", &i, &n, &tail) != 2 || n < 1 || i < 0 || i >= n)
+      return fmt::format("--shard must be I/N with 0 <= I < N (got '{}')", shard);
+    sweep->shard_index = i;
+    sweep->shard_count = n;
+  }
+  return "";
+}
+
+}  // namespace
+
+int parse_train_args(int argc, char** argv, TrainParams* params, SweepParams* sweep) {
   TrainParams& p = *params;
   CLI::App app{"train_head: train the classifier head on cached VGG16 features (CPU)"};
   // A repeated flag takes its last value, as most tools do (scripts append overrides).
@@ -50,8 +82,24 @@ int parse_train_args(int argc, char** argv, TrainParams* params) {
   app.add_flag("--standardize", p.standardize, "per-dimension mean/std of the training vectors");
   app.add_flag("--all-crops", p.all_crops, "every cached crop each epoch (default: one per image)");
   app.add_flag("--quiet", p.quiet, "no per-epoch progress lines");
+  app.add_flag("--full-width", p.full_width,
+               "train on the 25088-d vectors even from prepool-f32 caches (the reference path; "
+               "default there: the compact first layer, same results)");
   bool no_verify = false;
   app.add_flag("--no-verify", no_verify)->group("");  // hidden: skip record checksums
+  std::string shard;
+  if (sweep) {
+    auto* g =
+        app.add_option_group("Sweep",
+                             "many configurations, one cache (--out: SWEEP_DIR); merge shards with "
+                             "train_head --collect SWEEP_DIR... [--out DIR]");
+    g->add_option("--sweep", sweep->spec,
+                  "grid 'lr=1e-3,3e-4;dropout=0.3,0.5' or a TOML/JSON file of key: values");
+    g->add_option("--samples", sweep->samples, "N random configurations instead of the grid");
+    g->add_option("--parallel", sweep->parallel,
+                  "configurations trained at once (default: from cores and memory)");
+    g->add_option("--shard", shard, "I/N: train the I-th (0-based) of N disjoint slices");
+  }
 
   try {
     app.parse(argc, argv);
@@ -63,6 +111,7 @@ int parse_train_args(int argc, char** argv, TrainParams* params) {
   if (app.count("--threads") == 0)
     p.threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   std::string err = validate_train_params(p);
+  if (err.empty() && sweep) err = apply_sweep_args(app, shard, &p, sweep);
   if (!err.empty()) {
     fmt::print(stderr, "train_head: {}\nRun with --help for usage.\n", err);
     return 2;

@@ -13,6 +13,7 @@ EvalResult evaluate_head(const HeadWeights& w, FeatureSource& src,
   EvalResult r;
   r.images = static_cast<int>(images.size());
   r.confusion.assign(classes, std::vector<int64_t>(classes, 0));
+  r.probs.resize(images.size() * classes);
   if (images.empty()) return r;
   const int per_pass = std::max(1, max_vectors / crops);  // images per forward pass
   std::vector<float> x(static_cast<size_t>(per_pass) * crops * d);
@@ -34,6 +35,7 @@ EvalResult evaluate_head(const HeadWeights& w, FeatureSource& src,
         for (int k = 0; k < classes; ++k)
           a[k] += prob[(static_cast<size_t>(i) * crops + c) * classes + k];
       for (int k = 0; k < classes; ++k) a[k] /= static_cast<float>(crops);
+      std::copy(a, a + classes, r.probs.begin() + (i0 + i) * classes);
       labels[i] = src.label(chunk[i]);
       int pred = predicted_class(a, classes);
       ++r.confusion[labels[i]][pred];

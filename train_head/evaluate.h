@@ -15,6 +15,9 @@ struct EvalResult {
   double loss = 0.0;      // mean loss of the averaged probabilities (BCE / NLL, log clamped)
   double accuracy = 0.0;  // fraction of images classified correctly
   std::vector<std::vector<int64_t>> confusion;  // classes × classes, [true][predicted]
+  // The averaged probabilities, images × classes in the order of the `images` argument: what
+  // RUN_DIR/predictions.csv and the report show, so they agree with the confusion matrix.
+  std::vector<float> probs;
 };
 
 // `max_vectors`: vectors per forward pass (bounds the gather buffer).

@@ -12,6 +12,7 @@
 #include <set>
 
 #include "common/error.h"
+#include "train_head/compact_layout.h"
 
 namespace vggcache {
 
@@ -26,11 +27,14 @@ void copy_vector(const float* __restrict in, int dim, const Standardizer* s,
   for (int i = 0; i < dim; ++i) out[i] = (in[i] - mean[i]) / sd[i];
 }
 
-CacheSource::CacheSource(const std::string& dir, bool verify) {
+CacheSource::CacheSource(const std::string& dir, bool verify, bool compact) {
   ReaderOptions opts;
   opts.verify = verify;
+  opts.expand = !compact;  // compact vectors are made from the stored map (raw-f32 ignores this)
   reader_ = CacheReader::open(dir, opts);
   const CacheMeta& m = reader_->meta();
+  if (compact && m.codec == Codec::kPrepoolF32)
+    layout_ = std::make_unique<CompactLayout>(CompactLayout::from_meta(m));
   if (m.dim == 0) throw Error(ErrorKind::kCorrupt, "cache " + dir + " has dim 0");
   std::set<uint32_t> skipped;
   for (const auto& s : m.skipped) skipped.insert(s.image);
@@ -51,7 +55,7 @@ CacheSource::CacheSource(const std::string& dir, bool verify) {
 CacheSource::~CacheSource() = default;
 
 int CacheSource::dim() const {
-  return static_cast<int>(reader_->meta().dim);
+  return layout_ ? layout_->dim() : static_cast<int>(reader_->meta().dim);
 }
 int CacheSource::crops() const {
   return std::max(1, reader_->meta().preprocess.crops);
@@ -69,6 +73,7 @@ void CacheSource::gather(const Item* items, int n, const Standardizer* s, float*
       [&](const tbb::blocked_range<int>& r) {
         for (int k = r.begin(); k != r.end(); ++k) {
           RecordView view;
+          std::vector<float> means;  // compact vector of the current record
           for (int i = k; i < n; i += slots) {
             const Item& it = items[i];
             if (!txns_[k].get(it.image, it.crop, &view))
@@ -81,7 +86,13 @@ void CacheSource::gather(const Item* items, int n, const Standardizer* s, float*
                                       "says {}",
                                       reader_->dir(), it.image, it.crop, view.header.label,
                                       label(it.image)));
-            copy_vector(view.data, d, s, out + static_cast<size_t>(i) * d);
+            const float* v = view.data;
+            if (layout_) {
+              means.resize(d);
+              layout_->window_means(view.payload, means.data());
+              v = means.data();
+            }
+            copy_vector(v, d, s, out + static_cast<size_t>(i) * d);
           }
         }
       },

@@ -12,6 +12,8 @@
 
 namespace vggcache {
 
+class CompactLayout;  // train_head/compact_layout.h
+
 // Per-dimension standardisation, x' = (x − mean) / std (stored with the head).
 struct Standardizer {
   std::vector<float> mean;  // dim
@@ -30,13 +32,18 @@ class FeatureSource {
   // Runs in parallel (TBB). Throws Error(kCorrupt) naming the record if one is missing or its
   // label disagrees with the metadata.
   virtual void gather(const Item* items, int n, const Standardizer* s, float* out) = 0;
+  // Non-null when the vectors are compact (dim() = C·K window means of a prepool-f32 cache, see
+  // train_head/compact_layout.h) instead of the full pooled vectors.
+  virtual const CompactLayout* compact() const { return nullptr; }
 };
 
 // Reads a complete cache. Holds one read transaction per gather slot (LMDB readers are
 // single-threaded objects; each slot is used by one task at a time).
 class CacheSource : public FeatureSource {
  public:
-  CacheSource(const std::string& dir, bool verify);
+  // `compact`: a prepool-f32 cache gives its compact vectors (the distinct window means, read
+  // from the stored map without expanding it); other codecs ignore it.
+  CacheSource(const std::string& dir, bool verify, bool compact = false);
   ~CacheSource() override;
   const CacheMeta& meta() const { return reader_->meta(); }
   int dim() const override;
@@ -44,9 +51,11 @@ class CacheSource : public FeatureSource {
   const std::vector<uint32_t>& images() const override { return images_; }
   int32_t label(uint32_t image) const override;
   void gather(const Item* items, int n, const Standardizer* s, float* out) override;
+  const CompactLayout* compact() const override { return layout_.get(); }
 
  private:
   std::unique_ptr<CacheReader> reader_;
+  std::unique_ptr<CompactLayout> layout_;  // set when reading compact vectors
   std::vector<ReadTxn> txns_;
   std::vector<uint32_t> images_;
 };

@@ -11,22 +11,33 @@
 #include "common/error.h"
 #include "train_head/batch_schedule.h"
 #include "train_head/cli.h"
+#include "train_head/compact_step.h"
 #include "train_head/feature_check.h"
 #include "train_head/head_file.h"
 #include "train_head/linalg.h"
+#include "train_head/predictions_csv.h"
+#include "train_head/report_run.h"
 #include "train_head/run_outputs.h"
+#include "train_head/sweep_collect.h"
+#include "train_head/sweep_config_outputs.h"
+#include "train_head/sweep_runner.h"
 #include "train_head/trainer.h"
 
 int main(int argc, char** argv) {
   using namespace vggcache;
   return run_tool("train_head", [&] {
+    if (is_collect_command(argc, argv)) return collect_command(argc, argv);
     TrainParams p;
-    if (int rc = parse_train_args(argc, argv, &p); rc >= 0) return rc;
+    SweepParams sweep;
+    if (int rc = parse_train_args(argc, argv, &p, &sweep); rc >= 0) return rc;
     // Thread counts are set explicitly: TBB runs all parallel work; BLAS runs inside its tasks.
     tbb::global_control threads(tbb::global_control::max_allowed_parallelism, p.threads);
     configure_blas_for_tbb();
+    if (sweep.enabled) return run_sweep(p, sweep);  // train_head/sweep_runner.h
 
-    CacheSource train(p.train_cache, p.verify), test(p.test_cache, p.verify);
+    // Two prepool-f32 caches: train on the compact vectors (same results, far fewer columns).
+    const bool compact = !p.full_width && compact_caches(p.train_cache, p.test_cache);
+    CacheSource train(p.train_cache, p.verify, compact), test(p.test_cache, p.verify, compact);
     check_caches_pair(train.meta(), p.train_cache, test.meta(), p.test_cache);
     if (train.meta().classes.size() < 2)
       throw Error(ErrorKind::kInvalidArgument,
@@ -42,7 +53,8 @@ int main(int argc, char** argv) {
     ImageSplit split = split_images(train.images(), p.val_fraction, p.seed);
     Standardizer standardizer;
     if (p.standardize) standardizer = compute_standardizer(train, split.train);
-    HeadShape shape{train.dim(), p.hidden, static_cast<int>(train.meta().classes.size())};
+    HeadShape shape{static_cast<int>(train.meta().dim), p.hidden,
+                    static_cast<int>(train.meta().classes.size())};
     TrainSetup setup;
     setup.train = &train;
     setup.test = &test;
@@ -55,6 +67,10 @@ int main(int argc, char** argv) {
         "views, dim {}, {} classes, {} threads, {}\n",
         split.train.size(), train.crops(), split.val.size(), test.images().size(), test.crops(),
         shape.dim, shape.classes, p.threads, blas_backend());
+    if (train.compact())
+      fmt::print("train_head: compact first layer: {} distinct columns of {} ({})\n", train.dim(),
+                 shape.dim,
+                 p.weight_decay == 0.0 ? "GEMMs and Adam" : "GEMMs; Adam full width for decay");
 
     MetricsLog log(p.out_dir);
     uint64_t peak_rss_anon = 0;
@@ -65,19 +81,7 @@ int main(int argc, char** argv) {
       std::fflush(stdout);
     });
 
-    HeadFile head{out.selected_weights,
-                  train.meta().classes,
-                  standardizer,
-                  p.dropout,
-                  feature_settings(train.meta()),
-                  {{"selected_epoch", out.selected_epoch},
-                   {"selection", out.selection},
-                   {"train_cache", p.train_cache},
-                   {"epochs", p.epochs},
-                   {"lr", p.lr},
-                   {"batch", p.batch},
-                   {"seed", p.seed}}};
-    save_head(p.out_dir + "/head.bin", head);
+    save_head(p.out_dir + "/head.bin", make_head_file(p, train.meta(), full_width_standardizer(standardizer, train), out));
     RunInfo info{p,
                  &train.meta(),
                  &test.meta(),
@@ -86,6 +90,13 @@ int main(int argc, char** argv) {
                  static_cast<int>(test.images().size()),
                  peak_rss_anon};
     write_json_file(p.out_dir + "/summary.json", summary_json(info, out));
+    write_predictions_csv(
+        p.out_dir + "/predictions.csv",
+        {test.meta().classes, prediction_rows(test.meta(), test.images(), out.selected_test)});
+    RunReportResult report = write_run_report(p.out_dir, test.meta().source_dir);
+    if (report.images_missing > 0)
+      spdlog::warn("report: {} of {} test images not found under {}; shown as placeholders",
+                   report.images_missing, report.images_shown, test.meta().source_dir);
     fmt::print("{}", final_table(out, train.meta().classes));
     fmt::print("train_head: {:.0f} vectors/s over {:.1f} s of training; outputs in {}\n",
                out.train_seconds > 0 ? out.train_vectors / out.train_seconds : 0.0,

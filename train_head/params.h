@@ -24,6 +24,19 @@ struct TrainParams {
   bool all_crops = false;     // --all-crops: every cached crop each epoch instead of one per image
   bool quiet = false;         // --quiet: no per-epoch progress lines (final table still printed)
   bool verify = true;         // --no-verify (hidden) skips record checksums while reading
+  bool full_width = false;    // --full-width: train on the 25088-d vectors even when both caches
+                              //   are prepool-f32 (default there: the compact first layer)
+};
+
+// The flags of a sweep (`train_head --sweep SPEC`, train_head/sweep_*.h); the TrainParams around
+// them give every unswept setting and --threads, the total thread budget.
+struct SweepParams {
+  bool enabled = false;  // --sweep given
+  std::string spec;      // --sweep SPEC: inline grid, or a TOML / JSON file
+  int samples = 0;       // --samples N: N random configurations (0: the full grid)
+  int parallel = 0;      // --parallel K: configurations trained at once (0: from cores and memory)
+  int shard_index = 0;   // --shard I/N: this run trains slice I of N (0-based)
+  int shard_count = 1;
 };
 
 }  // namespace vggcache

@@ -43,13 +43,19 @@ void reblock(const float* from, float* to, int hidden, int dim, bool to_blocked)
 
 HeadOptimizer::HeadOptimizer(HeadWeights init, const AdamConfig& adam, double dropout,
                              uint64_t seed)
+    : HeadOptimizer(std::move(init), adam, dropout, seed, /*dense_w1=*/true) {}
+
+HeadOptimizer::HeadOptimizer(HeadWeights init, const AdamConfig& adam, double dropout,
+                             uint64_t seed, bool dense_w1)
     : w_(std::move(init)), adam_(adam), dropout_(static_cast<float>(dropout)), seed_(seed) {
   const int d = w_.shape.dim, hd = w_.shape.hidden;
-  blocks_ = (d + kBlockCols - 1) / kBlockCols;
-  w1_blocked_.resize(w_.w1.size());
-  reblock(w_.w1.data(), w1_blocked_.data(), hd, d, true);
-  m_w1_.assign(w_.w1.size(), 0.0f);
-  v_w1_.assign(w_.w1.size(), 0.0f);
+  if (dense_w1) {
+    blocks_ = (d + kBlockCols - 1) / kBlockCols;
+    w1_blocked_.resize(w_.w1.size());
+    reblock(w_.w1.data(), w1_blocked_.data(), hd, d, true);
+    m_w1_.assign(w_.w1.size(), 0.0f);
+    v_w1_.assign(w_.w1.size(), 0.0f);
+  }
   m_b1_.assign(w_.b1.size(), 0.0f);
   v_b1_.assign(w_.b1.size(), 0.0f);
   m_w2_.assign(w_.w2.size(), 0.0f);
@@ -60,10 +66,14 @@ HeadOptimizer::HeadOptimizer(HeadWeights init, const AdamConfig& adam, double dr
 
 const HeadWeights& HeadOptimizer::weights() {
   if (w1_stale_) {
-    reblock(w1_blocked_.data(), w_.w1.data(), w_.shape.hidden, w_.shape.dim, false);
+    refresh_w1();
     w1_stale_ = false;
   }
   return w_;
+}
+
+void HeadOptimizer::refresh_w1() {
+  reblock(w1_blocked_.data(), w_.w1.data(), w_.shape.hidden, w_.shape.dim, false);
 }
 
 void HeadOptimizer::forward_first_layer(const float* x, int n) {

@@ -26,6 +26,7 @@ struct StepStats {
 class HeadOptimizer {
  public:
   HeadOptimizer(HeadWeights init, const AdamConfig& adam, double dropout, uint64_t seed);
+  virtual ~HeadOptimizer() = default;
 
   // One Adam step on x (n × dim) with labels (n). `step_key` names the step for the dropout mask
   // (the mask depends only on seed, step_key and the position in the batch).
@@ -33,11 +34,22 @@ class HeadOptimizer {
 
   // The current weights in nn.Linear's layout (unblocks W1 when it changed since the last call).
   const HeadWeights& weights();
+  // The weights over the compact vectors step() takes (train_head/compact_step.h), or nullptr
+  // when step() takes the dim-float vectors themselves.
+  virtual const HeadWeights* compact_weights() { return nullptr; }
   int64_t steps_taken() const { return t_; }
 
- private:
-  void forward_first_layer(const float* x, int n);
-  void backward_first_layer_and_adam(const float* x, int n, const AdamStep& s);
+ protected:
+  // For a first layer of another form (train_head/compact_step.h): without `dense_w1` the blocked
+  // W1 and its moments are not allocated, and the three hooks below must be overridden.
+  HeadOptimizer(HeadWeights init, const AdamConfig& adam, double dropout, uint64_t seed,
+                bool dense_w1);
+  // h_ (n × hidden) = x · W1ᵀ + b1.
+  virtual void forward_first_layer(const float* x, int n);
+  // ∂W1 from dh_ (n × hidden, ∂loss/∂h) and x, and W1's Adam update; sets w1_stale_.
+  virtual void backward_first_layer_and_adam(const float* x, int n, const AdamStep& s);
+  // Writes the current W1 into w_.w1 (nn.Linear's layout).
+  virtual void refresh_w1();
 
   HeadWeights w_;  // b1, w2, b2 live here; w_.w1 is refreshed from w1_blocked_ by weights()
   bool w1_stale_ = false;

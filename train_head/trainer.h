@@ -34,6 +34,9 @@ struct TrainSetup {
   HeadWeights init;                  // initial weights (moved into the optimizer by run_training)
   bool prefetch = true;              // gather batch k+1 while batch k trains
   std::function<void()> after_step;  // optional; called after each step (buffers still live)
+  // Where the validation images are read from (their vectors only); null: from `train`. Lets a
+  // sweep hold them in memory once for all its heads.
+  FeatureSource* val = nullptr;
 };
 
 struct TrainOutcome {
@@ -49,5 +52,15 @@ struct TrainOutcome {
 
 TrainOutcome run_training(const TrainParams& p, TrainSetup& setup,
                           const std::function<void(const EpochMetrics&)>& on_epoch);
+
+// Several heads on ONE batch schedule (a sweep): each batch is gathered once for all heads, and
+// each head steps through the batches in order (heads in parallel). ps[h] and inits[h] describe
+// head h; the params must agree on what fixes the schedule (epochs, batch, seed, all_crops; setup
+// fixes the rest), else Error(kInvalidArgument). Each head's outcome is bit-identical to
+// run_training() with ps[h] and inits[h] alone: run_training is this function with one head.
+// on_epoch(h, m) is called from the calling thread.
+std::vector<TrainOutcome> run_training_shared(
+    const std::vector<TrainParams>& ps, TrainSetup& setup, std::vector<HeadWeights> inits,
+    const std::function<void(size_t head, const EpochMetrics&)>& on_epoch);
 
 }  // namespace vggcache

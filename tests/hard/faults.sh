@@ -36,6 +36,7 @@ printf 'not an image' >"$W/split/car/zz_text.jpg"
 head -c 300 "$CARBIKE/train/car/$(ls "$CARBIKE/train/car" | head -1)" >"$W/split/bicycle/zz_truncated.jpg"
 
 EXTRACT_ARGS=(--data "$W/split" --weights random:1 --crops 2 --flip --threads 2 --batch 16 --quiet)
+# Not a shell function in the background cases: `kill -9 $!` must hit extract itself, not a subshell.
 extract() { "$BIN/extract" "${EXTRACT_ARGS[@]}" --out "$@"; }
 
 echo "faults: reference extraction"
@@ -55,7 +56,7 @@ max_ms=$(echo "$REF_SECS * 1000 * 0.9 / $KILLS_PER_CHAIN / 1" | bc)
 for c in $(seq 1 "$CHAINS"); do
   cache="$W/kill$c"
   for k in $(seq 1 "$KILLS_PER_CHAIN"); do
-    extract "$cache" >"$W/kill$c.$k.log" 2>&1 &
+    "$BIN/extract" "${EXTRACT_ARGS[@]}" --out "$cache" >"$W/kill$c.$k.log" 2>&1 &
     pid=$!
     ms=$((200 + RANDOM % (max_ms > 300 ? max_ms - 200 : 100)))
     sleep "$(echo "scale=3; $ms / 1000" | bc)"
@@ -98,7 +99,7 @@ echo "faults: full disk: exit $rc, '$(grep -m1 -iE "error" "$W/full.log" | cut -
 row "full disk (RLIMIT_FSIZE ${limit_kb} KB, $committed records committed before)" 1 "$disk_ok/1 clear error + intact + identical rerun" "$((1 - disk_ok))"
 
 # 3. Two writers: the second is refused; readers of the running cache see only whole batches.
-extract "$W/two" >"$W/two1.log" 2>&1 &
+"$BIN/extract" "${EXTRACT_ARGS[@]}" --out "$W/two" >"$W/two1.log" 2>&1 &
 pid=$!
 for _ in $(seq 1 100); do [ -f "$W/two/data.mdb" ] && break; sleep 0.1; done
 sleep 1
@@ -123,13 +124,13 @@ row "two writers + concurrent readers ($reads reads)" "$((1 + reads))" "$((two_o
 # 4. Killed training: rerunning the same command gives the same head as an uninterrupted run.
 "$BIN/extract" --data "$W/split" --weights random:1 --eval --threads 2 --quiet --out "$W/test" >/dev/null 2>&1 ||
   fail "test split extraction failed"
-TRAIN_ARGS=(--train "$W/ref" --test "$W/test" --epochs 4 --batch 20 --threads 2 --val-fraction 0.2 --quiet)
+TRAIN_ARGS=(--train "$W/ref" --test "$W/test" --epochs 25 --all-crops --batch 20 --threads 2 --val-fraction 0.2 --quiet)
 "$BIN/train_head" "${TRAIN_ARGS[@]}" --out "$W/run_ref" >"$W/tr.log" 2>&1 || { fail "training failed"; cat "$W/tr.log" >&2; }
 tkills=0 theld=0
 for k in 1 2 3 4 5; do
   "$BIN/train_head" "${TRAIN_ARGS[@]}" --out "$W/run_k" >/dev/null 2>&1 &
   pid=$!
-  sleep "0.$((RANDOM % 9 + 1))"
+  sleep "0.$((RANDOM % 5))$((RANDOM % 10))"
   kill -9 "$pid" 2>/dev/null && tkills=$((tkills + 1))
   wait "$pid" 2>/dev/null
   "$BIN/train_head" "${TRAIN_ARGS[@]}" --out "$W/run_k" >/dev/null 2>&1 || fail "training rerun $k failed"
@@ -144,7 +145,30 @@ done
 echo "faults: killed training: $tkills kills, $theld/5 reruns identical (head.bin, metrics)"
 row "killed training (SIGKILL, rerun)" "$tkills" "$theld/5 heads identical" "$((5 - theld))"
 
-if [ -x "$ROOT/tests/hard/faults_sweep.sh" ]; then
-  bash "$ROOT/tests/hard/faults_sweep.sh" "$BUILD" "$W" "$SUMMARY" || failures=$((failures + 1))
-fi
+# 5. Killed sweep: rerunning the same command skips finished configurations, redoes the others,
+#    and ends with the results of an uninterrupted sweep.
+SWEEP_ARGS=(--train "$W/ref" --test "$W/test" --sweep "lr=1e-3,3e-4;hidden=64,128;dropout=0.3,0.5"
+            --epochs 6 --batch 20 --threads 2 --val-fraction 0.2 --quiet)
+"$BIN/train_head" "${SWEEP_ARGS[@]}" --out "$W/sweep_ref" >"$W/sw.log" 2>&1 || { fail "sweep failed"; cat "$W/sw.log" >&2; }
+strip() { cut -d, -f1-"$(($(head -1 "$1" | tr ',' '\n' | grep -n '^seconds$' | cut -d: -f1) - 1))" "$1"; }
+skills=0 sheld=0
+for k in 1 2 3; do
+  rm -rf "$W/sweep_k"
+  for j in 1 2; do  # two kills before the finishing rerun
+    "$BIN/train_head" "${SWEEP_ARGS[@]}" --out "$W/sweep_k" >/dev/null 2>&1 &
+    pid=$!
+    sleep "$((RANDOM % 2)).$((RANDOM % 10))"
+    kill -9 "$pid" 2>/dev/null && skills=$((skills + 1))
+    wait "$pid" 2>/dev/null
+  done
+  "$BIN/train_head" "${SWEEP_ARGS[@]}" --out "$W/sweep_k" >/dev/null 2>&1 || fail "sweep rerun $k failed"
+  same=1
+  diff <(strip "$W/sweep_ref/results.csv") <(strip "$W/sweep_k/results.csv") >/dev/null || same=0
+  for h in "$W"/sweep_ref/*/head.bin; do
+    cmp -s "$h" "$W/sweep_k/$(basename "$(dirname "$h")")/head.bin" || same=0
+  done
+  if [ $same -eq 1 ]; then sheld=$((sheld + 1)); else fail "killed sweep $k: results differ"; fi
+done
+echo "faults: killed sweep: $skills kills, $sheld/3 resumed sweeps identical (results, every head.bin)"
+row "killed sweep (SIGKILL, resume)" "$skills" "$sheld/3 sweeps identical" "$((3 - sheld))"
 exit $((failures > 0))

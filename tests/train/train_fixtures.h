@@ -42,6 +42,7 @@ struct SyntheticSpec {
   bool swap_centres = false;  // class c drawn around centre (classes − 1 − c): labels "wrong"
   std::string weights = "random:1";
   int size = 64;
+  std::string source_dir = "synthetic";  // the report looks for the images here
 };
 
 // Writes a complete cache of ReLU-like vectors max(0, centre[label] + noise) and returns its meta.
@@ -51,7 +52,7 @@ inline CacheMeta make_synthetic_cache(const std::string& dir, const SyntheticSpe
   meta.tool_version = "test";
   meta.dim = meta.payload_floats = spec.dim;
   for (int c = 0; c < spec.classes; ++c) meta.classes.push_back("class" + std::to_string(c));
-  meta.source_dir = "synthetic";
+  meta.source_dir = spec.source_dir;
   meta.weights.name = spec.weights;
   meta.weights.random = spec.weights.rfind("random:", 0) == 0;
   meta.preprocess.size = spec.size;

@@ -189,6 +189,25 @@ TEST(Cache, ReaderSeesOnlyCommittedBatches) {
   EXPECT_EQ(r->record_count(), 30u * crops);
 }
 
+TEST(Cache, CreationInterruptedAtAnyPointLeavesNoHalfCache) {
+  TempDir tmp;
+  auto meta = make_meta(6, 1, 8);
+  // What a writer killed during creation can leave: the lock, a stale LMDB lock file and a
+  // half-built environment in the staging folder. None of it is a cache yet, and a new writer
+  // starts cleanly.
+  std::filesystem::create_directories(tmp / "c/.creating");
+  testing::write_file(tmp / "c/writer.lock", "12345");
+  testing::write_file(tmp / "c/lock.mdb", std::string(64, '\0'));
+  testing::write_file(tmp / "c/.creating/data.mdb", std::string(4096, 'x'));
+  EXPECT_THROW(CacheReader::open(tmp / "c", {true}), Error);
+  auto w = CacheWriter::open(tmp / "c", meta);
+  write_images(*w, 0, 6, 1, 3);
+  w->finish();
+  w.reset();
+  EXPECT_FALSE(std::filesystem::exists(tmp / "c/.creating"));
+  EXPECT_TRUE(verify_cache(tmp / "c").ok());
+}
+
 TEST(Cache, SecondWriterIsRefused) {
   TempDir tmp;
   auto meta = make_meta(10, 1, 8);

@@ -1,0 +1,147 @@
+#include "predict/classify.h"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <chrono>
+#include <future>
+
+#include "common/error.h"
+#include "common/image_folder.h"
+#include "common/progress.h"
+#include "extract/pipeline.h"
+#include "train_head/evaluate.h"
+#include "train_head/feature_check.h"
+#include "train_head/feature_source.h"
+
+namespace vggcache {
+
+int head_view_size(const HeadFile& head, const std::string& head_path) {
+  auto it = head.features.find("size");
+  if (it == head.features.end() || !it->is_number_integer())
+    throw Error(ErrorKind::kCorrupt,
+                fmt::format("head file {}: no feature size recorded (features.size)", head_path));
+  return it->get<int>();
+}
+
+ExtractParams view_params(const PredictParams& p, int size) {
+  ExtractParams e;
+  e.weights = p.weights;
+  e.size = size;
+  e.eval = p.tta == 0;
+  e.crops = std::max(1, p.tta);
+  e.scale_min = p.scale_min;
+  e.scale_max = p.scale_max;
+  e.ratio_min = p.ratio_min;
+  e.ratio_max = p.ratio_max;
+  e.flip = p.flip;
+  e.seed = p.seed;
+  e.batch = p.batch;
+  e.threads = p.threads;
+  e.device = p.device;
+  e.quiet = p.quiet;
+  return e;  // data_dir stays "": the scan holds the paths as given
+}
+
+void check_head_features(const HeadFile& head, const std::string& head_path,
+                         const ExtractParams& views, const WeightsIdentity& weights, uint32_t dim) {
+  // The feature settings of a cache that extract would make with these weights and views: the
+  // same comparison train_head applies to its test cache, so the two tools agree on "same".
+  CacheMeta ours;
+  ours.dim = dim;
+  ours.classes = head.classes;  // not a feature property here: predict has no labels
+  ours.weights = weights;
+  ours.preprocess = views.preprocess();
+  std::string diff = feature_difference(head.features, feature_settings(ours));
+  if (diff.rfind("weights:", 0) == 0)
+    throw Error(ErrorKind::kMismatch,
+                fmt::format("--weights {} are not the weights head {} was trained on ({}: head vs "
+                            "--weights); give predict the weights extract used for the training "
+                            "cache",
+                            views.weights, head_path, diff));
+  if (!diff.empty())
+    throw Error(ErrorKind::kMismatch,
+                fmt::format("head {} was trained on features with other settings than predict "
+                            "computes ({}: head vs predict)",
+                            head_path, diff));
+  if (head.weights.shape.dim != static_cast<int>(dim))
+    throw Error(ErrorKind::kMismatch, fmt::format("head {} takes {} features, the network gives {}",
+                                                  head_path, head.weights.shape.dim, dim));
+}
+
+namespace {
+
+// The head on one chunk's views: train_head's evaluation (standardise, forward, average the
+// views' probabilities) over a memory source, so predict and train_head share every operation.
+void classify_chunk(const HeadFile& head, const PreparedChunk& c, std::vector<float> features,
+                    int crops, uint32_t dim, const std::vector<std::string>& files,
+                    PredictResult* out) {
+  const size_t n_images = c.views.size() / crops;
+  if (n_images == 0) return;
+  MemorySource src(std::move(features), std::vector<int32_t>(n_images, 0), static_cast<int>(dim),
+                   crops);
+  const Standardizer* s = head.standardizer.empty() ? nullptr : &head.standardizer;
+  EvalResult r = evaluate_head(head.weights, src, src.images(), s);
+  const int classes = head.weights.shape.classes;
+  for (size_t i = 0; i < n_images; ++i) {
+    PredictedImage img;
+    img.index = c.views[i * crops].image;
+    img.path = files[img.index];
+    const float* p = r.probs.data() + i * classes;
+    img.probs.assign(p, p + classes);
+    img.predicted = predicted_class(p, classes);
+    out->images.push_back(std::move(img));
+  }
+}
+
+}  // namespace
+
+PredictResult classify_images(const ExtractParams& views, const HeadFile& head,
+                              const std::vector<std::string>& files, FeatureNet& net) {
+  const ExtractParams& p = views;
+  const Preprocess pre = p.preprocess();
+  FolderScan scan;
+  scan.classes = head.classes;
+  for (const auto& f : files) scan.files.push_back({f, 0});
+
+  const uint32_t n = static_cast<uint32_t>(files.size());
+  const uint32_t per_chunk = static_cast<uint32_t>(std::max(1, p.batch / pre.crops));
+  const uint32_t dim = net.dim();
+  const size_t view_floats = 3ull * pre.size * pre.size;
+  auto launch = [&](uint32_t first) {
+    // Decoding of the next chunk overlaps the forward pass of this one, as in extract.
+    return std::async(std::launch::async, [&, first] {
+      return prepare_chunk(p, scan, first, std::min(n, first + per_chunk), net);
+    });
+  };
+
+  PredictResult res;
+  Progress progress("predict", n, "images", "views");
+  auto t0 = std::chrono::steady_clock::now();
+  std::future<PreparedChunk> pending;
+  if (n > 0) pending = launch(0);
+  for (uint32_t next = 0; next < n;) {
+    PreparedChunk c = pending.get();
+    if (c.end < n) pending = launch(c.end);
+    for (const auto& s : c.skipped) {
+      spdlog::warn("skipping {}: {}", s.path, s.reason);
+      res.skipped.push_back({s.path, s.reason});
+    }
+    const size_t views = c.views.size();
+    std::vector<float> features(views * dim);
+    for (size_t b = 0; b < views; b += p.batch) {
+      const int nb = static_cast<int>(std::min<size_t>(p.batch, views - b));
+      net.forward(c.input.data + b * view_floats, nb, pre.size, features.data() + b * dim);
+    }
+    classify_chunk(head, c, std::move(features), pre.crops, dim, files, &res);
+    res.views += views;
+    next = c.end;
+    if (!p.quiet) progress.update(next, res.views);
+  }
+  if (!p.quiet && n > 0) progress.done(n, res.views);
+  res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return res;
+}
+
+}  // namespace vggcache

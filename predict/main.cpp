@@ -1,0 +1,54 @@
+// predict: classifies image files and folders with VGG16 features and a head from train_head.
+// parse → load head → load weights and refuse a mismatch → classify (predict/classify) → CSV.
+#include <fmt/core.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+#include <tbb/global_control.h>
+
+#include "common/cli.h"
+#include "extract/feature_net.h"
+#include "predict/classify.h"
+#include "predict/cli.h"
+#include "predict/inputs.h"
+#include "predict/predict_csv.h"
+#include "train_head/head_file.h"
+#include "train_head/linalg.h"
+
+int main(int argc, char** argv) {
+  using namespace vggcache;
+  return run_tool("predict", [&] {
+    PredictParams p;
+    if (int rc = parse_predict_args(argc, argv, &p); rc >= 0) return rc;
+    // stdout may carry the CSV: every log line goes to stderr (spdlog's default is stdout). A
+    // logger made through the registry keeps the pattern run_tool set.
+    spdlog::set_default_logger(spdlog::stderr_color_mt("predict"));
+    // TBB runs the head (as in train_head), BLAS inside its tasks; LibTorch has its own threads.
+    tbb::global_control threads(tbb::global_control::max_allowed_parallelism, p.threads);
+    configure_blas_for_tbb();
+
+    HeadFile head = load_head(p.head);
+    const ExtractParams views = view_params(p, head_view_size(head, p.head));
+    WeightsIdentity weights;
+    auto net = make_vgg16_net(NetOptions{p.weights, p.device, p.threads}, &weights);
+    check_head_features(head, p.head, views, weights, net->dim());
+    if (weights.random)
+      spdlog::warn(
+          "RANDOM WEIGHTS ({}): VGG16 is not pretrained; predictions are only good for "
+          "tests",
+          weights.name);
+
+    InputList inputs = collect_inputs(p.paths);
+    for (const auto& dir : inputs.empty_folders) spdlog::warn("{}: no image files", dir);
+    PredictResult r = classify_images(views, head, inputs.files, *net);
+    if (r.images.empty()) {
+      fmt::print(stderr, "predict: error: none of {} input file(s) could be classified\n",
+                 inputs.files.size());
+      return 1;
+    }
+    write_output(p.out, predictions_table(head.classes, r.images));
+    fmt::print(stderr, "predict: {} image(s) classified, {} skipped, {} view(s) each, {:.1f} s{}\n",
+               r.images.size(), r.skipped.size(), views.preprocess().crops, r.seconds,
+               p.out.empty() ? "" : "; CSV in " + p.out);
+    return 0;
+  });
+}

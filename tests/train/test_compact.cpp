@@ -1,0 +1,400 @@
+// The compact first layer (train_head/compact_*) against the full-width reference path: the same
+// seed and batches from one prepool-f32 cache, read compactly and expanded; per-step losses and
+// final weights (expanded to every column) must agree within 1e-5 relative over 5 epochs, with
+// and without weight decay, dropout and standardisation, at 64, 100, 150 and 224 px.
+#include <gtest/gtest.h>
+#include <tbb/global_control.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <numeric>
+
+#include "common/prepool.h"
+#include "train_fixtures.h"
+#include "train_head/batch_schedule.h"
+#include "train_head/compact_layout.h"
+#include "train_head/compact_step.h"
+#include "train_head/feature_source.h"
+#include "train_head/head_file.h"
+#include "train_head/head_model.h"
+#include "train_head/linalg.h"
+#include "train_head/trainer.h"
+
+namespace vggcache {
+namespace {
+
+// VGG16's last map side at each input size (five 2×2 max-pools, rounding down).
+int map_side(int px) {
+  for (int i = 0; i < 5; ++i) px /= 2;
+  return px;
+}
+
+// 160 channels: three channel blocks (64, 64, 32), so block edges and a short last block are
+// exercised while the full-width reference stays quick (160 × 49 = 7,840 columns).
+constexpr int kChannels = 160;
+
+// A complete prepool-f32 cache of ReLU-like maps, max(0, centre[label] + noise), C × s × s.
+CacheMeta make_prepool_cache(const std::string& dir, int px, int images_per_class, int crops) {
+  const int s = map_side(px), floats = kChannels * s * s;
+  CacheMeta meta;
+  meta.tool_version = "test";
+  meta.codec = Codec::kPrepoolF32;
+  meta.dim = kChannels * 49;
+  meta.payload_floats = floats;
+  meta.prepool_shape = {kChannels, s, s};
+  meta.classes = {"bicycle", "car"};
+  meta.source_dir = "synthetic";
+  meta.weights = {"random:1", "", true};
+  meta.preprocess.size = px;
+  meta.preprocess.crops = crops;
+  for (int c = 0; c < 2; ++c)
+    for (int i = 0; i < images_per_class; ++i)
+      meta.images.push_back(
+          {meta.classes[c] + "/" + std::to_string(i) + ".jpg", 1000, std::string(64, '0'), c});
+  Rng rng(17, Stream::kInit);
+  // A shared base plus a small class offset: separable enough to learn, not so much that the
+  // loss collapses to 0 within the 5 epochs (then it would compare rounding noise only).
+  std::vector<float> centres(2 * static_cast<size_t>(floats));
+  for (int j = 0; j < floats; ++j) {
+    const float base = 0.7f * testing::gaussian(rng);
+    centres[j] = base + 0.03f * testing::gaussian(rng);
+    centres[floats + j] = base + 0.03f * testing::gaussian(rng);
+  }
+  auto writer = CacheWriter::open(dir, meta, WriterOptions{64ull << 20, true});
+  std::vector<std::vector<float>> maps;
+  std::vector<RecordIn> recs;
+  for (uint32_t img = 0; img < meta.images.size(); ++img) {
+    const int label = meta.images[img].label;
+    for (int k = 0; k < crops; ++k) {
+      std::vector<float> z(floats);
+      for (int j = 0; j < floats; ++j)
+        z[j] = std::max(0.0f,
+                        centres[static_cast<size_t>(label) * floats + j] + testing::gaussian(rng));
+      maps.push_back(std::move(z));
+      RecordIn r;
+      r.image = img;
+      r.crop = static_cast<uint32_t>(k);
+      r.label = label;
+      recs.push_back(r);
+    }
+  }
+  for (size_t i = 0; i < recs.size(); ++i) recs[i].data = maps[i].data();
+  writer->put_batch(recs, static_cast<uint32_t>(meta.images.size()));
+  writer->finish();
+  return writer->meta();
+}
+
+// ‖a − b‖ / ‖b‖ (Frobenius): the relative difference of a whole tensor.
+double rel_diff(const std::vector<float>& a, const std::vector<float>& b) {
+  EXPECT_EQ(a.size(), b.size());
+  double num = 0, den = 0;
+  for (size_t i = 0; i < std::min(a.size(), b.size()); ++i) {
+    const double d = static_cast<double>(a[i]) - b[i];
+    num += d * d;
+    den += static_cast<double>(b[i]) * b[i];
+  }
+  return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
+}
+
+// max |a − b| / max |b|: the worst single element, for the report.
+double worst_element(const std::vector<float>& a, const std::vector<float>& b) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < std::min(a.size(), b.size()); ++i) {
+    num = std::max(num, std::abs(static_cast<double>(a[i]) - b[i]));
+    den = std::max(den, std::abs(static_cast<double>(b[i])));
+  }
+  return den > 0 ? num / den : num;
+}
+
+TEST(CompactLayout, WindowMeansExpandToTheReaderVectorBitForBit) {
+  Rng rng(3, Stream::kInit);
+  for (int s : {1, 2, 3, 4, 5, 7}) {
+    CompactLayout l(8, s, s);
+    EXPECT_EQ(l.windows(), static_cast<int>(pool_windows(s, s).windows.size()));
+    int cells = 0;
+    for (int k = 0; k < l.windows(); ++k) cells += l.cells(k);
+    EXPECT_EQ(cells, 49);
+    std::vector<float> z(l.payload_floats()), x(l.full_dim()), m(l.dim()), xm(l.full_dim());
+    for (auto& v : z) v = std::max(0.0f, 3.0f * testing::gaussian(rng));
+    expand_prepool(z.data(), 8, s, s, x.data());
+    l.window_means(z.data(), m.data());
+    l.expand_columns(m.data(), l.dim(), 1, 8, nullptr, xm.data(), l.full_dim());
+    EXPECT_EQ(std::memcmp(x.data(), xm.data(), x.size() * sizeof(float)), 0) << s << "×" << s;
+  }
+  EXPECT_EQ(CompactLayout(512, 2, 2).dim(), 4608);  // 64 px: 4,608 distinct values of 25,088
+}
+
+TEST(CompactLayout, SumColumnsIsTheTransposeOfExpand) {
+  // ⟨W·E, m⟩ = ⟨W, E·m⟩ for every W and m: sum_columns is Eᵀ applied to rows.
+  CompactLayout l(3, 3, 3);
+  Rng rng(4, Stream::kInit);
+  std::vector<float> w(l.full_dim()), m(l.dim()), wc(l.dim()), x(l.full_dim());
+  for (auto& v : w) v = testing::gaussian(rng);
+  for (auto& v : m) v = testing::gaussian(rng);
+  l.sum_columns(w.data(), l.full_dim(), 1, 3, wc.data(), l.dim());
+  l.expand_columns(m.data(), l.dim(), 1, 3, nullptr, x.data(), l.full_dim());
+  double a = 0, b = 0;
+  for (int i = 0; i < l.dim(); ++i) a += double(wc[i]) * m[i];
+  for (int i = 0; i < l.full_dim(); ++i) b += double(w[i]) * x[i];
+  EXPECT_NEAR(a, b, 1e-4 * std::abs(b));
+}
+
+struct Case {
+  int px;
+  double weight_decay;
+  double dropout;
+  bool standardize;
+};
+
+std::string case_name(const ::testing::TestParamInfo<Case>& info) {
+  const Case& c = info.param;
+  const int decay_exp =
+      c.weight_decay > 0 ? static_cast<int>(std::lround(-std::log10(c.weight_decay))) : 0;
+  return std::to_string(c.px) + "px" +
+         (c.weight_decay > 0 ? "_decay1em" + std::to_string(decay_exp) : "") +
+         (c.dropout > 0 ? "_dropout" : "") + (c.standardize ? "_standardize" : "");
+}
+
+class CompactExactness : public ::testing::TestWithParam<Case> {};
+
+// The full-width problem with its channels in reverse order: mathematically the same training,
+// numerically another summation order in the first layer's GEMMs. How far that moves the result
+// is the rounding floor any re-implementation of the first layer must be judged against.
+class ReversedChannels : public FeatureSource {
+ public:
+  explicit ReversedChannels(FeatureSource& inner) : inner_(inner) {}
+  int dim() const override { return inner_.dim(); }
+  int crops() const override { return inner_.crops(); }
+  const std::vector<uint32_t>& images() const override { return inner_.images(); }
+  int32_t label(uint32_t image) const override { return inner_.label(image); }
+  void gather(const Item* items, int n, const Standardizer* s, float* out) override {
+    std::vector<float> x(static_cast<size_t>(n) * dim());
+    inner_.gather(items, n, s, x.data());
+    for (int i = 0; i < n; ++i)
+      reverse(x.data() + static_cast<size_t>(i) * dim(), 1, dim(),
+              out + static_cast<size_t>(i) * dim());
+  }
+  // Reverses the channel order (49 columns each) of a rows × d matrix.
+  static void reverse(const float* in, int rows, int d, float* out) {
+    const int channels = d / 49;
+    for (int r = 0; r < rows; ++r)
+      for (int c = 0; c < channels; ++c)
+        std::copy_n(in + static_cast<size_t>(r) * d + c * 49, 49,
+                    out + static_cast<size_t>(r) * d + (channels - 1 - c) * 49);
+  }
+
+ private:
+  FeatureSource& inner_;
+};
+
+// Runs 5 epochs of steps with `opt` on `src` (one crop per image per epoch, shuffled, as the
+// trainer does) and returns the loss of every step.
+std::vector<double> run_steps(HeadOptimizer& opt, FeatureSource& src, const Standardizer* s,
+                              int epochs, int batch, uint64_t seed) {
+  std::vector<double> losses;
+  std::vector<float> x;
+  std::vector<int32_t> labels;
+  for (int e = 0; e < epochs; ++e) {
+    std::vector<Item> items = epoch_items(src.images(), src.crops(), false, seed, e);
+    for (size_t lo = 0; lo < items.size(); lo += batch) {
+      const int n = static_cast<int>(std::min<size_t>(batch, items.size() - lo));
+      x.resize(static_cast<size_t>(n) * src.dim());
+      labels.resize(n);
+      src.gather(items.data() + lo, n, s, x.data());
+      for (int i = 0; i < n; ++i) labels[i] = src.label(items[lo + i].image);
+      const uint64_t key = (static_cast<uint64_t>(e) << 32) | (lo / batch);
+      losses.push_back(opt.step(x.data(), labels.data(), n, key).loss);
+    }
+  }
+  return losses;
+}
+
+TEST_P(CompactExactness, SameLossesAndWeightsAsFullWidth) {
+  const Case c = GetParam();
+  configure_blas_for_tbb();
+  testing::TempDir tmp;
+  make_prepool_cache(tmp / "c", c.px, 48, 3);
+  CacheSource full(tmp / "c", true, /*compact=*/false), compact(tmp / "c", true, true);
+  ASSERT_EQ(full.compact(), nullptr);
+  ASSERT_NE(compact.compact(), nullptr);
+  const CompactLayout& layout = *compact.compact();
+  ASSERT_EQ(full.dim(), layout.full_dim());
+  ASSERT_EQ(compact.dim(), layout.dim());
+
+  Standardizer s_full, s_compact;
+  if (c.standardize) {
+    s_full = compute_standardizer(full, full.images());
+    s_compact = compute_standardizer(compact, compact.images());
+    // Cells sharing a window have identical values, hence identical statistics, bit for bit.
+    Standardizer expanded = expand_standardizer(s_compact, layout);
+    EXPECT_EQ(expanded.mean, s_full.mean);
+    EXPECT_EQ(expanded.std, s_full.std);
+  }
+  const HeadWeights init = init_head({full.dim(), 32, 2}, 9);
+  AdamConfig adam;
+  adam.lr = 1e-3;
+  adam.weight_decay = c.weight_decay;
+  HeadOptimizer ref(init, adam, c.dropout, 9);
+  CompactHeadOptimizer opt(init, adam, c.dropout, 9, layout);
+  EXPECT_EQ(opt.shared_columns(), c.weight_decay == 0.0);
+  constexpr int kEpochs = 5, kBatch = 16;
+  const std::vector<double> want = run_steps(ref, full, &s_full, kEpochs, kBatch, 9);
+  const std::vector<double> got = run_steps(opt, compact, &s_compact, kEpochs, kBatch, 9);
+  ASSERT_EQ(got.size(), want.size());
+  ASSERT_EQ(want.size(), 30u);  // 96 images / 16 per step × 5 epochs
+  double worst_loss = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    const double rel = std::abs(got[i] - want[i]) / std::abs(want[i]);
+    worst_loss = std::max(worst_loss, rel);
+    EXPECT_LE(rel, 1e-5) << "step " << i + 1 << ": " << got[i] << " vs " << want[i];
+  }
+  // Training moved (mean loss of the last epoch below the first's): not a comparison of flat lines.
+  const size_t per_epoch = want.size() / kEpochs;
+  const double first = std::accumulate(want.begin(), want.begin() + per_epoch, 0.0),
+               last = std::accumulate(want.end() - per_epoch, want.end(), 0.0);
+  EXPECT_LT(last, first);
+
+  // The rounding floor: the full-width path against itself with its channels reversed. Adam
+  // divides each gradient by its own magnitude, so the few elements whose gradient is mostly
+  // rounding noise move by up to ~lr whichever way the sums are ordered; no re-implementation of
+  // the first layer can be held closer to the reference than the reference is to itself.
+  ReversedChannels reversed(full);
+  HeadWeights init_rev = init;
+  ReversedChannels::reverse(init.w1.data(), init.shape.hidden, full.dim(), init_rev.w1.data());
+  HeadOptimizer ref_rev(init_rev, adam, c.dropout, 9);
+  run_steps(ref_rev, reversed, &s_full, kEpochs, kBatch, 9);
+  std::vector<float> w1_rev(init.w1.size());
+  ReversedChannels::reverse(ref_rev.weights().w1.data(), init.shape.hidden, full.dim(),
+                            w1_rev.data());
+
+  const HeadWeights& a = opt.weights();  // expanded to every column
+  const HeadWeights& b = ref.weights();
+  const double floor = rel_diff(w1_rev, b.w1), dw1 = rel_diff(a.w1, b.w1);
+  EXPECT_LE(dw1, std::max(1e-5, 2 * floor)) << "rounding floor " << floor;
+  EXPECT_LE(rel_diff(a.b1, b.b1), 1e-5);
+  EXPECT_LE(rel_diff(a.w2, b.w2), 1e-5);
+  EXPECT_LE(rel_diff(a.b2, b.b2), 1e-5);
+  // The columns really moved (the comparison is not of the initial weights).
+  EXPECT_GT(rel_diff(b.w1, init.w1), 1e-2);
+  std::printf(
+      "%d px, %d of %d columns: loss %.4f -> %.4f, worst step loss difference %.1e; W1 %.1e "
+      "(worst element %.1e), full width reordered %.1e (%.1e)\n",
+      c.px, layout.dim(), layout.full_dim(), first / per_epoch, last / per_epoch, worst_loss, dw1,
+      worst_element(a.w1, b.w1), floor, worst_element(w1_rev, b.w1));
+
+  // The compact head gives the full head's outputs on the compact vectors.
+  const HeadWeights* hc = opt.compact_weights();
+  ASSERT_NE(hc, nullptr);
+  std::vector<Item> items = all_items({0, 50}, 3);
+  std::vector<float> xf(items.size() * full.dim()), xc(items.size() * compact.dim());
+  full.gather(items.data(), 6, &s_full, xf.data());
+  compact.gather(items.data(), 6, &s_compact, xc.data());
+  std::vector<float> pf(12), pc(12);
+  head_predict(a, xf.data(), 6, pf.data());
+  head_predict(*hc, xc.data(), 6, pc.data());
+  for (int i = 0; i < 12; ++i) EXPECT_NEAR(pc[i], pf[i], 1e-5) << i;
+}
+
+INSTANTIATE_TEST_SUITE_P(AllSizes, CompactExactness,
+                         ::testing::Values(Case{64, 0.0, 0.0, false}, Case{64, 0.0, 0.5, true},
+                                           Case{64, 1e-2, 0.0, false}, Case{64, 1e-2, 0.5, true},
+                                           Case{64, 1e-4, 0.5, false}, Case{100, 0.0, 0.5, false},
+                                           Case{100, 1e-2, 0.0, true}, Case{150, 0.0, 0.0, true},
+                                           Case{150, 1e-2, 0.5, false}, Case{224, 0.0, 0.5, true},
+                                           Case{224, 1e-2, 0.0, false}),
+                         case_name);
+
+// The trainer picks the compact path from a compact source by itself, and its outcome (final and
+// selected weights, per-epoch metrics) matches the full-width run.
+TEST(CompactTrainer, RunTrainingMatchesFullWidth) {
+  configure_blas_for_tbb();
+  testing::TempDir tmp;
+  make_prepool_cache(tmp / "train", 64, 40, 3);
+  make_prepool_cache(tmp / "test", 64, 10, 1);
+  auto run = [&](bool compact) {
+    CacheSource train(tmp / "train", true, compact), test(tmp / "test", true, compact);
+    TrainParams p;
+    p.epochs = 5;
+    p.batch = 16;
+    p.hidden = 24;
+    p.seed = 3;
+    p.standardize = true;
+    ImageSplit split = split_images(train.images(), 0.2, p.seed);
+    Standardizer s = compute_standardizer(train, split.train);
+    TrainSetup setup;
+    setup.train = &train;
+    setup.test = &test;
+    setup.train_images = split.train;
+    setup.val_images = split.val;
+    setup.standardizer = &s;
+    setup.init = init_head({static_cast<int>(train.meta().dim), 24, 2}, 3);
+    TrainOutcome out = run_training(p, setup, nullptr);
+    EXPECT_EQ(full_width_standardizer(s, train).mean.size(), train.meta().dim);
+    return out;
+  };
+  TrainOutcome c = run(true), f = run(false);
+  ASSERT_EQ(c.epochs.size(), 5u);
+  for (size_t e = 0; e < 5; ++e) {
+    EXPECT_NEAR(c.epochs[e].train_loss, f.epochs[e].train_loss, 1e-5 * f.epochs[e].train_loss);
+    EXPECT_NEAR(c.epochs[e].val_loss, f.epochs[e].val_loss, 1e-5 * f.epochs[e].val_loss);
+    EXPECT_NEAR(c.epochs[e].test_loss, f.epochs[e].test_loss, 1e-5 * f.epochs[e].test_loss);
+    EXPECT_EQ(c.epochs[e].test_accuracy, f.epochs[e].test_accuracy);
+  }
+  EXPECT_EQ(c.selected_epoch, f.selected_epoch);
+  EXPECT_EQ(c.final_weights.w1.size(), f.final_weights.w1.size());  // full width, for head.bin
+  EXPECT_LE(rel_diff(c.final_weights.w1, f.final_weights.w1), 1e-5);
+  EXPECT_LE(rel_diff(c.selected_weights.w1, f.selected_weights.w1), 1e-5);
+}
+
+// The tool end to end: two prepool-f32 caches train compactly by default, head.bin holds the
+// full-width head and standardiser (what predict and featcache users expect), and --full-width
+// gives the same head to rounding.
+TEST(CompactTrainer, TrainHeadWritesAFullWidthHead) {
+  testing::TempDir tmp;
+  make_prepool_cache(tmp / "train", 64, 30, 2);
+  make_prepool_cache(tmp / "test", 64, 8, 1);
+  auto run = [&](const std::string& out, const std::string& extra) {
+    std::string log;
+    const std::string cmd = testing::shell_quote(testing::bin_dir() + "/train_head") + " --train " +
+                            testing::shell_quote(tmp / "train") + " --test " +
+                            testing::shell_quote(tmp / "test") + " --out " +
+                            testing::shell_quote(tmp / out) +
+                            " --epochs 3 --batch 12 --hidden 16 --standardize --threads 2 " + extra;
+    EXPECT_EQ(testing::run_command(cmd, &log), 0) << log;
+    return log;
+  };
+  EXPECT_NE(run("compact", "").find("compact first layer: 1440 distinct columns of 7840"),
+            std::string::npos);
+  EXPECT_EQ(run("full", "--full-width").find("compact first layer"), std::string::npos);
+  const HeadFile c = load_head(tmp / "compact/head.bin"), f = load_head(tmp / "full/head.bin");
+  EXPECT_EQ(c.weights.shape.dim, kChannels * 49);
+  ASSERT_EQ(c.weights.w1.size(), f.weights.w1.size());
+  EXPECT_LE(rel_diff(c.weights.w1, f.weights.w1), 1e-5);
+  EXPECT_LE(rel_diff(c.weights.w2, f.weights.w2), 1e-5);
+  EXPECT_EQ(c.standardizer.mean, f.standardizer.mean);  // expanded to every column, bit for bit
+  EXPECT_EQ(c.standardizer.std, f.standardizer.std);
+  EXPECT_EQ(c.features, f.features);
+}
+
+// Results do not depend on the thread count (fixed channel blocks, fixed summation order).
+TEST(CompactTrainer, SameResultWithAnyThreadCount) {
+  configure_blas_for_tbb();
+  testing::TempDir tmp;
+  make_prepool_cache(tmp / "c", 64, 24, 2);
+  auto run = [&](int threads, double wd) {
+    tbb::global_control gc(tbb::global_control::max_allowed_parallelism, threads);
+    CacheSource src(tmp / "c", true, true);
+    AdamConfig adam;
+    adam.weight_decay = wd;
+    CompactHeadOptimizer opt(init_head({src.compact()->full_dim(), 16, 2}, 1), adam, 0.5, 1,
+                             *src.compact());
+    run_steps(opt, src, nullptr, 2, 8, 1);
+    return opt.weights().w1;
+  };
+  for (double wd : {0.0, 1e-3}) EXPECT_EQ(run(1, wd), run(2, wd)) << "weight decay " << wd;
+}
+
+}  // namespace
+}  // namespace vggcache
