@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make check-hard`: the reliability suite. Runs, in order:
-#   1. fault injection against the real tools (tests/hard/faults.sh)
+#   1. fault injection against the real tools (tests/hard/faults.sh), then the hostile-input
+#      suites of the normal build, one summary row each
 #   2. every unit test under AddressSanitizer + UndefinedBehaviorSanitizer (build-asan)
 #   3. the unit tests under ThreadSanitizer (build-tsan)
 #   4. each libFuzzer target for FUZZ_SECONDS (fuzz/run.sh)
@@ -52,6 +53,30 @@ if [[ $SKIP != *" faults "* ]]; then
     status=1
   fi
   [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+fi
+if [[ $SKIP != *" badinput "* ]]; then
+  # The hostile-input suites of the normal build, one row each: what was fed and that it held.
+  echo "== check-hard: bad input suites"
+  while IFS='|' read -r what bin filter; do
+    exe="$ROOT/$BUILD/bin/$bin"
+    [ -x "$exe" ] || { echo "$what|0|missing $bin|-" >>"$SUM"; status=1; continue; }
+    "$exe" --gtest_filter="$filter" >"$LOGDIR/$bin.log" 2>&1
+    rc=$?
+    n=$(grep -cE "^\[       OK \]" "$LOGDIR/$bin.log")
+    f=$(grep -cE "^\[  FAILED  \] [A-Za-z]" "$LOGDIR/$bin.log")
+    [ $rc -eq 0 ] || status=1
+    echo "   $what: $n tests passed, $f failed"
+    echo "$what|$((n + f)) tests|$n held|-" >>"$SUM"
+  done <<'EOT'
+images: empty/truncated/random/text/bomb/dangling/dir/odd formats|test_image_decode|*
+layout: no classes, empty class, top-level files, odd names|test_image_folder|*
+caches: not a cache, schema, flipped bytes, truncation, writers|test_cache|*
+weights: wrong keys/shapes, truncated, hostile pickles|test_pth_reader|*
+weights into VGG16: missing/extra/short tensors, bad specs|test_vgg16|*Weights*:*Truncated*
+extract flags, bad files, mismatched settings|test_extract_cli|*
+train_head flags, mismatched caches, corrupt records|test_train_head_cli|*
+sweep specs: malformed keys, values, files|test_sweep_spec|*
+EOT
 fi
 [[ $SKIP == *" asan "* ]] || san_suite "ASan+UBSan" build-asan address,undefined
 if [[ $SKIP != *" tsan "* ]]; then

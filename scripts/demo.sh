@@ -9,10 +9,12 @@ BIN="$BUILD/bin"
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${VGGCACHE_DEMO_DIR:-$ROOT/demo}
 THREADS=${THREADS:-$(nproc)}
+CROPS=${VGGCACHE_DEMO_CROPS:-10}    # training views per image
+EPOCHS=${VGGCACHE_DEMO_EPOCHS:-5}
 mkdir -p "$OUT"
 
 DATA=""
-for cand in "$ROOT/data/dataset" "$ROOT/../shared/datasets/carbike64"; do
+for cand in ${VGGCACHE_DEMO_DATA:-} "$ROOT/data/dataset" "$ROOT/../shared/datasets/carbike64"; do
   if [ -d "$cand/train" ] && [ -d "$cand/test" ]; then DATA=$(cd "$cand" && pwd); break; fi
 done
 if [ -z "$DATA" ]; then
@@ -42,15 +44,16 @@ echo "== dataset: $DATA"
 echo "== weights: $WSPEC"
 if [ ! -x "$BIN/extract" ]; then echo "demo: $BIN/extract is missing (build failed?)" >&2; exit 1; fi
 "$BIN/extract" --data "$DATA/train" --out "$OUT/cache/$TAG/train" --weights "$WSPEC" \
-  --size 64 --crops 10 --threads "$THREADS"
+  --size 64 --crops "$CROPS" --threads "$THREADS"
 "$BIN/extract" --data "$DATA/test" --out "$OUT/cache/$TAG/test" --weights "$WSPEC" \
   --size 64 --eval --threads "$THREADS"
 "$BIN/featcache" verify "$OUT/cache/$TAG/train"
 "$BIN/featcache" verify "$OUT/cache/$TAG/test"
 
 if [ ! -x "$BIN/train_head" ]; then echo "demo: $BIN/train_head is missing" >&2; exit 1; fi
-RUN="$OUT/runs/$TAG-$(date +%Y%m%d-%H%M%S)"
+RUN="$OUT/runs/$TAG-$(date +%Y%m%d-%H%M%S)-$$"
 "$BIN/train_head" --train "$OUT/cache/$TAG/train" --test "$OUT/cache/$TAG/test" --out "$RUN" \
-  --epochs 5 --threads "$THREADS"
+  --epochs "$EPOCHS" --threads "$THREADS"
 echo
-echo "== results in $RUN (metrics.jsonl, summary.json, head.bin)"
+echo "== results in $RUN: report.html (open it in a browser), metrics.jsonl, summary.json,"
+echo "   predictions.csv, head.bin; use the head with: $BIN/predict --weights $WSPEC --head $RUN/head.bin IMAGES..."

@@ -48,36 +48,49 @@ REF_SECS=$(echo "$t1 - $t0" | bc)
 REF_RECORDS=$("$BIN/featcache" info "$W/ref" 2>/dev/null | sed -n 's/^  "records": \([0-9]*\).*/\1/p')
 echo "faults: reference: $REF_RECORDS records in ${REF_SECS}s"
 
-# 1. Killed extraction: chains of SIGKILLs at random moments, each followed by a rerun.
-kills=0 held=0 lost=0
-# Each chain's kills together stay inside ~90% of a full run, so every kill lands mid-run (some
-# during start-up, most mid-batch) and the final rerun always has work left.
-max_ms=$(echo "$REF_SECS * 1000 * 0.9 / $KILLS_PER_CHAIN / 1" | bc)
-for c in $(seq 1 "$CHAINS"); do
-  cache="$W/kill$c"
-  for k in $(seq 1 "$KILLS_PER_CHAIN"); do
-    "$BIN/extract" "${EXTRACT_ARGS[@]}" --out "$cache" >"$W/kill$c.$k.log" 2>&1 &
+# 1. Killed extraction: SIGKILL at seeded random moments, each followed by a rerun of the same
+#    command, until TARGET kills have landed; a chain ends when a run completes, and its cache is
+#    compared with the reference. Kills are counted by where they hit: before the first commit
+#    (start-up, creation) or mid-run (some batches committed).
+target=$((CHAINS * KILLS_PER_CHAIN))
+ref_ms=$(echo "$REF_SECS * 1000 / 1" | bc)
+kills=0 mid=0 early=0 chains=0 held=0 lost=0 attempts=0
+records_of() { "$BIN/featcache" info "$1" 2>/dev/null | sed -n 's/^  "records": \([0-9]*\).*/\1/p'; }
+while [ $kills -lt $target ] && [ $attempts -lt $((target * 4)) ]; do
+  chains=$((chains + 1))
+  cache="$W/kill$chains"
+  while [ $kills -lt $target ]; do
+    attempts=$((attempts + 1))
+    "$BIN/extract" "${EXTRACT_ARGS[@]}" --out "$cache" >"$W/kill.log" 2>&1 &
     pid=$!
-    ms=$((200 + RANDOM % (max_ms > 300 ? max_ms - 200 : 100)))
+    ms=$((150 + RANDOM % (ref_ms > 300 ? ref_ms - 150 : 150)))
     sleep "$(echo "scale=3; $ms / 1000" | bc)"
-    if kill -9 "$pid" 2>/dev/null; then kills=$((kills + 1)); fi
-    wait "$pid" 2>/dev/null
-    # After every kill the cache must open and verify as far as it was committed.
-    if [ -d "$cache" ] && [ -f "$cache/data.mdb" ]; then
-      "$BIN/featcache" verify --allow-incomplete "$cache" >"$W/v.log" 2>&1 ||
-        { fail "chain $c kill $k: partial cache does not verify"; cat "$W/v.log" >&2; }
+    if kill -9 "$pid" 2>/dev/null; then
+      wait "$pid" 2>/dev/null
+      kills=$((kills + 1))
+      n=$(records_of "$cache")
+      if [ -n "$n" ] && [ "$n" -gt 0 ]; then mid=$((mid + 1)); else early=$((early + 1)); fi
+      # After every kill the cache must open and verify as far as it was committed.
+      if [ -f "$cache/data.mdb" ]; then
+        "$BIN/featcache" verify --allow-incomplete "$cache" >"$W/v.log" 2>&1 ||
+          { fail "chain $chains: partial cache does not verify"; cat "$W/v.log" >&2; }
+      fi
+    else
+      wait "$pid" 2>/dev/null
+      break  # the run completed before the kill: the chain is done
     fi
   done
-  extract "$cache" >"$W/kill$c.final.log" 2>&1 || { fail "chain $c: final rerun failed"; cat "$W/kill$c.final.log" >&2; }
+  extract "$cache" >"$W/kill.final.log" 2>&1 || { fail "chain $chains: final rerun failed"; cat "$W/kill.final.log" >&2; }
   if "$BIN/featcache" diff "$W/ref" "$cache" >"$W/diff.log" 2>&1; then
     held=$((held + 1))
   else
-    fail "chain $c: $(cat "$W/diff.log")"
+    fail "chain $chains: $(cat "$W/diff.log")"
     lost=$((lost + 1))
   fi
 done
-echo "faults: killed extraction: $kills kills in $CHAINS chains, $held/$CHAINS final caches identical"
-row "killed extraction (SIGKILL, $kills kills, $CHAINS reruns compared)" "$kills" "$held/$CHAINS caches identical" "$lost"
+[ $kills -ge 20 ] || fail "only $kills kills landed (wanted $target)"
+echo "faults: killed extraction: $kills kills ($mid mid-run, $early before the first commit) in $chains chains, $held/$chains final caches identical"
+row "killed extraction (SIGKILL: $mid mid-run, $early at start-up)" "$kills" "$held/$chains caches identical" "$lost"
 
 # 2. Full disk: the data file may not grow past a limit; clear error, committed data intact,
 #    and a rerun with room finishes the identical cache.
@@ -148,7 +161,7 @@ row "killed training (SIGKILL, rerun)" "$tkills" "$theld/5 heads identical" "$((
 # 5. Killed sweep: rerunning the same command skips finished configurations, redoes the others,
 #    and ends with the results of an uninterrupted sweep.
 SWEEP_ARGS=(--train "$W/ref" --test "$W/test" --sweep "lr=1e-3,3e-4;hidden=64,128;dropout=0.3,0.5"
-            --epochs 6 --batch 20 --threads 2 --val-fraction 0.2 --quiet)
+            --epochs 40 --all-crops --batch 20 --threads 2 --val-fraction 0.2 --quiet)
 "$BIN/train_head" "${SWEEP_ARGS[@]}" --out "$W/sweep_ref" >"$W/sw.log" 2>&1 || { fail "sweep failed"; cat "$W/sw.log" >&2; }
 strip() { cut -d, -f1-"$(($(head -1 "$1" | tr ',' '\n' | grep -n '^seconds$' | cut -d: -f1) - 1))" "$1"; }
 skills=0 sheld=0
@@ -157,7 +170,7 @@ for k in 1 2 3; do
   for j in 1 2; do  # two kills before the finishing rerun
     "$BIN/train_head" "${SWEEP_ARGS[@]}" --out "$W/sweep_k" >/dev/null 2>&1 &
     pid=$!
-    sleep "$((RANDOM % 2)).$((RANDOM % 10))"
+    sleep "0.$((RANDOM % 8 + 1))$((RANDOM % 10))"
     kill -9 "$pid" 2>/dev/null && skills=$((skills + 1))
     wait "$pid" 2>/dev/null
   done

@@ -3,10 +3,12 @@
 // refusal of mismatched caches, usage errors and thread-independence.
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "common/cache.h"
 #include "common/error.h"
 #include "train_fixtures.h"
 #include "train_head/head_file.h"
@@ -177,6 +179,30 @@ TEST_F(TrainHeadCli, RefusesCachesWithOtherFeatureSettings) {
     EXPECT_NE(r.output.find(c.what), std::string::npos) << r.output;
     EXPECT_NE(r.output.find(dir), std::string::npos) << r.output;
   }
+}
+
+TEST_F(TrainHeadCli, RefusesToTrainOnACorruptRecord) {
+  make_pair(2);
+  // Find record (7, 2)'s payload bytes in data.mdb and flip one bit.
+  std::string needle;
+  {
+    auto r = CacheReader::open(train_);
+    ReadTxn t = r->begin();
+    RecordView v;
+    ASSERT_TRUE(t.get(7, 2, &v));
+    needle.assign(reinterpret_cast<const char*>(v.payload), 32);
+  }
+  std::string data = testing::read_file(train_ + "/data.mdb");
+  const size_t pos = data.find(needle);
+  ASSERT_NE(pos, std::string::npos);
+  ASSERT_EQ(data.find(needle, pos + 1), std::string::npos);
+  data[pos + 9] ^= 0x20;
+  testing::write_file(train_ + "/data.mdb", data);
+  const std::string out = tmp_ / "run";
+  ToolRun r = train_head(args(out));
+  EXPECT_EQ(r.rc, 1) << r.output;
+  EXPECT_NE(r.output.find("record (7, 2): checksum mismatch"), std::string::npos) << r.output;
+  EXPECT_FALSE(std::filesystem::exists(out + "/head.bin"));  // never a head trained on garbage
 }
 
 TEST_F(TrainHeadCli, UsageErrorsNameTheFlag) {
