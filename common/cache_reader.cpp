@@ -32,6 +32,18 @@ void open_readonly(const std::string& dir, OpenEnv* out) {
   lmdb::check(mdb_env_set_maxdbs(out->env.get(), 4), dir, "mdb_env_set_maxdbs");
   lmdb::check(mdb_env_open(out->env.get(), dir.c_str(), MDB_RDONLY | MDB_NOTLS, 0644), dir,
               "not a readable vggcache cache", ErrorKind::kNotACache);
+  // A data file shorter than the pages its meta page claims would fault (SIGBUS) on the first
+  // read through the map; refuse it here with a message instead.
+  MDB_envinfo info;
+  MDB_stat st;
+  if (mdb_env_info(out->env.get(), &info) == 0 && mdb_env_stat(out->env.get(), &st) == 0) {
+    const uint64_t need = (uint64_t{info.me_last_pgno} + 1) * st.ms_psize;
+    const uint64_t have = fs::file_size(fs::path(dir) / "data.mdb", ec);
+    if (!ec && have < need)
+      throw Error(ErrorKind::kCorrupt, fmt::format("{}: data.mdb is truncated ({} bytes, its "
+                                                   "pages need {})",
+                                                   dir, have, need));
+  }
   int dead = 0;
   mdb_reader_check(out->env.get(), &dead);  // clears slots of readers that died
   MDB_txn* t = nullptr;

@@ -507,6 +507,29 @@ TEST(Cache, FlippedBytesAreCaughtByChecksums) {
   }
 }
 
+TEST(Cache, TruncatedDataFileIsRefusedNotACrash) {
+  TempDir tmp;
+  {
+    auto w = CacheWriter::open(tmp / "c", make_meta(40, 2, 25088));
+    write_images(*w, 0, 40, 2, 10);
+    w->finish();
+  }
+  const auto size = std::filesystem::file_size(tmp / "c/data.mdb");
+  std::filesystem::resize_file(tmp / "c/data.mdb", size / 2);
+  for (int attempt = 0; attempt < 2; ++attempt) {  // reader, then a resuming writer
+    try {
+      if (attempt == 0)
+        CacheReader::open(tmp / "c");
+      else
+        CacheWriter::open(tmp / "c", make_meta(40, 2, 25088));
+      FAIL() << "a truncated cache was opened";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::kCorrupt);
+      EXPECT_NE(std::string(e.what()).find("data.mdb is truncated"), std::string::npos) << e.what();
+    }
+  }
+}
+
 TEST(Cache, VerifyCountsMissingRecordsOfACompleteCache) {
   TempDir tmp;
   auto meta = make_meta(10, 3, 16);
