@@ -65,11 +65,11 @@ VerifyReport verify_cache(const std::string& dir, size_t max_problems, bool allo
     if (skipped.count(h.image))
       problem(fmt::format("record ({}, {}) belongs to a skipped image", h.image, h.crop));
     if (h.label != m.images[h.image].label)
-      problem(fmt::format("record ({}, {}): label {} but {} has label {}", h.image, h.crop,
-                          h.label, m.images[h.image].path, m.images[h.image].label));
+      problem(fmt::format("record ({}, {}): label {} but {} has label {}", h.image, h.crop, h.label,
+                          m.images[h.image].path, m.images[h.image].label));
     if (h.crop >= crops)
-      problem(fmt::format("record ({}, {}): crop index beyond {} crops per image", h.image,
-                          h.crop, crops));
+      problem(fmt::format("record ({}, {}): crop index beyond {} crops per image", h.image, h.crop,
+                          crops));
   }
   close_image();
   if (rep.records != m.records)
@@ -91,7 +91,8 @@ std::string diff_caches(const std::string& a, const std::string& b) {
   const CacheMeta &ma = ra->meta(), &mb = rb->meta();
   std::string d = CacheMeta::first_difference(ma, mb);
   if (!d.empty()) return "settings differ: " + d;
-  if (ma.complete != mb.complete) return fmt::format("complete: {} vs {}", ma.complete, mb.complete);
+  if (ma.complete != mb.complete)
+    return fmt::format("complete: {} vs {}", ma.complete, mb.complete);
   if (ma.records != mb.records) return fmt::format("records: {} vs {}", ma.records, mb.records);
   if (ma.skipped.size() != mb.skipped.size())
     return fmt::format("skipped images: {} vs {}", ma.skipped.size(), mb.skipped.size());
@@ -111,7 +112,8 @@ std::string diff_caches(const std::string& a, const std::string& b) {
     }
     const auto &x = va.header, &y = vb.header;
     if (x.image != y.image || x.crop != y.crop)
-      return fmt::format("record {}: key ({}, {}) vs ({}, {})", n, x.image, x.crop, y.image, y.crop);
+      return fmt::format("record {}: key ({}, {}) vs ({}, {})", n, x.image, x.crop, y.image,
+                         y.crop);
     if (x.label != y.label || x.box.x != y.box.x || x.box.y != y.box.y || x.box.w != y.box.w ||
         x.box.h != y.box.h || x.box.flipped != y.box.flipped)
       return fmt::format("record ({}, {}): label or crop box differs", x.image, x.crop);

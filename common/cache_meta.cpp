@@ -125,22 +125,23 @@ json CacheMeta::to_json() const {
     put_path(o, s.path);
     sk.push_back(std::move(o));
   }
-  json j = {{"schema_version", schema_version},
-            {"tool_version", tool_version},
-            {"codec", codec_name(codec)},
-            {"dim", dim},
-            {"payload_floats", payload_floats},
-            {"prepool_shape", prepool_shape},
-            {"classes", classes},
-            {"source_dir", source_dir},
-            {"images", imgs},
-            {"weights", {{"name", weights.name}, {"sha256", weights.sha256}, {"random", weights.random}}},
-            {"preprocess", preprocess_json(preprocess)},
-            {"skipped", sk},
-            {"complete", complete},
-            {"records", records},
-            {"next_image", next_image},
-            {"extra", extra.is_null() ? json::object() : extra}};
+  json j = {
+      {"schema_version", schema_version},
+      {"tool_version", tool_version},
+      {"codec", codec_name(codec)},
+      {"dim", dim},
+      {"payload_floats", payload_floats},
+      {"prepool_shape", prepool_shape},
+      {"classes", classes},
+      {"source_dir", source_dir},
+      {"images", imgs},
+      {"weights", {{"name", weights.name}, {"sha256", weights.sha256}, {"random", weights.random}}},
+      {"preprocess", preprocess_json(preprocess)},
+      {"skipped", sk},
+      {"complete", complete},
+      {"records", records},
+      {"next_image", next_image},
+      {"extra", extra.is_null() ? json::object() : extra}};
   // Only shards carry the field, so whole caches keep exactly the JSON they always had.
   if (shard.present()) j["shard"] = shard_json(shard);
   return j;
@@ -170,8 +171,8 @@ CacheMeta CacheMeta::from_json(const json& j) {
                  w.at("random").get<bool>()};
     m.preprocess = preprocess_from(j.at("preprocess"));
     for (const auto& s : j.at("skipped"))
-      m.skipped.push_back({s.at("image").get<uint32_t>(), get_path(s),
-                           s.at("reason").get<std::string>()});
+      m.skipped.push_back(
+          {s.at("image").get<uint32_t>(), get_path(s), s.at("reason").get<std::string>()});
     m.complete = j.at("complete").get<bool>();
     m.records = j.at("records").get<uint64_t>();
     m.next_image = j.at("next_image").get<uint32_t>();
@@ -201,7 +202,8 @@ CacheMeta CacheMeta::from_json(const json& j) {
                 "malformed cache metadata: shard needs index < count and first <= end <= images");
   for (const auto& e : m.images)
     if (e.label < 0 || static_cast<size_t>(e.label) >= m.classes.size())
-      throw Error(ErrorKind::kCorrupt, "malformed cache metadata: label out of range for " + e.path);
+      throw Error(ErrorKind::kCorrupt,
+                  "malformed cache metadata: label out of range for " + e.path);
   return m;
 }
 
@@ -228,8 +230,8 @@ std::string CacheMeta::first_difference(const CacheMeta& a, const CacheMeta& b) 
   for (size_t i = 0; i < a.images.size(); ++i) {
     const auto &x = a.images[i], &y = b.images[i];
     if (x.path != y.path || x.sha256 != y.sha256 || x.label != y.label || x.bytes != y.bytes)
-      return fmt::format("images[{}]: {} ({}) vs {} ({})", i, x.path, x.sha256.substr(0, 12), y.path,
-                         y.sha256.substr(0, 12));
+      return fmt::format("images[{}]: {} ({}) vs {} ({})", i, x.path, x.sha256.substr(0, 12),
+                         y.path, y.sha256.substr(0, 12));
   }
   if (!(a.shard == b.shard))
     return fmt::format("shard: {} vs {}", shard_text(a.shard), shard_text(b.shard));

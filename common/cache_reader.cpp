@@ -1,9 +1,10 @@
 // CacheReader: read-only env with MDB_NOTLS so every thread can hold its own read transaction.
 // A shard set (common/shard_set.h) is read as one cache: one env per shard, each record looked up
 // in the shard that owns its image; a plain cache is the one-part case of the same code.
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <filesystem>
-#include <fmt/format.h>
 #include <mutex>
 
 #include "common/cache.h"
@@ -207,8 +208,12 @@ bool ReadTxn::next(RecordView* out) {
 
 CacheReader::CacheReader(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 CacheReader::~CacheReader() = default;
-const CacheMeta& CacheReader::meta() const { return impl_->meta; }
-const std::string& CacheReader::dir() const { return impl_->dir; }
+const CacheMeta& CacheReader::meta() const {
+  return impl_->meta;
+}
+const std::string& CacheReader::dir() const {
+  return impl_->dir;
+}
 
 // Opens every shard a set lists and checks that they form one extraction (complete ones, unless
 // allowed otherwise); the set's metadata is the combined one.
@@ -257,11 +262,11 @@ std::unique_ptr<CacheReader> CacheReader::open(const std::string& dir, const Rea
   open_readonly(dir, &part.e);
   impl->meta = read_meta(dir, part.e);
   if (!impl->meta.complete && !opts.allow_incomplete)
-    throw Error(ErrorKind::kIncomplete,
-                fmt::format("{}: cache is incomplete ({} records, {} of {} images done); rerun "
-                            "extract with the same command to finish it",
-                            dir, impl->meta.records, impl->meta.next_image,
-                            impl->meta.images.size()));
+    throw Error(
+        ErrorKind::kIncomplete,
+        fmt::format("{}: cache is incomplete ({} records, {} of {} images done); rerun "
+                    "extract with the same command to finish it",
+                    dir, impl->meta.records, impl->meta.next_image, impl->meta.images.size()));
   return std::unique_ptr<CacheReader>(new CacheReader(std::move(impl)));
 }
 

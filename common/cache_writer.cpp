@@ -1,6 +1,7 @@
 // CacheWriter: one LMDB write transaction per batch, metadata rewritten in the same transaction,
 // so a crash at any moment leaves records and metadata that agree (resume point = next_image).
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/statvfs.h>
@@ -8,7 +9,6 @@
 
 #include <cstring>
 #include <filesystem>
-#include <fmt/format.h>
 
 #include "common/cache.h"
 #include "common/lmdb_util.h"
@@ -34,8 +34,9 @@ struct CacheWriter::Impl {
   void lock() {
     std::string path = dir + "/writer.lock";
     lock_fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (lock_fd < 0) throw Error(ErrorKind::kIo, fmt::format("{}: cannot open {}: {}", dir, path,
-                                                             strerror(errno)));
+    if (lock_fd < 0)
+      throw Error(ErrorKind::kIo,
+                  fmt::format("{}: cannot open {}: {}", dir, path, strerror(errno)));
     if (flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
       char buf[32] = {0};
       ssize_t n = pread(lock_fd, buf, sizeof buf - 1, 0);
@@ -153,8 +154,12 @@ struct CacheWriter::Impl {
 
 CacheWriter::CacheWriter(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 CacheWriter::~CacheWriter() = default;
-const CacheMeta& CacheWriter::meta() const { return impl_->meta; }
-CacheMeta& CacheWriter::mutable_meta() { return impl_->meta; }
+const CacheMeta& CacheWriter::meta() const {
+  return impl_->meta;
+}
+CacheMeta& CacheWriter::mutable_meta() {
+  return impl_->meta;
+}
 
 namespace {
 
@@ -168,7 +173,8 @@ void create_fresh(const std::string& dir, const CacheMeta& meta, uint64_t map_by
   std::error_code ec;
   fs::remove_all(staging, ec);
   fs::create_directories(staging, ec);
-  if (ec) throw Error(ErrorKind::kIo, dir + ": cannot create " + staging.string() + ": " + ec.message());
+  if (ec)
+    throw Error(ErrorKind::kIo, dir + ": cannot create " + staging.string() + ": " + ec.message());
   {
     lmdb::Env env;
     const std::string s = staging.string();
@@ -190,7 +196,8 @@ void create_fresh(const std::string& dir, const CacheMeta& meta, uint64_t map_by
   }
   fs::remove(fs::path(dir) / "lock.mdb", ec);  // belonged to a replaced environment, if any
   fs::rename(staging / "data.mdb", fs::path(dir) / "data.mdb", ec);
-  if (ec) throw Error(ErrorKind::kIo, dir + ": cannot move the new cache into place: " + ec.message());
+  if (ec)
+    throw Error(ErrorKind::kIo, dir + ": cannot move the new cache into place: " + ec.message());
   fs::remove_all(staging, ec);
 }
 
@@ -210,8 +217,9 @@ std::unique_ptr<CacheWriter> CacheWriter::open(const std::string& dir, const Cac
       const auto name = e.path().filename();
       if (name != "writer.lock" && name != "lock.mdb" && name != kStaging)
         throw Error(ErrorKind::kNotACache,
-                    dir + ": exists, is not empty and is not a vggcache cache; refusing to write "
-                          "into it");
+                    dir +
+                        ": exists, is not empty and is not a vggcache cache; refusing to write "
+                        "into it");
     }
   }
   fs::create_directories(dir, ec);
@@ -245,7 +253,8 @@ void CacheWriter::put_batch(const std::vector<RecordIn>& records, uint32_t next_
   Impl& s = *impl_;
   if (s.meta.complete) throw Error(ErrorKind::kInvalidArgument, s.dir + ": cache is complete");
   for (const auto& r : records) {
-    if (s.have_last && (r.image < s.last_image || (r.image == s.last_image && r.crop <= s.last_crop)))
+    if (s.have_last &&
+        (r.image < s.last_image || (r.image == s.last_image && r.crop <= s.last_crop)))
       throw Error(ErrorKind::kInvalidArgument,
                   fmt::format("{}: record ({}, {}) written out of order (after ({}, {}))", s.dir,
                               r.image, r.crop, s.last_image, s.last_crop));

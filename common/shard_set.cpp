@@ -14,6 +14,7 @@
 
 #include "common/cache.h"
 #include "common/error.h"
+#include "common/file_util.h"
 
 namespace fs = std::filesystem;
 
@@ -252,15 +253,7 @@ void write_shard_manifest(const std::string& set_dir, const std::vector<std::str
   }
   json j = {{"format", kManifestFormat}, {"count", order.size()}, {"shards", list}};
   const std::string path = (fs::path(set_dir) / kShardManifest).string();
-  const std::string tmp = path + ".tmp." + std::to_string(getpid());
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << j.dump(2) << "\n";
-    out.close();
-    if (!out) throw Error(ErrorKind::kIo, tmp + ": write failed");
-  }
-  fs::rename(tmp, path, ec);
-  if (ec) throw Error(ErrorKind::kIo, "cannot rename " + tmp + " to " + path + ": " + ec.message());
+  write_file_atomically(path, j.dump(2) + "\n");
 }
 
 VerifyReport verify_shard_set(const std::string& set_dir, size_t max_problems,

@@ -1,7 +1,7 @@
 // featcache: inspect, export, verify and compare caches; merge shards or list them as a set.
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include <CLI/CLI.hpp>
 #include <cstdio>
 #include <fstream>
 
@@ -10,6 +10,7 @@
 #include "common/cache_merge.h"
 #include "common/cli.h"
 #include "common/error.h"
+#include "common/file_util.h"
 #include "common/npy.h"
 #include "common/shard_set.h"
 
@@ -20,22 +21,21 @@ int cmd_info(const std::string& dir, bool with_images) {
   auto reader = CacheReader::open(dir, {/*allow_incomplete=*/true, /*verify=*/false});
   const CacheMeta& m = reader->meta();
   nlohmann::json j = m.to_json();
-  nlohmann::json out = {
-      {"cache", dir},
-      {"records", reader->record_count()},
-      {"images", m.images.size()},
-      {"dim", m.dim},
-      {"classes", m.classes},
-      {"complete", m.complete},
-      {"codec", j["codec"]},
-      {"bytes_per_record", record_bytes(m.payload_floats)},
-      {"skipped", j["skipped"]},
-      {"settings", {{"weights", j["weights"]}, {"preprocess", j["preprocess"]}}},
-      {"feature_fingerprint", m.feature_fingerprint()},
-      {"schema_version", m.schema_version},
-      {"tool_version", m.tool_version},
-      {"source_dir", m.source_dir},
-      {"extra", j["extra"]}};
+  nlohmann::json out = {{"cache", dir},
+                        {"records", reader->record_count()},
+                        {"images", m.images.size()},
+                        {"dim", m.dim},
+                        {"classes", m.classes},
+                        {"complete", m.complete},
+                        {"codec", j["codec"]},
+                        {"bytes_per_record", record_bytes(m.payload_floats)},
+                        {"skipped", j["skipped"]},
+                        {"settings", {{"weights", j["weights"]}, {"preprocess", j["preprocess"]}}},
+                        {"feature_fingerprint", m.feature_fingerprint()},
+                        {"schema_version", m.schema_version},
+                        {"tool_version", m.tool_version},
+                        {"source_dir", m.source_dir},
+                        {"extra", j["extra"]}};
   if (m.shard.present()) out["shard"] = j["shard"];
   if (is_shard_set(dir)) out["shard_set"] = read_shard_manifest(dir);
   if (with_images) out["image_list"] = j["images"];
@@ -62,15 +62,10 @@ int cmd_export(const std::string& dir, const std::string& prefix) {
     feats.write(v.data, m.dim);
     int64_t lab = h.label;
     labels.write(&lab, 1);
-    std::string path = m.images.at(h.image).path;
-    if (path.find_first_of(",\"\n") != std::string::npos) {  // RFC 4180 quoting
-      std::string q = "\"";
-      for (char c : path) q += (c == '"') ? std::string("\"\"") : std::string(1, c);
-      path = q + "\"";
-    }
-    csv << i++ << ',' << h.image << ',' << path << ',' << h.crop << ',' << h.label << ','
-        << h.box.x << ',' << h.box.y << ',' << h.box.w << ',' << h.box.h << ','
-        << (h.box.flipped ? 1 : 0) << '\n';
+    const std::string path = csv_field(m.images.at(h.image).path);
+    csv << i++ << ',' << h.image << ',' << path << ',' << h.crop << ',' << h.label << ',' << h.box.x
+        << ',' << h.box.y << ',' << h.box.w << ',' << h.box.h << ',' << (h.box.flipped ? 1 : 0)
+        << '\n';
   }
   feats.close();
   labels.close();

@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "common/error.h"
+#include "common/file_util.h"
 #include "train_head/predictions_csv.h"
 
 namespace vggcache {
@@ -31,20 +32,7 @@ void write_output(const std::string& path, const std::string& text) {
       throw Error(ErrorKind::kIo, "cannot write the predictions to stdout");
     return;
   }
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out << text;
-    out.flush();
-    if (!out) {
-      std::error_code ec;
-      std::filesystem::remove(tmp, ec);
-      throw Error(ErrorKind::kIo, "cannot write " + tmp);
-    }
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) throw Error(ErrorKind::kIo, "cannot rename " + tmp + " to " + path + ": " + ec.message());
+  write_file_atomically(path, text);
 }
 
 }  // namespace vggcache

@@ -9,6 +9,7 @@
 #include <iterator>
 
 #include "common/error.h"
+#include "common/file_util.h"
 #include "common/record.h"
 #include "train_head/feature_check.h"
 
@@ -82,17 +83,7 @@ void save_head(const std::string& path, const HeadFile& head) {
     buf.append(reinterpret_cast<const char*>(t.data->data()), t.data->size() * sizeof(float));
   put_u32(&buf, crc32c(buf.data(), buf.size()));
 
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out.write(buf.data(), static_cast<std::streamsize>(buf.size()));
-    out.flush();
-    if (!out) throw Error(ErrorKind::kIo, "cannot write " + tmp);
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec)
-    throw Error(ErrorKind::kIo, fmt::format("cannot rename {} to {}: {}", tmp, path, ec.message()));
+  write_file_atomically(path, buf);
 }
 
 HeadFile load_head(const std::string& path) {

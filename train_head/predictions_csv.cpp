@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "common/error.h"
+#include "common/file_util.h"
 #include "train_head/head_model.h"
 
 namespace vggcache {
@@ -100,13 +101,6 @@ std::vector<PredictionRow> prediction_rows(const CacheMeta& meta,
   return rows;
 }
 
-std::string csv_field(const std::string& s) {
-  if (s.find_first_of(",\"\r\n") == std::string::npos) return s;
-  std::string q = "\"";
-  for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
-  return q + "\"";
-}
-
 void write_predictions_csv(const std::string& path, const Predictions& p) {
   auto name = [&](int k) {
     return k >= 0 && k < static_cast<int>(p.classes.size()) ? p.classes[k] : std::string();
@@ -121,16 +115,7 @@ void write_predictions_csv(const std::string& path, const Predictions& p) {
     for (double v : r.probs) s += fmt::format(",{:.9g}", v);
     s += "\n";
   }
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out << s;
-    out.flush();
-    if (!out) throw Error(ErrorKind::kIo, "cannot write " + tmp);
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) throw Error(ErrorKind::kIo, "cannot rename " + tmp + " to " + path + ": " + ec.message());
+  write_file_atomically(path, s);
 }
 
 Predictions read_predictions_csv(const std::string& path) {

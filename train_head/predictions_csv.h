@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "common/cache_meta.h"
+#include "common/file_util.h"  // csv_field
 #include "train_head/evaluate.h"
 
 namespace vggcache {
@@ -36,9 +37,6 @@ struct Predictions {
 std::vector<PredictionRow> prediction_rows(const CacheMeta& meta,
                                            const std::vector<uint32_t>& images,
                                            const EvalResult& r);
-
-// One CSV field, quoted only when it must be.
-std::string csv_field(const std::string& s);
 
 // Writes atomically (temporary + rename). Throws Error(kIo) naming the file.
 void write_predictions_csv(const std::string& path, const Predictions& p);

@@ -5,6 +5,8 @@
 #include <utility>
 #include <vector>
 
+#include "common/file_util.h"  // write_file_atomically
+
 namespace vggcache {
 
 std::string base64(const std::string& bytes);
@@ -17,8 +19,5 @@ std::string html_page(const std::string& title, const std::string& body);
 std::string html_table(const std::vector<std::string>& header,
                        const std::vector<std::vector<std::string>>& rows, int highlight = -1);
 std::string html_kv_table(const std::vector<std::pair<std::string, std::string>>& rows);
-
-// Writes `html` to path atomically (temporary + rename). Throws Error(kIo).
-void write_text_file(const std::string& path, const std::string& text);
 
 }  // namespace vggcache

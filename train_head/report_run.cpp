@@ -10,6 +10,7 @@
 #include <numeric>
 
 #include "common/error.h"
+#include "common/file_util.h"
 #include "common/sha256.h"
 #include "train_head/predictions_csv.h"
 #include "train_head/report_figures.h"
@@ -333,7 +334,7 @@ RunReportResult write_run_report(const std::string& run_dir, const std::string& 
       std::string(std::isfinite(res.auc) ? "roc.png, " : "") +
       "test_grid.png, confident_wrong.png.</p>\n";
 
-  write_text_file(res.html, html_page("train_head report: " + run_dir, body));
+  write_file_atomically(res.html, html_page("train_head report: " + run_dir, body));
   return res;
 }
 

@@ -10,6 +10,7 @@
 #include <set>
 
 #include "common/error.h"
+#include "common/file_util.h"
 #include "train_head/report_figures.h"
 #include "train_head/report_html.h"
 #include "train_head/report_png.h"
@@ -208,7 +209,7 @@ SweepReportResult write_sweep_report(const std::string& sweep_dir) {
     body += "<p class=\"note\">Sweep identity: <span class=\"mono\">" +
             xml_escape(setting_text(results["sweep"])) + "</span></p>\n";
 
-  write_text_file(res.html, html_page("train_head sweep report: " + sweep_dir, body));
+  write_file_atomically(res.html, html_page("train_head sweep report: " + sweep_dir, body));
   return res;
 }
 

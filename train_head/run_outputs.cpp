@@ -8,6 +8,7 @@
 #include <fstream>
 
 #include "common/error.h"
+#include "common/file_util.h"
 #include "common/sha256.h"
 #include "train_head/feature_check.h"
 #include "train_head/linalg.h"
@@ -159,16 +160,7 @@ json summary_json(const RunInfo& info, const TrainOutcome& out) {
 }
 
 void write_json_file(const std::string& path, const json& j) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << j.dump(2) << "\n";
-    out.flush();
-    if (!out) throw Error(ErrorKind::kIo, "cannot write " + tmp);
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) throw Error(ErrorKind::kIo, "cannot rename " + tmp + " to " + path + ": " + ec.message());
+  write_file_atomically(path, j.dump(2) + "\n");
 }
 
 }  // namespace vggcache

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
+#include "common/file_util.h"
 #include "train_head/report_sweep.h"
 #include "train_head/sweep_plan.h"
 #include "train_head/sweep_results.h"

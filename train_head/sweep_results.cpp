@@ -8,6 +8,7 @@
 #include <fstream>
 
 #include "common/error.h"
+#include "common/file_util.h"
 #include "train_head/report_sweep.h"
 #include "train_head/sweep_spec.h"
 
@@ -48,13 +49,6 @@ SweepRow read_row(const std::string& dir, const json& config) {
     throw Error(ErrorKind::kCorrupt, fmt::format("{}: unexpected content ({})", dir, e.what()));
   }
   return r;
-}
-
-std::string csv_field(const std::string& s) {
-  if (s.find_first_of(",\"\n\r") == std::string::npos) return s;
-  std::string q = "\"";
-  for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
-  return q + "\"";
 }
 
 std::string setting_text(const json& v) {
@@ -107,19 +101,6 @@ std::vector<SweepRow> finished_rows(const json& sweep, const std::vector<std::st
     }
   }
   return rows;
-}
-
-void write_file_atomically(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp" + std::to_string(::getpid());
-  {
-    std::ofstream out(tmp, std::ios::trunc | std::ios::binary);
-    out << text;
-    out.flush();
-    if (!out) throw Error(ErrorKind::kIo, "cannot write " + tmp);
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) throw Error(ErrorKind::kIo, "cannot rename " + tmp + " to " + path + ": " + ec.message());
 }
 
 void rank_rows(std::vector<SweepRow>* rows) {

@@ -41,10 +41,6 @@ void write_sweep_results(const std::string& dir, const nlohmann::json& sweep,
 // The top `k` rows as a table showing the swept keys.
 std::string top_table(const nlohmann::json& sweep, const std::vector<SweepRow>& ranked, size_t k);
 
-// Writes `text` to `path` atomically through a temporary named for this process, so shards that
-// share a directory never write into one another's temporary. Throws Error(kIo).
-void write_file_atomically(const std::string& path, const std::string& text);
-
 // The single train_head command that reproduces a row's configuration into RUN_DIR.
 std::string single_run_command(const nlohmann::json& sweep, const SweepRow& row);
 

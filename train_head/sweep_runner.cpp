@@ -14,6 +14,7 @@
 #include <set>
 
 #include "common/error.h"
+#include "common/file_util.h"
 #include "train_head/batch_schedule.h"
 #include "train_head/compact_step.h"
 #include "train_head/feature_check.h"
