@@ -3,7 +3,7 @@
 #   1. fault injection against the real tools (tests/hard/faults.sh), then the hostile-input
 #      suites of the normal build, one summary row each
 #   2. every unit test under AddressSanitizer + UndefinedBehaviorSanitizer (build-asan)
-#   3. the unit tests under ThreadSanitizer (build-tsan)
+#   3. the unit tests under ThreadSanitizer (build-tsan), only with VGGCACHE_TSAN=1 (see below)
 #   4. each libFuzzer target for FUZZ_SECONDS (fuzz/run.sh)
 # and prints a summary table of what was tried and what held. Exit non-zero if anything failed.
 # Usage: scripts/check_hard.sh BUILD_DIR     (env: FUZZ_SECONDS=30, HARD_SKIP="tsan fuzz ...")
@@ -79,9 +79,15 @@ sweep specs: malformed keys, values, files|test_sweep_spec|*
 EOT
 fi
 [[ $SKIP == *" asan "* ]] || san_suite "ASan+UBSan" build-asan address,undefined
-if [[ $SKIP != *" tsan "* ]]; then
+# ThreadSanitizer runs only when asked (VGGCACHE_TSAN=1): Debian's libtbb is not instrumented, so
+# TSan misses the happens-before edges TBB's scheduler makes inside the library and reports races
+# on data handed between a parallel_for's workers and its caller (seen in the compact trainer).
+# Until the suite runs against a TSan-built oneTBB, its verdict cannot gate CI.
+if [[ $SKIP != *" tsan "* ]] && [ "${VGGCACHE_TSAN:-0}" = 1 ]; then
   export TSAN_OPTIONS="suppressions=$ROOT/tests/hard/tsan.supp halt_on_error=1 second_deadlock_stack=1"
   san_suite "TSan" build-tsan thread
+else
+  echo "unit tests under TSan|0|not run (VGGCACHE_TSAN=1; needs a TSan-built libtbb)|-" >>"$SUM"
 fi
 if [[ $SKIP != *" fuzz "* ]]; then
   echo "== check-hard: fuzzing, ${FUZZ_SECONDS}s per target"
