@@ -10,6 +10,8 @@ PKGS=(
   python3-torch python3-torchvision python3-numpy python3-pil
   chromium  # headless screenshots of the HTML reports (tests/train/test_report_render.cpp)
   slurm-wlm munge  # the single-node Slurm cluster of tests/slurm/test_slurm.sh
+  clang libclang-rt-14-dev  # libFuzzer targets (make fuzz, make check-hard)
+  bc curl git  # check-hard's fault scripts; Makefile.data weights
 )
 missing=()
 for p in "${PKGS[@]}"; do
@@ -21,5 +23,6 @@ SUDO=""
 [ "$(id -u)" -ne 0 ] && SUDO="sudo"
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# With recommends, as the project was developed and tested (chromium's fonts, for one).
+$SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 echo "install-deps: done"
