@@ -19,7 +19,7 @@ status=0
 for t in record meta pth sweep_spec; do
   mkdir -p "$B/corpus/$t" "$B/artifacts/$t"
   echo "== fuzz_$t for ${SECS}s"
-  if "$B/bin/fuzz_$t" "$B/corpus/$t" -max_total_time="$SECS" -rss_limit_mb=2048 -timeout=10 \
+  if "$B/bin/fuzz_$t" "$B/corpus/$t" -max_total_time="$SECS" -seed=1 -rss_limit_mb=2048 -timeout=10 \
       -max_len=65536 -artifact_prefix="$B/artifacts/$t/" -print_final_stats=1 >"$B/fuzz_$t.log" 2>&1; then
     echo "   ok: $(grep -E 'stat::number_of_executed_units' "$B/fuzz_$t.log" | awk '{print $2}') executions, no crash"
   else
