@@ -22,11 +22,8 @@ threads="${THREADS:-2}"
 grid="hidden=128,256;dropout=0.3,0.5;lr=1e-3,3e-4;weight-decay=0,1e-4"
 mkdir -p "$work"
 
-"$build/bin/extract" --data "$data/train" --out "$work/train" --weights random:1 --crops 2 --quiet
-"$build/bin/extract" --data "$data/test" --out "$work/test" --weights random:1 --eval --quiet
-for split in train test; do
-  [ -f "$work/${split}_x.npy" ] || "$build/bin/featcache" export "$work/$split" "$work/${split}_x"
-done
+. "$here/features.sh"
+bench_features "$build" "$work" "$data"
 
 now() { date +%s.%N; }
 common=(--train "$work/train" --test "$work/test" --epochs "$epochs" --batch 100

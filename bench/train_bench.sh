@@ -16,12 +16,8 @@ epochs="${EPOCHS:-3}"
 threads="${THREADS:-2}"
 mkdir -p "$work"
 
-# Features: random VGG16 weights (speed does not depend on them); extract reuses a complete cache.
-"$build/bin/extract" --data "$data/train" --out "$work/train" --weights random:1 --crops 2 --quiet
-"$build/bin/extract" --data "$data/test" --out "$work/test" --weights random:1 --eval --quiet
-for split in train test; do
-  [ -f "$work/${split}_x.npy" ] || "$build/bin/featcache" export "$work/$split" "$work/${split}_x"
-done
+. "$here/features.sh"
+bench_features "$build" "$work" "$data"
 
 settings=(--epochs "$epochs" --batch 100 --hidden 256 --dropout 0.5 --lr 1e-3 --threads "$threads")
 "$build/bin/train_head" --train "$work/train" --test "$work/test" --out "$work/run" \

@@ -21,17 +21,8 @@ using testing::read_file;
 using testing::shell_quote;
 namespace fs = std::filesystem;
 
-struct ToolRun {
-  int rc = -1;
-  std::string output;
-};
-
-ToolRun train_head(const std::string& args) {
-  ToolRun r;
-  r.rc =
-      testing::run_command(shell_quote(testing::bin_dir() + "/train_head") + " " + args, &r.output);
-  return r;
-}
+using testing::ToolRun;
+using testing::train_head;
 
 json read_json(const std::string& path) {
   return json::parse(read_file(path));

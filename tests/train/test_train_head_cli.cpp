@@ -19,17 +19,8 @@ namespace {
 using nlohmann::json;
 using testing::shell_quote;
 
-struct ToolRun {
-  int rc = -1;
-  std::string output;
-};
-
-ToolRun train_head(const std::string& args) {
-  ToolRun r;
-  r.rc =
-      testing::run_command(shell_quote(testing::bin_dir() + "/train_head") + " " + args, &r.output);
-  return r;
-}
+using testing::ToolRun;
+using testing::train_head;
 
 std::vector<json> read_jsonl(const std::string& path) {
   std::ifstream in(path);

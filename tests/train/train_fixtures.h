@@ -100,4 +100,15 @@ inline CacheMeta make_synthetic_cache(const std::string& dir, const SyntheticSpe
   return writer->meta();
 }
 
+// The train_head binary run with `args` (a shell-quoted argument string): exit code and output.
+struct ToolRun {
+  int rc = -1;
+  std::string output;
+};
+inline ToolRun train_head(const std::string& args) {
+  ToolRun r;
+  r.rc = run_command(shell_quote(bin_dir() + "/train_head") + " " + args, &r.output);
+  return r;
+}
+
 }  // namespace vggcache::testing
