@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstddef>
 
 #include "common/error.h"
@@ -45,6 +46,84 @@ CompactLayout::CompactLayout(int channels, int h, int w)
     mean.scale_h = exact_inverse(win.r1 - win.r0);
     mean.scale_w = exact_inverse(win.c1 - win.c0);
     means_.push_back(mean);
+  }
+}
+
+CompactLayout CompactLayout::with_input(CompactInput input) const {
+  CompactLayout l = *this;
+  l.input_ = input;
+  return l;
+}
+
+namespace {
+
+// v ÷ kh ÷ kw for `width` values, as window_means() divides a window's sum.
+template <typename Mean>
+void divide_by_window(float* __restrict v, int width, const Mean& mean) {
+  if (mean.scale_h > 0) {
+    for (int j = 0; j < width; ++j) v[j] *= mean.scale_h;
+  } else {
+    for (int j = 0; j < width; ++j) v[j] /= mean.kh;
+  }
+  if (mean.scale_w > 0) {
+    for (int j = 0; j < width; ++j) v[j] *= mean.scale_w;
+  } else {
+    for (int j = 0; j < width; ++j) v[j] /= mean.kw;
+  }
+}
+
+// o = a (first term of a sum), then o += b for each further term.
+void copy_row(const float* __restrict a, int width, float* __restrict o) {
+  for (int j = 0; j < width; ++j) o[j] = a[j];
+}
+void add_row(const float* __restrict b, int width, float* __restrict o) {
+  for (int j = 0; j < width; ++j) o[j] += b[j];
+}
+
+}  // namespace
+
+void CompactLayout::sum_rows(const float* cells, int n, int width, float* out) const {
+  const int k_count = windows();
+  for (int c = 0; c < n; ++c) {
+    const float* in = cells + static_cast<size_t>(c) * kCells * width;
+    for (int k = 0; k < k_count; ++k) {
+      float* o = out + (static_cast<size_t>(c) * k_count + k) * width;
+      const int first = window_cells_first_[k], last = window_cells_first_[k + 1];
+      copy_row(in + static_cast<size_t>(window_cells_[first]) * width, width, o);
+      for (int i = first + 1; i < last; ++i)
+        add_row(in + static_cast<size_t>(window_cells_[i]) * width, width, o);
+    }
+  }
+}
+
+void CompactLayout::window_rows(const float* map, int n, int width, float* out) const {
+  const int k_count = windows(), hw = h_ * w_;
+  for (int c = 0; c < n; ++c) {
+    const float* in = map + static_cast<size_t>(c) * hw * width;
+    for (int k = 0; k < k_count; ++k) {
+      const Mean& mean = means_[k];
+      float* o = out + (static_cast<size_t>(c) * k_count + k) * width;
+      copy_row(in + static_cast<size_t>(offsets_[mean.first]) * width, width, o);
+      for (int i = mean.first + 1; i < mean.last; ++i)
+        add_row(in + static_cast<size_t>(offsets_[i]) * width, width, o);
+      divide_by_window(o, width, mean);
+    }
+  }
+}
+
+void CompactLayout::map_rows(const float* windows_in, int n, int width, float* out) const {
+  const int k_count = windows(), hw = h_ * w_;
+  std::fill_n(out, static_cast<size_t>(n) * hw * width, 0.0f);
+  std::vector<float> scaled(width);
+  for (int c = 0; c < n; ++c) {
+    float* o = out + static_cast<size_t>(c) * hw * width;
+    for (int k = 0; k < k_count; ++k) {
+      const Mean& mean = means_[k];
+      copy_row(windows_in + (static_cast<size_t>(c) * k_count + k) * width, width, scaled.data());
+      divide_by_window(scaled.data(), width, mean);
+      for (int i = mean.first; i < mean.last; ++i)
+        add_row(scaled.data(), width, o + static_cast<size_t>(offsets_[i]) * width);
+    }
   }
 }
 

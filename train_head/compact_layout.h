@@ -7,6 +7,11 @@
 // (K windows per channel), computed exactly as the cache reader's expansion computes them, so
 //   x = E·m  bit for bit,  E: the 0/1 expansion x[c·49 + cell] = m[c·K + window(cell)].
 // Hence W·x = (W·E)·m: the first layer's GEMMs run on C·K columns instead of C·49.
+//
+// The window means are themselves linear in the map, m = A·z (A: each window's values ÷ kh ÷ kw),
+// so W·x = (W·E·A)·z: when the map has fewer values per channel than there are windows (h·w < K:
+// 4 < 9 at 64 px, 9 < 25 at 100 px, 16 < 49 at 150 px) the GEMMs can run on the map itself. The
+// layout records which of the two the training vectors are (input()).
 #pragma once
 #include <vector>
 
@@ -14,6 +19,9 @@
 #include "common/prepool.h"
 
 namespace vggcache {
+
+// The vectors a compact training step takes: the C·K window means, or the C·h·w map itself.
+enum class CompactInput { kWindowMeans, kMap };
 
 class CompactLayout {
  public:
@@ -28,12 +36,18 @@ class CompactLayout {
   int dim() const { return channels_ * windows(); }                       // C·K
   int full_dim() const { return channels_ * kCells; }                     // C·49
   int payload_floats() const { return channels_ * h_ * w_; }              // C·h·w
+  // What the training vectors are (default: window means), and their columns per channel and
+  // in all (K and C·K, or h·w and C·h·w).
+  CompactInput input() const { return input_; }
+  CompactLayout with_input(CompactInput input) const;
+  int input_per_channel() const { return input_ == CompactInput::kMap ? h_ * w_ : windows(); }
+  int input_dim() const { return channels_ * input_per_channel(); }
   // Window k of each channel covers cells(k) of the 49 cells (the column multiplicity in E).
   int cells(int k) const { return cells_[k]; }
   // Window of cell i·7 + j.
   int cell_window(int cell) const { return pool_.cell_window[cell]; }
   bool operator==(const CompactLayout& o) const {
-    return channels_ == o.channels_ && h_ == o.h_ && w_ == o.w_;
+    return channels_ == o.channels_ && h_ == o.h_ && w_ == o.w_ && input_ == o.input_;
   }
   bool operator!=(const CompactLayout& o) const { return !(*this == o); }
 
@@ -51,10 +65,24 @@ class CompactLayout {
   void expand_columns(const float* compact, int ld_compact, int rows, int n, const float* base,
                       float* out, int ld_full) const;
 
+  // The same maps on transposed blocks, as the compact trainer stores its weights: one
+  // contiguous row of `width` floats (one per hidden unit) per column of the matrices above,
+  // rows indexed c·49 + cell (cells), c·K + k (windows) or c·h·w + p (map positions) over the
+  // `n` channels of a block. Each output row is a sum of whole input rows, so the loops run over
+  // `width` contiguous floats and vectorise.
+  //   sum_rows:    out (n·K × width), window k = Σ of its cells' rows, in cell order  (Eᵀ)
+  //   window_rows: out (n·K × width), window k = (Σ of its map rows) ÷ kh ÷ kw        (A)
+  //   map_rows:    out (n·h·w × width), position p = Σ over the windows k holding p of
+  //                window row k ÷ kh ÷ kw, in window order                           (Aᵀ)
+  void sum_rows(const float* cells, int n, int width, float* out) const;
+  void window_rows(const float* map, int n, int width, float* out) const;
+  void map_rows(const float* windows, int n, int width, float* out) const;
+
   static constexpr int kCells = 49;  // AdaptiveAvgPool2d(7, 7)
 
  private:
   int channels_, h_, w_;
+  CompactInput input_ = CompactInput::kWindowMeans;
   PoolWindows pool_;
   std::vector<int> cells_;  // K
   // How window_means() computes window k: the values at offsets_[first, last) of a channel,

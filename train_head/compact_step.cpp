@@ -1,5 +1,6 @@
 #include "train_head/compact_step.h"
 
+#include <fmt/format.h>
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
 #include <tbb/partitioner.h>
@@ -14,8 +15,20 @@ namespace vggcache {
 namespace {
 
 // Channels per block: 8 blocks for VGG16's 512 channels (even work for 1, 2, 4 or 8 threads);
-// at 64 px a block's gradient is 256 × 576 floats (590 KB), which stays in L2 until its update.
+// at 64 px and hidden 256 a block's window gradient is 576 × 256 floats (590 KB), which stays
+// in L2 until its update.
 constexpr int kBlockChannels = 64;
+
+// out (cols × rows, leading dimension ld_out) = in (rows × cols, ld_in)ᵀ, in tiles that stay in L1.
+void transpose(const float* in, int rows, int cols, size_t ld_in, float* out, size_t ld_out) {
+  constexpr int kTile = 16;
+  for (int r0 = 0; r0 < rows; r0 += kTile)
+    for (int c0 = 0; c0 < cols; c0 += kTile) {
+      const int r1 = std::min(rows, r0 + kTile), c1 = std::min(cols, c0 + kTile);
+      for (int r = r0; r < r1; ++r)
+        for (int c = c0; c < c1; ++c) out[c * ld_out + r] = in[r * ld_in + c];
+    }
+}
 
 }  // namespace
 
@@ -23,51 +36,61 @@ CompactHeadOptimizer::CompactHeadOptimizer(HeadWeights init, const AdamConfig& a
                                            uint64_t seed, const CompactLayout& layout)
     : HeadOptimizer(std::move(init), adam, dropout, seed, /*dense_w1=*/false),
       layout_(layout),
-      decay_(adam.weight_decay != 0.0) {
+      decay_(adam.weight_decay != 0.0),
+      map_input_(layout.input() == CompactInput::kMap) {
   const int hd = w_.shape.hidden, d = w_.shape.dim, k = layout_.windows();
+  const int hw = layout_.h() * layout_.w();
+  constexpr int kCells = CompactLayout::kCells;
   if (d != layout_.full_dim())
     throw Error(ErrorKind::kInvalidArgument, "compact head: W1 has " + std::to_string(d) +
                                                  " columns, the layout " +
                                                  std::to_string(layout_.full_dim()));
   for (int c0 = 0; c0 < layout_.channels(); c0 += kBlockChannels) {
-    const int c1 = std::min(layout_.channels(), c0 + kBlockChannels);
-    // Blocks before this one are whole, so offsets are c0 columns' worth of every row.
-    blocks_.push_back({c0, c1, static_cast<size_t>(c0) * k * hd,
-                       static_cast<size_t>(c0) * CompactLayout::kCells * hd});
+    const size_t rows_before = static_cast<size_t>(c0) * hd;
+    blocks_.push_back({c0, std::min(layout_.channels(), c0 + kBlockChannels), rows_before * k,
+                       rows_before * hw, rows_before * kCells});
   }
   for (int c = 0; c < kBlockChannels; ++c)
     for (int win = 0; win < k; ++win) cells_.push_back(static_cast<float>(layout_.cells(win)));
 
-  wc_.resize(static_cast<size_t>(hd) * layout_.dim());
+  const size_t window_size = static_cast<size_t>(layout_.dim()) * hd;
+  wc_.resize(window_size);
+  if (map_input_) wz_.resize(static_cast<size_t>(layout_.channels()) * hw * hd);
   if (decay_) {
     w_full_.resize(w_.w1.size());
     m_full_.assign(w_.w1.size(), 0.0f);
     v_full_.assign(w_.w1.size(), 0.0f);
   } else {
     w0_ = w_.w1;
-    w0c_.resize(wc_.size());
-    u_.assign(wc_.size(), 0.0f);
-    m_u_.assign(wc_.size(), 0.0f);
-    v_u_.assign(wc_.size(), 0.0f);
+    w0c_.resize(window_size);
+    u_.assign(window_size, 0.0f);
+    m_u_.assign(window_size, 0.0f);
+    v_u_.assign(window_size, 0.0f);
   }
   tbb::parallel_for(size_t{0}, blocks_.size(), [&](size_t b) {
     const Block& blk = blocks_[b];
-    const int nb = blk.c1 - blk.c0, wk = nb * k, wf = nb * CompactLayout::kCells;
-    const float* w1 = w_.w1.data() + static_cast<size_t>(blk.c0) * CompactLayout::kCells;
-    float* wc = wc_.data() + blk.compact_off;
-    layout_.sum_columns(w1, d, hd, nb, wc, wk);  // Wc = W0·E
-    if (decay_) {
-      for (int j = 0; j < hd; ++j)
-        std::copy_n(w1 + static_cast<size_t>(j) * d, wf,
-                    w_full_.data() + blk.full_off + static_cast<size_t>(j) * wf);
-    } else {
-      std::copy_n(wc, static_cast<size_t>(hd) * wk, w0c_.data() + blk.compact_off);
+    const int nb = blk.c1 - blk.c0;
+    // This block's columns of W0, transposed: nb·49 × hidden (kept when Adam is full width).
+    std::vector<float> scratch;
+    float* full = w_full_.data() + blk.full_off;
+    if (!decay_) {
+      scratch.resize(static_cast<size_t>(nb) * kCells * hd);
+      full = scratch.data();
     }
+    transpose(w_.w1.data() + static_cast<size_t>(blk.c0) * kCells, hd, nb * kCells, d, full, hd);
+    float* wc = wc_.data() + blk.window_off;
+    layout_.sum_rows(full, nb, hd, wc);  // Wc = W0·E
+    if (!decay_) std::copy_n(wc, static_cast<size_t>(nb) * k * hd, w0c_.data() + blk.window_off);
+    if (map_input_) layout_.map_rows(wc, nb, hd, wz_.data() + blk.map_off);  // Wz = Wc·A
   });
 }
 
+float* CompactHeadOptimizer::input_weights(const Block& blk) {
+  return map_input_ ? wz_.data() + blk.map_off : wc_.data() + blk.window_off;
+}
+
 void CompactHeadOptimizer::forward_first_layer(const float* x, int n) {
-  const int hd = w_.shape.hidden, dc = layout_.dim(), k = layout_.windows();
+  const int hd = w_.shape.hidden, dc = layout_.input_dim(), per = layout_.input_per_channel();
   const size_t cells = static_cast<size_t>(n) * hd;
   const int nblocks = static_cast<int>(blocks_.size());
   partial_c_.resize(cells * nblocks);
@@ -76,9 +99,9 @@ void CompactHeadOptimizer::forward_first_layer(const float* x, int n) {
       [&](const tbb::blocked_range<int>& r) {
         for (int b = r.begin(); b != r.end(); ++b) {
           const Block& blk = blocks_[b];
-          const int wk = (blk.c1 - blk.c0) * k, col0 = blk.c0 * k;
-          // partial_b (n × hidden) = x[:, block] (n × wk) · Wc_bᵀ (wk × hidden)
-          sgemm(false, true, n, hd, wk, 1.0f, x + col0, dc, wc_.data() + blk.compact_off, wk, 0.0f,
+          const int cols = (blk.c1 - blk.c0) * per;
+          // partial_b (n × hidden) = x[:, block] (n × cols) · W_b (cols × hidden)
+          sgemm(false, false, n, hd, cols, 1.0f, x + blk.c0 * per, dc, input_weights(blk), hd, 0.0f,
                 partial_c_.data() + b * cells, hd);
         }
       },
@@ -95,54 +118,65 @@ void CompactHeadOptimizer::forward_first_layer(const float* x, int n) {
 }
 
 // Weight decay 0: Adam on U with the window's gradient (what each of its cells would get), then
-// Wc = W0·E + cells · U for the next forward. g: hidden × wk, this block's gradient.
+// Wc = W0·E + cells · U for the next forward. g: nb·K × hidden, this block's window gradient.
 void CompactHeadOptimizer::update_shared(const Block& blk, const float* g, const AdamStep& s) {
-  const int hd = w_.shape.hidden, wk = (blk.c1 - blk.c0) * layout_.windows();
-  for (int j = 0; j < hd; ++j) {
-    const size_t off = blk.compact_off + static_cast<size_t>(j) * wk;
-    float* u = u_.data() + off;
-    adam_update(u, m_u_.data() + off, v_u_.data() + off, g + static_cast<size_t>(j) * wk, wk, s);
-    const float* w0c = w0c_.data() + off;
-    float* wc = wc_.data() + off;
-    for (int i = 0; i < wk; ++i) wc[i] = w0c[i] + cells_[i] * u[i];
+  const int hd = w_.shape.hidden, rows = (blk.c1 - blk.c0) * layout_.windows();
+  const size_t off = blk.window_off;
+  float* __restrict u = u_.data() + off;
+  adam_update(u, m_u_.data() + off, v_u_.data() + off, g, static_cast<size_t>(rows) * hd, s);
+  const float* __restrict w0c = w0c_.data() + off;
+  float* __restrict wc = wc_.data() + off;
+  for (int r = 0; r < rows; ++r) {
+    const float cells = cells_[r];
+    const size_t o = static_cast<size_t>(r) * hd;
+    for (int j = 0; j < hd; ++j) wc[o + j] = w0c[o + j] + cells * u[o + j];
   }
 }
 
 // Weight decay > 0: every cell's column gets its window's gradient and its own Adam update (the
-// decay term differs per column); Wc = W·E is summed from the updated row while it is in cache.
+// decay term differs per column); each channel's Wc rows are summed from its 49 updated rows
+// while they are in cache.
 void CompactHeadOptimizer::update_full(const Block& blk, const float* g, const AdamStep& s) {
-  const int hd = w_.shape.hidden, nb = blk.c1 - blk.c0;
-  const int wk = nb * layout_.windows(), wf = nb * CompactLayout::kCells;
-  std::vector<float>& row = row_scratch_.local();
-  row.resize(wf);
-  float* g_row = row.data();
-  for (int j = 0; j < hd; ++j) {
-    const size_t off = blk.full_off + static_cast<size_t>(j) * wf;
-    layout_.expand_columns(g + static_cast<size_t>(j) * wk, wk, 1, nb, nullptr, g_row, wf);
-    float* w = w_full_.data() + off;
-    adam_update(w, m_full_.data() + off, v_full_.data() + off, g_row, wf, s);
-    layout_.sum_columns(w, wf, 1, nb, wc_.data() + blk.compact_off + static_cast<size_t>(j) * wk,
-                        wk);
+  const int hd = w_.shape.hidden, k = layout_.windows();
+  constexpr int kCells = CompactLayout::kCells;
+  for (int c = 0; c < blk.c1 - blk.c0; ++c) {
+    const size_t chan = blk.full_off + static_cast<size_t>(c) * kCells * hd;
+    for (int cell = 0; cell < kCells; ++cell) {
+      const size_t off = chan + static_cast<size_t>(cell) * hd;
+      const float* g_win = g + (static_cast<size_t>(c) * k + layout_.cell_window(cell)) * hd;
+      adam_update(w_full_.data() + off, m_full_.data() + off, v_full_.data() + off, g_win, hd, s);
+    }
+    layout_.sum_rows(w_full_.data() + chan, 1, hd,
+                     wc_.data() + blk.window_off + static_cast<size_t>(c) * k * hd);
   }
 }
 
 void CompactHeadOptimizer::backward_first_layer_and_adam(const float* x, int n, const AdamStep& s) {
-  const int hd = w_.shape.hidden, dc = layout_.dim(), k = layout_.windows();
+  const int hd = w_.shape.hidden, dc = layout_.input_dim(), per = layout_.input_per_channel();
+  const int k = layout_.windows();
   tbb::parallel_for(
       tbb::blocked_range<size_t>(0, blocks_.size(), 1),
       [&](const tbb::blocked_range<size_t>& r) {
         std::vector<float>& g = grad_scratch_.local();
+        std::vector<float>& gw = window_scratch_.local();
         for (size_t b = r.begin(); b != r.end(); ++b) {
           const Block& blk = blocks_[b];
-          const int wk = (blk.c1 - blk.c0) * k;
-          g.resize(std::max(g.size(), static_cast<size_t>(hd) * wk));
-          // G_b (hidden × wk) = dhᵀ (hidden × n) · x[:, block] (n × wk); K = n, a fixed order.
-          sgemm(true, false, hd, wk, n, 1.0f, dh_.data(), hd, x + blk.c0 * k, dc, 0.0f, g.data(),
-                wk);
+          const int nb = blk.c1 - blk.c0, cols = nb * per;
+          g.resize(std::max(g.size(), static_cast<size_t>(cols) * hd));
+          // G_b (cols × hidden) = x[:, block]ᵀ (cols × n) · dh (n × hidden); K = n, a fixed order.
+          sgemm(true, false, cols, hd, n, 1.0f, x + blk.c0 * per, dc, dh_.data(), hd, 0.0f,
+                g.data(), hd);
+          const float* g_windows = g.data();
+          if (map_input_) {  // Gc = (dhᵀ·z)·Aᵀ: the windows' gradients from the map's
+            gw.resize(std::max(gw.size(), static_cast<size_t>(nb) * k * hd));
+            layout_.window_rows(g.data(), nb, hd, gw.data());
+            g_windows = gw.data();
+          }
           if (decay_)
-            update_full(blk, g.data(), s);
+            update_full(blk, g_windows, s);
           else
-            update_shared(blk, g.data(), s);
+            update_shared(blk, g_windows, s);
+          if (map_input_) layout_.map_rows(wc_.data() + blk.window_off, nb, hd, input_weights(blk));
         }
       },
       tbb::simple_partitioner());
@@ -152,33 +186,32 @@ void CompactHeadOptimizer::backward_first_layer_and_adam(const float* x, int n, 
 
 void CompactHeadOptimizer::refresh_w1() {
   const int hd = w_.shape.hidden, d = w_.shape.dim, k = layout_.windows();
+  constexpr int kCells = CompactLayout::kCells;
   tbb::parallel_for(size_t{0}, blocks_.size(), [&](size_t b) {
     const Block& blk = blocks_[b];
-    const int nb = blk.c1 - blk.c0, wf = nb * CompactLayout::kCells;
-    const size_t col0 = static_cast<size_t>(blk.c0) * CompactLayout::kCells;
+    const int nb = blk.c1 - blk.c0;
+    float* w1 = w_.w1.data() + static_cast<size_t>(blk.c0) * kCells;
     if (decay_) {
-      for (int j = 0; j < hd; ++j)
-        std::copy_n(w_full_.data() + blk.full_off + static_cast<size_t>(j) * wf, wf,
-                    w_.w1.data() + static_cast<size_t>(j) * d + col0);
-    } else {  // W = W0 + U·Eᵀ
-      layout_.expand_columns(u_.data() + blk.compact_off, nb * k, hd, nb, w0_.data() + col0,
-                             w_.w1.data() + col0, d);
+      transpose(w_full_.data() + blk.full_off, nb * kCells, hd, hd, w1, d);
+    } else {                                                   // W = W0 + U·Eᵀ
+      std::vector<float> u(static_cast<size_t>(hd) * nb * k);  // U's block, hidden × nb·K
+      transpose(u_.data() + blk.window_off, nb * k, hd, hd, u.data(), nb * k);
+      layout_.expand_columns(u.data(), nb * k, hd, nb, w0_.data() + (w1 - w_.w1.data()), w1, d);
     }
   });
 }
 
 const HeadWeights* CompactHeadOptimizer::compact_weights() {
   if (compact_stale_) {
-    const int hd = w_.shape.hidden, dc = layout_.dim(), k = layout_.windows();
+    const int hd = w_.shape.hidden, dc = layout_.input_dim(), per = layout_.input_per_channel();
     compact_.shape = w_.shape;
     compact_.shape.dim = dc;
     compact_.w1.resize(static_cast<size_t>(hd) * dc);
-    for (const Block& blk : blocks_) {  // unblock Wc into nn.Linear's layout
-      const int wk = (blk.c1 - blk.c0) * k;
-      for (int j = 0; j < hd; ++j)
-        std::copy_n(wc_.data() + blk.compact_off + static_cast<size_t>(j) * wk, wk,
-                    compact_.w1.data() + static_cast<size_t>(j) * dc + blk.c0 * k);
-    }
+    tbb::parallel_for(size_t{0}, blocks_.size(), [&](size_t b) {  // into nn.Linear's layout
+      const Block& blk = blocks_[b];
+      transpose(input_weights(blk), (blk.c1 - blk.c0) * per, hd, hd,
+                compact_.w1.data() + static_cast<size_t>(blk.c0) * per, dc);
+    });
     compact_stale_ = false;
   }
   compact_.b1 = w_.b1;  // the other layers change at every step; copying them is cheap
@@ -216,14 +249,28 @@ Standardizer full_width_standardizer(const Standardizer& s, const FeatureSource&
   return train.compact() ? expand_standardizer(s, *train.compact()) : s;
 }
 
-bool compact_caches(const std::string& train_dir, const std::string& test_dir) {
+VectorForm training_vectors(const std::string& train_dir, const std::string& test_dir,
+                            bool full_width, bool standardize) {
+  if (full_width) return VectorForm::kPooled;
   ReaderOptions opts;
   opts.allow_incomplete = true;  // only the metadata is read here; the sources check the rest
   opts.verify = false;
   const CacheMeta a = CacheReader::open(train_dir, opts)->meta();
   const CacheMeta b = CacheReader::open(test_dir, opts)->meta();
-  return a.codec == Codec::kPrepoolF32 && b.codec == Codec::kPrepoolF32 &&
-         a.prepool_shape == b.prepool_shape;
+  if (a.codec != Codec::kPrepoolF32 || b.codec != Codec::kPrepoolF32 ||
+      a.prepool_shape != b.prepool_shape)
+    return VectorForm::kPooled;
+  const CompactLayout layout = CompactLayout::from_meta(a);
+  return !standardize && layout.payload_floats() < layout.dim() ? VectorForm::kMap
+                                                                : VectorForm::kWindowMeans;
+}
+
+std::string compact_summary(const CompactLayout* layout) {
+  if (!layout) return "";
+  return fmt::format(
+      "{} distinct columns of {}, GEMMs on the {}", layout->dim(), layout->full_dim(),
+      layout->input() == CompactInput::kMap ? fmt::format("{}-value map", layout->payload_floats())
+                                            : std::string("window means"));
 }
 
 }  // namespace vggcache

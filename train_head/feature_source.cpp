@@ -27,14 +27,16 @@ void copy_vector(const float* __restrict in, int dim, const Standardizer* s,
   for (int i = 0; i < dim; ++i) out[i] = (in[i] - mean[i]) / sd[i];
 }
 
-CacheSource::CacheSource(const std::string& dir, bool verify, bool compact) {
+CacheSource::CacheSource(const std::string& dir, bool verify, VectorForm form) {
   ReaderOptions opts;
   opts.verify = verify;
-  opts.expand = !compact;  // compact vectors are made from the stored map (raw-f32 ignores this)
+  // Compact vectors are made from the stored map (raw-f32 ignores this).
+  opts.expand = form == VectorForm::kPooled;
   reader_ = CacheReader::open(dir, opts);
   const CacheMeta& m = reader_->meta();
-  if (compact && m.codec == Codec::kPrepoolF32)
-    layout_ = std::make_unique<CompactLayout>(CompactLayout::from_meta(m));
+  if (form != VectorForm::kPooled && m.codec == Codec::kPrepoolF32)
+    layout_ = std::make_unique<CompactLayout>(CompactLayout::from_meta(m).with_input(
+        form == VectorForm::kMap ? CompactInput::kMap : CompactInput::kWindowMeans));
   if (m.dim == 0) throw Error(ErrorKind::kCorrupt, "cache " + dir + " has dim 0");
   std::set<uint32_t> skipped;
   for (const auto& s : m.skipped) skipped.insert(s.image);
@@ -55,7 +57,7 @@ CacheSource::CacheSource(const std::string& dir, bool verify, bool compact) {
 CacheSource::~CacheSource() = default;
 
 int CacheSource::dim() const {
-  return layout_ ? layout_->dim() : static_cast<int>(reader_->meta().dim);
+  return layout_ ? layout_->input_dim() : static_cast<int>(reader_->meta().dim);
 }
 int CacheSource::crops() const {
   return std::max(1, reader_->meta().preprocess.crops);
@@ -66,6 +68,11 @@ int32_t CacheSource::label(uint32_t image) const {
 
 void CacheSource::gather(const Item* items, int n, const Standardizer* s, float* out) {
   const int d = dim();
+  const bool window_means = layout_ && layout_->input() == CompactInput::kWindowMeans;
+  if (layout_ && !window_means && s && !s->empty())
+    throw Error(ErrorKind::kInvalidArgument,
+                "cache " + reader_->dir() +
+                    ": map vectors cannot be standardised (the statistics are per window mean)");
   const int slots = static_cast<int>(txns_.size());
   // Slot k copies items k, k + slots, ...: one task per slot, so each transaction has one user.
   tbb::parallel_for(
@@ -86,8 +93,8 @@ void CacheSource::gather(const Item* items, int n, const Standardizer* s, float*
                                       "says {}",
                                       reader_->dir(), it.image, it.crop, view.header.label,
                                       label(it.image)));
-            const float* v = view.data;
-            if (layout_) {
+            const float* v = layout_ ? view.payload : view.data;
+            if (window_means) {
               means.resize(d);
               layout_->window_means(view.payload, means.data());
               v = means.data();

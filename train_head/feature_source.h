@@ -14,6 +14,13 @@ namespace vggcache {
 
 class CompactLayout;  // train_head/compact_layout.h
 
+// What a CacheSource gives for each record.
+enum class VectorForm {
+  kPooled,       // the pooled vector (dim 25088 for VGG16; prepool-f32 records are expanded)
+  kWindowMeans,  // prepool-f32: the C·K distinct window means (train_head/compact_layout.h)
+  kMap,          // prepool-f32: the stored C·h·w map itself; cannot be standardised
+};
+
 // Per-dimension standardisation, x' = (x − mean) / std (stored with the head).
 struct Standardizer {
   std::vector<float> mean;  // dim
@@ -32,8 +39,8 @@ class FeatureSource {
   // Runs in parallel (TBB). Throws Error(kCorrupt) naming the record if one is missing or its
   // label disagrees with the metadata.
   virtual void gather(const Item* items, int n, const Standardizer* s, float* out) = 0;
-  // Non-null when the vectors are compact (dim() = C·K window means of a prepool-f32 cache, see
-  // train_head/compact_layout.h) instead of the full pooled vectors.
+  // Non-null when the vectors are compact (dim() = layout.input_dim(): the window means or the map
+  // of a prepool-f32 cache, see train_head/compact_layout.h) instead of the full pooled vectors.
   virtual const CompactLayout* compact() const { return nullptr; }
 };
 
@@ -41,9 +48,9 @@ class FeatureSource {
 // single-threaded objects; each slot is used by one task at a time).
 class CacheSource : public FeatureSource {
  public:
-  // `compact`: a prepool-f32 cache gives its compact vectors (the distinct window means, read
-  // from the stored map without expanding it); other codecs ignore it.
-  CacheSource(const std::string& dir, bool verify, bool compact = false);
+  // `form`: what a prepool-f32 cache gives (compact forms are read from the stored map without
+  // expanding it); other codecs always give their pooled vectors.
+  CacheSource(const std::string& dir, bool verify, VectorForm form = VectorForm::kPooled);
   ~CacheSource() override;
   const CacheMeta& meta() const { return reader_->meta(); }
   int dim() const override;

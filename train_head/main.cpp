@@ -35,9 +35,10 @@ int main(int argc, char** argv) {
     configure_blas_for_tbb();
     if (sweep.enabled) return run_sweep(p, sweep);  // train_head/sweep_runner.h
 
-    // Two prepool-f32 caches: train on the compact vectors (same results, far fewer columns).
-    const bool compact = !p.full_width && compact_caches(p.train_cache, p.test_cache);
-    CacheSource train(p.train_cache, p.verify, compact), test(p.test_cache, p.verify, compact);
+    // Two prepool-f32 caches: train on compact vectors (same results, far fewer columns).
+    const VectorForm form =
+        training_vectors(p.train_cache, p.test_cache, p.full_width, p.standardize);
+    CacheSource train(p.train_cache, p.verify, form), test(p.test_cache, p.verify, form);
     check_caches_pair(train.meta(), p.train_cache, test.meta(), p.test_cache);
     if (train.meta().classes.size() < 2)
       throw Error(ErrorKind::kInvalidArgument,
@@ -68,9 +69,8 @@ int main(int argc, char** argv) {
         split.train.size(), train.crops(), split.val.size(), test.images().size(), test.crops(),
         shape.dim, shape.classes, p.threads, blas_backend());
     if (train.compact())
-      fmt::print("train_head: compact first layer: {} distinct columns of {} ({})\n", train.dim(),
-                 shape.dim,
-                 p.weight_decay == 0.0 ? "GEMMs and Adam" : "GEMMs; Adam full width for decay");
+      fmt::print("train_head: compact first layer: {}; Adam {}\n", compact_summary(train.compact()),
+                 p.weight_decay == 0.0 ? "on the distinct columns" : "full width for weight decay");
 
     MetricsLog log(p.out_dir);
     uint64_t peak_rss_anon = 0;
@@ -81,7 +81,8 @@ int main(int argc, char** argv) {
       std::fflush(stdout);
     });
 
-    save_head(p.out_dir + "/head.bin", make_head_file(p, train.meta(), full_width_standardizer(standardizer, train), out));
+    save_head(p.out_dir + "/head.bin",
+              make_head_file(p, train.meta(), full_width_standardizer(standardizer, train), out));
     RunInfo info{p,
                  &train.meta(),
                  &test.meta(),

@@ -71,9 +71,31 @@ bool is_done(const std::string& config_dir) {
 // What configurations with one seed share: the val split and (when asked) the standardizer.
 struct SeedData {
   ImageSplit split;
-  Standardizer standardizer;            // computed when a configuration standardizes
-  Standardizer head_standardizer;       // the same over the full-width vectors, for head.bin
-  std::unique_ptr<ResidentSource> val;  // null: read from the (locked) training cache
+  Standardizer standardizer;       // computed when a configuration standardizes
+  Standardizer head_standardizer;  // the same over the full-width vectors, for head.bin
+};
+
+// The two caches read in one vector form, and what units on that form share: locked readers
+// (units gather concurrently) and resident test and validation vectors. A configuration trains
+// on the vectors its single run would (training_vectors(): the map unstandardised, the window
+// means standardised), so its results are that run's, byte for byte.
+struct FormSources {
+  FormSources(const TrainParams& base, VectorForm form)
+      : train(base.train_cache, base.verify, form),
+        test(base.test_cache, base.verify, form),
+        locked_train(train),
+        locked_test(test) {}
+  FeatureSource* test_source() {
+    return test_resident ? static_cast<FeatureSource*>(test_resident.get()) : &locked_test;
+  }
+  FeatureSource* val_source(uint64_t seed) {
+    auto it = val.find(seed);
+    return it != val.end() ? static_cast<FeatureSource*>(it->second.get()) : &locked_train;
+  }
+  CacheSource train, test;
+  LockedSource locked_train, locked_test;
+  std::unique_ptr<ResidentSource> test_resident;            // null: read from the test cache
+  std::map<uint64_t, std::unique_ptr<ResidentSource>> val;  // per seed; absent: read the cache
 };
 
 struct SweepContext {
@@ -81,8 +103,9 @@ struct SweepContext {
   const SweepPlan* plan = nullptr;
   const CacheMeta* train_meta = nullptr;
   const CacheMeta* test_meta = nullptr;
-  FeatureSource* train = nullptr;  // locked: units gather concurrently
-  FeatureSource* test = nullptr;
+  // The form each setting of --standardize reads (index 0: off, 1: on), and the sources per form.
+  VectorForm form[2] = {VectorForm::kPooled, VectorForm::kPooled};
+  std::map<VectorForm, std::unique_ptr<FormSources>> sources;
   int dim = 0, classes = 0, test_images = 0;  // dim: the full width the head is made for
   int64_t test_vectors = 0;
   std::map<uint64_t, SeedData> seeds;
@@ -121,10 +144,11 @@ void run_unit(SweepContext& ctx, const SweepUnit& unit) {
     logs.push_back(std::make_unique<MetricsLog>(tmps.back()));
   }
   SeedData& sd = ctx.seeds.at(ps.front().seed);
+  FormSources& src = *ctx.sources.at(ctx.form[ps.front().standardize]);
   TrainSetup setup;
-  setup.train = ctx.train;
-  setup.test = ctx.test;
-  setup.val = sd.val ? static_cast<FeatureSource*>(sd.val.get()) : ctx.train;
+  setup.train = &src.locked_train;
+  setup.test = src.test_source();
+  setup.val = src.val_source(ps.front().seed);
   setup.train_images = sd.split.train;
   setup.val_images = sd.split.val;
   setup.standardizer = ps.front().standardize ? &sd.standardizer : &ctx.none;
@@ -134,7 +158,7 @@ void run_unit(SweepContext& ctx, const SweepUnit& unit) {
     while (now > seen && !ctx.peak_rss_anon.compare_exchange_weak(seen, now)) {
     }
   };
-  const int64_t val_vectors = static_cast<int64_t>(sd.split.val.size()) * ctx.train->crops();
+  const int64_t val_vectors = static_cast<int64_t>(sd.split.val.size()) * src.train.crops();
   ctx.progress->started(unit.size());
   std::vector<TrainOutcome> outs =
       run_training_shared(ps, setup, std::move(inits), [&](size_t h, const EpochMetrics& m) {
@@ -177,14 +201,33 @@ void check_existing_sweep(const std::string& dir, const SweepPlan& plan) {
   check_same_sweep(stored, plan.identity, dir);
 }
 
+// ", compact first layer (...)" for the sweep's log line, one part per vector form in use.
+std::string compact_note(const SweepContext& ctx) {
+  std::string parts;
+  for (const auto& [form, src] : ctx.sources) {
+    if (!src->train.compact()) continue;
+    const bool both = ctx.sources.size() > 1;
+    parts += (parts.empty() ? "" : "; ") + compact_summary(src->train.compact()) +
+             (both ? (form == ctx.form[1] ? " when standardised" : " otherwise") : "");
+  }
+  return parts.empty() ? "" : ", compact first layer (" + parts + ")";
+}
+
 }  // namespace
 
 int run_sweep(const TrainParams& base, const SweepParams& sweep) {
   const SweepSpec spec = load_sweep_spec(sweep.spec);
-  // As a single run reads them (main.cpp): two prepool-f32 caches train on compact vectors.
-  const bool compact = !base.full_width && compact_caches(base.train_cache, base.test_cache);
-  CacheSource train(base.train_cache, base.verify, compact),
-      test(base.test_cache, base.verify, compact);
+  SweepContext ctx;
+  for (bool standardize : {false, true})
+    ctx.form[standardize] =
+        training_vectors(base.train_cache, base.test_cache, base.full_width, standardize);
+  auto sources = [&](bool standardize) -> FormSources& {
+    std::unique_ptr<FormSources>& s = ctx.sources[ctx.form[standardize]];
+    if (!s) s = std::make_unique<FormSources>(base, ctx.form[standardize]);
+    return *s;
+  };
+  const FormSources& first = sources(base.standardize);
+  const CacheSource &train = first.train, &test = first.test;
   check_caches_pair(train.meta(), base.train_cache, test.meta(), base.test_cache);
   if (train.meta().classes.size() < 2)
     throw Error(ErrorKind::kInvalidArgument,
@@ -212,48 +255,42 @@ int run_sweep(const TrainParams& base, const SweepParams& sweep) {
     pending.push_back(i);
   }
 
-  LockedSource locked_train(train);
-  SweepContext ctx;
   ctx.base = &base;
   ctx.plan = &plan;
   ctx.train_meta = &train.meta();
   ctx.test_meta = &test.meta();
-  ctx.train = &locked_train;
   ctx.dim = static_cast<int>(train.meta().dim);
   ctx.head_none = full_width_standardizer(ctx.none, train);
   ctx.classes = static_cast<int>(train.meta().classes.size());
   ctx.test_images = static_cast<int>(test.images().size());
   ctx.test_vectors = static_cast<int64_t>(test.images().size()) * test.crops();
 
-  // Shared per seed: split, standardizer, resident validation vectors; and the test vectors.
-  // Resident copies take at most a quarter of the available memory; the rest is read from the
-  // cache as a single run does.
+  // Shared per seed: split and standardizer; per form and seed: resident validation vectors; per
+  // form: the test vectors. Resident copies take at most a quarter of the available memory; the
+  // rest is read from the cache as a single run does.
   const uint64_t available = memory_available();
   uint64_t resident_budget = available / 4;
-  std::unique_ptr<ResidentSource> test_resident;
-  if (!pending.empty() &&
-      ResidentSource::bytes_for(test, test.images().size()) <= resident_budget) {
-    resident_budget -= ResidentSource::bytes_for(test, test.images().size());
-    test_resident = std::make_unique<ResidentSource>(test, test.images());
-  }
-  LockedSource locked_test(test);
-  ctx.test = test_resident ? static_cast<FeatureSource*>(test_resident.get()) : &locked_test;
+  auto make_resident = [&](FeatureSource& from, const std::vector<uint32_t>& images) {
+    const uint64_t bytes = ResidentSource::bytes_for(from, images.size());
+    if (bytes > resident_budget) return std::unique_ptr<ResidentSource>();
+    resident_budget -= bytes;
+    return std::make_unique<ResidentSource>(from, images);
+  };
   double total_work = 0.0;
   for (size_t i : pending) {
     const TrainParams& p = plan.configs[i].params;
+    FormSources& src = sources(p.standardize);
+    if (!src.test_resident) src.test_resident = make_resident(src.test, src.test.images());
     auto [it, fresh] = ctx.seeds.try_emplace(p.seed);
     SeedData& sd = it->second;
-    if (fresh) {
-      sd.split = split_images(train.images(), base.val_fraction, p.seed);
-      const uint64_t bytes = ResidentSource::bytes_for(train, sd.split.val.size());
-      if (bytes <= resident_budget) {
-        resident_budget -= bytes;
-        sd.val = std::make_unique<ResidentSource>(train, sd.split.val);
-      }
+    if (fresh) sd.split = split_images(train.images(), base.val_fraction, p.seed);
+    if (!src.val.count(p.seed)) {
+      std::unique_ptr<ResidentSource> val = make_resident(src.train, sd.split.val);
+      if (val) src.val[p.seed] = std::move(val);
     }
     if (p.standardize && sd.standardizer.empty()) {
-      sd.standardizer = compute_standardizer(train, sd.split.train);
-      sd.head_standardizer = full_width_standardizer(sd.standardizer, train);
+      sd.standardizer = compute_standardizer(src.train, sd.split.train);
+      sd.head_standardizer = full_width_standardizer(sd.standardizer, src.train);
     }
     const int64_t per_epoch =
         static_cast<int64_t>(sd.split.train.size()) * (p.all_crops ? train.crops() : 1);
@@ -279,10 +316,7 @@ int run_sweep(const TrainParams& base, const SweepParams& sweep) {
         "images; {} units on shared batches, up to {} configurations at once, {} threads, {}{}\n",
         train.images().size() - ctx.seeds.begin()->second.split.val.size(), train.crops(),
         ctx.seeds.begin()->second.split.val.size(), test.images().size(), units, parallel,
-        base.threads, blas_backend(),
-        train.compact()
-            ? fmt::format(", compact first layer ({} of {} columns)", train.dim(), ctx.dim)
-            : "");
+        base.threads, blas_backend(), compact_note(ctx));
   std::fflush(stdout);
 
   SweepProgress progress(slice.size(), slice.size() - pending.size(), total_work, base.quiet);

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <numeric>
 
+#include "common/error.h"
 #include "common/prepool.h"
 #include "train_fixtures.h"
 #include "train_head/batch_schedule.h"
@@ -141,6 +142,42 @@ TEST(CompactLayout, SumColumnsIsTheTransposeOfExpand) {
   EXPECT_NEAR(a, b, 1e-4 * std::abs(b));
 }
 
+// The row maps on transposed blocks against their column counterparts: sum_rows and window_rows
+// are sum_columns and window_means applied to every row-vector lane, bit for bit; map_rows is
+// window_rows' transpose (⟨A·z, m⟩ = ⟨z, Aᵀ·m⟩).
+TEST(CompactLayout, RowMapsMatchTheColumnMaps) {
+  Rng rng(5, Stream::kInit);
+  constexpr int kWidth = 5, kN = 3;
+  for (int s : {1, 2, 3, 4, 5, 7}) {
+    SCOPED_TRACE(std::to_string(s) + "×" + std::to_string(s));
+    const CompactLayout l(kN, s, s);
+    const int k = l.windows(), hw = s * s;
+    std::vector<float> cells(kN * 49 * kWidth), map(kN * hw * kWidth);
+    for (auto& v : cells) v = testing::gaussian(rng);
+    for (auto& v : map) v = std::max(0.0f, 2.0f * testing::gaussian(rng));
+    std::vector<float> sums(kN * k * kWidth), means(kN * k * kWidth), back(kN * hw * kWidth);
+    l.sum_rows(cells.data(), kN, kWidth, sums.data());
+    l.window_rows(map.data(), kN, kWidth, means.data());
+    l.map_rows(means.data(), kN, kWidth, back.data());
+    for (int lane = 0; lane < kWidth; ++lane) {
+      std::vector<float> w(kN * 49), z(kN * hw), wc(kN * k), m(kN * k);
+      for (int r = 0; r < kN * 49; ++r) w[r] = cells[r * kWidth + lane];
+      for (int r = 0; r < kN * hw; ++r) z[r] = map[r * kWidth + lane];
+      l.sum_columns(w.data(), kN * 49, 1, kN, wc.data(), kN * k);
+      l.window_means(z.data(), m.data());
+      for (int r = 0; r < kN * k; ++r) {
+        EXPECT_EQ(sums[r * kWidth + lane], wc[r]) << r;
+        EXPECT_EQ(means[r * kWidth + lane], m[r]) << r;
+      }
+    }
+    // Adjoint: Σ means·means = ⟨A·z, m⟩ with m = A·z, and ⟨z, Aᵀ·m⟩ must equal it.
+    double a = 0, b = 0;
+    for (size_t i = 0; i < means.size(); ++i) a += double(means[i]) * means[i];
+    for (size_t i = 0; i < map.size(); ++i) b += double(map[i]) * back[i];
+    EXPECT_NEAR(a, b, 1e-5 * std::abs(a));
+  }
+}
+
 struct Case {
   int px;
   double weight_decay;
@@ -216,40 +253,18 @@ TEST_P(CompactExactness, SameLossesAndWeightsAsFullWidth) {
   configure_blas_for_tbb();
   testing::TempDir tmp;
   make_prepool_cache(tmp / "c", c.px, 48, 3);
-  CacheSource full(tmp / "c", true, /*compact=*/false), compact(tmp / "c", true, true);
+  CacheSource full(tmp / "c", true, VectorForm::kPooled);
   ASSERT_EQ(full.compact(), nullptr);
-  ASSERT_NE(compact.compact(), nullptr);
-  const CompactLayout& layout = *compact.compact();
-  ASSERT_EQ(full.dim(), layout.full_dim());
-  ASSERT_EQ(compact.dim(), layout.dim());
-
-  Standardizer s_full, s_compact;
-  if (c.standardize) {
-    s_full = compute_standardizer(full, full.images());
-    s_compact = compute_standardizer(compact, compact.images());
-    // Cells sharing a window have identical values, hence identical statistics, bit for bit.
-    Standardizer expanded = expand_standardizer(s_compact, layout);
-    EXPECT_EQ(expanded.mean, s_full.mean);
-    EXPECT_EQ(expanded.std, s_full.std);
-  }
+  Standardizer s_full;
+  if (c.standardize) s_full = compute_standardizer(full, full.images());
   const HeadWeights init = init_head({full.dim(), 32, 2}, 9);
   AdamConfig adam;
   adam.lr = 1e-3;
   adam.weight_decay = c.weight_decay;
   HeadOptimizer ref(init, adam, c.dropout, 9);
-  CompactHeadOptimizer opt(init, adam, c.dropout, 9, layout);
-  EXPECT_EQ(opt.shared_columns(), c.weight_decay == 0.0);
   constexpr int kEpochs = 5, kBatch = 16;
   const std::vector<double> want = run_steps(ref, full, &s_full, kEpochs, kBatch, 9);
-  const std::vector<double> got = run_steps(opt, compact, &s_compact, kEpochs, kBatch, 9);
-  ASSERT_EQ(got.size(), want.size());
   ASSERT_EQ(want.size(), 30u);  // 96 images / 16 per step × 5 epochs
-  double worst_loss = 0;
-  for (size_t i = 0; i < want.size(); ++i) {
-    const double rel = std::abs(got[i] - want[i]) / std::abs(want[i]);
-    worst_loss = std::max(worst_loss, rel);
-    EXPECT_LE(rel, 1e-5) << "step " << i + 1 << ": " << got[i] << " vs " << want[i];
-  }
   // Training moved (mean loss of the last epoch below the first's): not a comparison of flat lines.
   const size_t per_epoch = want.size() / kEpochs;
   const double first = std::accumulate(want.begin(), want.begin() + per_epoch, 0.0),
@@ -268,33 +283,65 @@ TEST_P(CompactExactness, SameLossesAndWeightsAsFullWidth) {
   std::vector<float> w1_rev(init.w1.size());
   ReversedChannels::reverse(ref_rev.weights().w1.data(), init.shape.hidden, full.dim(),
                             w1_rev.data());
-
-  const HeadWeights& a = opt.weights();  // expanded to every column
   const HeadWeights& b = ref.weights();
-  const double floor = rel_diff(w1_rev, b.w1), dw1 = rel_diff(a.w1, b.w1);
-  EXPECT_LE(dw1, std::max(1e-5, 2 * floor)) << "rounding floor " << floor;
-  EXPECT_LE(rel_diff(a.b1, b.b1), 1e-5);
-  EXPECT_LE(rel_diff(a.w2, b.w2), 1e-5);
-  EXPECT_LE(rel_diff(a.b2, b.b2), 1e-5);
-  // The columns really moved (the comparison is not of the initial weights).
-  EXPECT_GT(rel_diff(b.w1, init.w1), 1e-2);
-  std::printf(
-      "%d px, %d of %d columns: loss %.4f -> %.4f, worst step loss difference %.1e; W1 %.1e "
-      "(worst element %.1e), full width reordered %.1e (%.1e)\n",
-      c.px, layout.dim(), layout.full_dim(), first / per_epoch, last / per_epoch, worst_loss, dw1,
-      worst_element(a.w1, b.w1), floor, worst_element(w1_rev, b.w1));
+  const double floor = rel_diff(w1_rev, b.w1);
+  EXPECT_GT(rel_diff(b.w1, init.w1), 1e-2);  // the columns really moved
 
-  // The compact head gives the full head's outputs on the compact vectors.
-  const HeadWeights* hc = opt.compact_weights();
-  ASSERT_NE(hc, nullptr);
-  std::vector<Item> items = all_items({0, 50}, 3);
-  std::vector<float> xf(items.size() * full.dim()), xc(items.size() * compact.dim());
-  full.gather(items.data(), 6, &s_full, xf.data());
-  compact.gather(items.data(), 6, &s_compact, xc.data());
-  std::vector<float> pf(12), pc(12);
-  head_predict(a, xf.data(), 6, pf.data());
-  head_predict(*hc, xc.data(), 6, pc.data());
-  for (int i = 0; i < 12; ++i) EXPECT_NEAR(pc[i], pf[i], 1e-5) << i;
+  // Both compact inputs: the window means, and (unstandardised only) the map itself.
+  std::vector<VectorForm> forms{VectorForm::kWindowMeans};
+  if (!c.standardize) forms.push_back(VectorForm::kMap);
+  for (VectorForm form : forms) {
+    const bool map = form == VectorForm::kMap;
+    SCOPED_TRACE(map ? "map input" : "window-mean input");
+    CacheSource compact(tmp / "c", true, form);
+    ASSERT_NE(compact.compact(), nullptr);
+    const CompactLayout& layout = *compact.compact();
+    ASSERT_EQ(full.dim(), layout.full_dim());
+    ASSERT_EQ(compact.dim(), map ? layout.payload_floats() : layout.dim());
+    Standardizer s_compact;
+    if (c.standardize) {
+      s_compact = compute_standardizer(compact, compact.images());
+      // Cells sharing a window have identical values, hence identical statistics, bit for bit.
+      Standardizer expanded = expand_standardizer(s_compact, layout);
+      EXPECT_EQ(expanded.mean, s_full.mean);
+      EXPECT_EQ(expanded.std, s_full.std);
+    }
+    CompactHeadOptimizer opt(init, adam, c.dropout, 9, layout);
+    EXPECT_EQ(opt.shared_columns(), c.weight_decay == 0.0);
+    const std::vector<double> got = run_steps(opt, compact, &s_compact, kEpochs, kBatch, 9);
+    ASSERT_EQ(got.size(), want.size());
+    double worst_loss = 0;
+    for (size_t i = 0; i < want.size(); ++i) {
+      const double rel = std::abs(got[i] - want[i]) / std::abs(want[i]);
+      worst_loss = std::max(worst_loss, rel);
+      EXPECT_LE(rel, 1e-5) << "step " << i + 1 << ": " << got[i] << " vs " << want[i];
+    }
+    const HeadWeights& a = opt.weights();  // expanded to every column
+    const double dw1 = rel_diff(a.w1, b.w1);
+    EXPECT_LE(dw1, std::max(1e-5, 2 * floor)) << "rounding floor " << floor;
+    EXPECT_LE(rel_diff(a.b1, b.b1), 1e-5);
+    EXPECT_LE(rel_diff(a.w2, b.w2), 1e-5);
+    EXPECT_LE(rel_diff(a.b2, b.b2), 1e-5);
+    std::printf(
+        "%d px, %s, %d of %d columns: loss %.4f -> %.4f, worst step loss difference %.1e; W1 "
+        "%.1e (worst element %.1e), full width reordered %.1e (%.1e)\n",
+        c.px, map ? "map" : "window means", compact.dim(), layout.full_dim(), first / per_epoch,
+        last / per_epoch, worst_loss, dw1, worst_element(a.w1, b.w1), floor,
+        worst_element(w1_rev, b.w1));
+
+    // The compact head gives the full head's outputs on the compact vectors.
+    const HeadWeights* hc = opt.compact_weights();
+    ASSERT_NE(hc, nullptr);
+    ASSERT_EQ(hc->shape.dim, compact.dim());
+    std::vector<Item> items = all_items({0, 50}, 3);
+    std::vector<float> xf(items.size() * full.dim()), xc(items.size() * compact.dim());
+    full.gather(items.data(), 6, &s_full, xf.data());
+    compact.gather(items.data(), 6, &s_compact, xc.data());
+    std::vector<float> pf(12), pc(12);
+    head_predict(a, xf.data(), 6, pf.data());
+    head_predict(*hc, xc.data(), 6, pc.data());
+    for (int i = 0; i < 12; ++i) EXPECT_NEAR(pc[i], pf[i], 1e-5) << i;
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(AllSizes, CompactExactness,
@@ -306,35 +353,8 @@ INSTANTIATE_TEST_SUITE_P(AllSizes, CompactExactness,
                                            Case{224, 1e-2, 0.0, false}),
                          case_name);
 
-// The trainer picks the compact path from a compact source by itself, and its outcome (final and
-// selected weights, per-epoch metrics) matches the full-width run.
-TEST(CompactTrainer, RunTrainingMatchesFullWidth) {
-  configure_blas_for_tbb();
-  testing::TempDir tmp;
-  make_prepool_cache(tmp / "train", 64, 40, 3);
-  make_prepool_cache(tmp / "test", 64, 10, 1);
-  auto run = [&](bool compact) {
-    CacheSource train(tmp / "train", true, compact), test(tmp / "test", true, compact);
-    TrainParams p;
-    p.epochs = 5;
-    p.batch = 16;
-    p.hidden = 24;
-    p.seed = 3;
-    p.standardize = true;
-    ImageSplit split = split_images(train.images(), 0.2, p.seed);
-    Standardizer s = compute_standardizer(train, split.train);
-    TrainSetup setup;
-    setup.train = &train;
-    setup.test = &test;
-    setup.train_images = split.train;
-    setup.val_images = split.val;
-    setup.standardizer = &s;
-    setup.init = init_head({static_cast<int>(train.meta().dim), 24, 2}, 3);
-    TrainOutcome out = run_training(p, setup, nullptr);
-    EXPECT_EQ(full_width_standardizer(s, train).mean.size(), train.meta().dim);
-    return out;
-  };
-  TrainOutcome c = run(true), f = run(false);
+// A compact training outcome against the full-width one: per-epoch metrics and weights.
+void compare_outcomes(const TrainOutcome& c, const TrainOutcome& f) {
   ASSERT_EQ(c.epochs.size(), 5u);
   for (size_t e = 0; e < 5; ++e) {
     EXPECT_NEAR(c.epochs[e].train_loss, f.epochs[e].train_loss, 1e-5 * f.epochs[e].train_loss);
@@ -346,6 +366,42 @@ TEST(CompactTrainer, RunTrainingMatchesFullWidth) {
   EXPECT_EQ(c.final_weights.w1.size(), f.final_weights.w1.size());  // full width, for head.bin
   EXPECT_LE(rel_diff(c.final_weights.w1, f.final_weights.w1), 1e-5);
   EXPECT_LE(rel_diff(c.selected_weights.w1, f.selected_weights.w1), 1e-5);
+}
+
+// The trainer picks the compact path from a compact source by itself, and its outcome (final and
+// selected weights, per-epoch metrics) matches the full-width run.
+TEST(CompactTrainer, RunTrainingMatchesFullWidth) {
+  configure_blas_for_tbb();
+  testing::TempDir tmp;
+  make_prepool_cache(tmp / "train", 64, 40, 3);
+  make_prepool_cache(tmp / "test", 64, 10, 1);
+  auto run = [&](VectorForm form, bool standardize) {
+    CacheSource train(tmp / "train", true, form), test(tmp / "test", true, form);
+    TrainParams p;
+    p.epochs = 5;
+    p.batch = 16;
+    p.hidden = 24;
+    p.seed = 3;
+    p.standardize = standardize;
+    ImageSplit split = split_images(train.images(), 0.2, p.seed);
+    Standardizer s;
+    if (standardize) s = compute_standardizer(train, split.train);
+    TrainSetup setup;
+    setup.train = &train;
+    setup.test = &test;
+    setup.train_images = split.train;
+    setup.val_images = split.val;
+    setup.standardizer = &s;
+    setup.init = init_head({static_cast<int>(train.meta().dim), 24, 2}, 3);
+    TrainOutcome out = run_training(p, setup, nullptr);
+    if (standardize) EXPECT_EQ(full_width_standardizer(s, train).mean.size(), train.meta().dim);
+    return out;
+  };
+  for (bool standardize : {true, false}) {
+    SCOPED_TRACE(standardize ? "window means, standardised" : "map");
+    const VectorForm form = standardize ? VectorForm::kWindowMeans : VectorForm::kMap;
+    compare_outcomes(run(form, standardize), run(VectorForm::kPooled, standardize));
+  }
 }
 
 // The tool end to end: two prepool-f32 caches train compactly by default, head.bin holds the
@@ -365,7 +421,10 @@ TEST(CompactTrainer, TrainHeadWritesAFullWidthHead) {
     EXPECT_EQ(testing::run_command(cmd, &log), 0) << log;
     return log;
   };
-  EXPECT_NE(run("compact", "").find("compact first layer: 1440 distinct columns of 7840"),
+  // Standardised: GEMMs on the window means (160 channels × 9 windows at 64 px).
+  EXPECT_NE(run("compact", "")
+                .find("compact first layer: 1440 distinct columns of 7840, GEMMs on "
+                      "the window means; Adam on the distinct columns"),
             std::string::npos);
   EXPECT_EQ(run("full", "--full-width").find("compact first layer"), std::string::npos);
   const HeadFile c = load_head(tmp / "compact/head.bin"), f = load_head(tmp / "full/head.bin");
@@ -378,14 +437,62 @@ TEST(CompactTrainer, TrainHeadWritesAFullWidthHead) {
   EXPECT_EQ(c.features, f.features);
 }
 
+// Unstandardised, the GEMMs run on the map itself (160 channels × 2 × 2), and weight decay keeps
+// Adam full width; the head is still the full-width one, equal to --full-width's to rounding.
+TEST(CompactTrainer, TrainHeadRunsOnTheMapWhenNotStandardised) {
+  testing::TempDir tmp;
+  make_prepool_cache(tmp / "train", 64, 30, 2);
+  make_prepool_cache(tmp / "test", 64, 8, 1);
+  auto run = [&](const std::string& out, const std::string& extra) {
+    std::string log;
+    const std::string cmd =
+        testing::shell_quote(testing::bin_dir() + "/train_head") + " --train " +
+        testing::shell_quote(tmp / "train") + " --test " + testing::shell_quote(tmp / "test") +
+        " --out " + testing::shell_quote(tmp / out) +
+        " --epochs 3 --batch 12 --hidden 16 --weight-decay 1e-3 --threads 2 " + extra;
+    EXPECT_EQ(testing::run_command(cmd, &log), 0) << log;
+    return log;
+  };
+  EXPECT_NE(run("compact", "")
+                .find("compact first layer: 1440 distinct columns of 7840, GEMMs on "
+                      "the 640-value map; Adam full width for weight decay"),
+            std::string::npos);
+  run("full", "--full-width");
+  const HeadFile c = load_head(tmp / "compact/head.bin"), f = load_head(tmp / "full/head.bin");
+  ASSERT_EQ(c.weights.w1.size(), f.weights.w1.size());
+  EXPECT_LE(rel_diff(c.weights.w1, f.weights.w1), 1e-5);
+  EXPECT_LE(rel_diff(c.weights.w2, f.weights.w2), 1e-5);
+  EXPECT_TRUE(c.standardizer.mean.empty());
+}
+
+// Map vectors carry no per-window statistics: standardising them is refused, not approximated.
+TEST(CompactTrainer, MapVectorsRefuseAStandardiser) {
+  testing::TempDir tmp;
+  make_prepool_cache(tmp / "c", 64, 4, 1);
+  CacheSource means(tmp / "c", true, VectorForm::kWindowMeans),
+      map(tmp / "c", true, VectorForm::kMap);
+  const Standardizer s = compute_standardizer(means, means.images());
+  std::vector<float> out(map.dim());
+  const Item item{0, 0};
+  try {
+    map.gather(&item, 1, &s, out.data());
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("map vectors cannot be standardised"), std::string::npos)
+        << e.what();
+  }
+  map.gather(&item, 1, nullptr, out.data());  // unstandardised: the stored map
+  EXPECT_EQ(map.dim(), kChannels * 4);
+}
+
 // Results do not depend on the thread count (fixed channel blocks, fixed summation order).
 TEST(CompactTrainer, SameResultWithAnyThreadCount) {
   configure_blas_for_tbb();
   testing::TempDir tmp;
   make_prepool_cache(tmp / "c", 64, 24, 2);
-  auto run = [&](int threads, double wd) {
+  auto run = [&](int threads, double wd, VectorForm form) {
     tbb::global_control gc(tbb::global_control::max_allowed_parallelism, threads);
-    CacheSource src(tmp / "c", true, true);
+    CacheSource src(tmp / "c", true, form);
     AdamConfig adam;
     adam.weight_decay = wd;
     CompactHeadOptimizer opt(init_head({src.compact()->full_dim(), 16, 2}, 1), adam, 0.5, 1,
@@ -393,7 +500,10 @@ TEST(CompactTrainer, SameResultWithAnyThreadCount) {
     run_steps(opt, src, nullptr, 2, 8, 1);
     return opt.weights().w1;
   };
-  for (double wd : {0.0, 1e-3}) EXPECT_EQ(run(1, wd), run(2, wd)) << "weight decay " << wd;
+  for (VectorForm form : {VectorForm::kWindowMeans, VectorForm::kMap})
+    for (double wd : {0.0, 1e-3})
+      EXPECT_EQ(run(1, wd, form), run(2, wd, form))
+          << "weight decay " << wd << (form == VectorForm::kMap ? ", map" : ", window means");
 }
 
 }  // namespace
