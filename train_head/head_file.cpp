@@ -79,6 +79,7 @@ void save_head(const std::string& path, const HeadFile& head) {
   put_u32(&buf, static_cast<uint32_t>(text.size()));
   buf += text;
   buf.resize((buf.size() + 15) / 16 * 16, '\0');
+  buf.reserve(buf.size() + offset + 4);  // one allocation: W1 alone is 25 MB at hidden 256
   for (const auto& t : tensors)
     buf.append(reinterpret_cast<const char*>(t.data->data()), t.data->size() * sizeof(float));
   put_u32(&buf, crc32c(buf.data(), buf.size()));

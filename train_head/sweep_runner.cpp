@@ -166,7 +166,9 @@ void run_unit(SweepContext& ctx, const SweepUnit& unit) {
         ctx.progress->worked(epoch_work(ctx, ps[h], m.vectors, val_vectors));
       });
   const double seconds = seconds_since(t0);
-  for (size_t h = 0; h < unit.size(); ++h) {
+  // Each configuration is written and published on its own (a head.bin is 25 MB at hidden 256):
+  // in parallel, so one unit's heads do not queue behind each other.
+  tbb::parallel_for(size_t{0}, unit.size(), [&](size_t h) {
     const SweepConfig& c = ctx.plan->configs[unit[h]];
     logs[h].reset();  // closes metrics.jsonl
     write_config_outputs(tmps[h], ps[h], *ctx.train_meta, *ctx.test_meta, sd.split, ctx.test_images,
@@ -186,7 +188,7 @@ void run_unit(SweepContext& ctx, const SweepUnit& unit) {
                   "cannot rename " + tmps[h] + " to " + final_dir + ": " + ec.message());
     const EpochMetrics& best = outs[h].epochs.at(outs[h].selected_epoch - 1);
     ctx.progress->finished(c.id, best.val_accuracy);
-  }
+  });
 }
 
 // Reads SWEEP_DIR/sweep.json if there is one and refuses another sweep's.

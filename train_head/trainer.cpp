@@ -181,7 +181,9 @@ std::vector<TrainOutcome> run_training_shared(
       EpochMetrics& m = ms[h];
       m.epoch = e + 1;
       m.train_seconds = train_seconds;
-      out.final_weights = opts[h]->weights();
+      // Full-width weights are unblocked and copied only when kept (25 MB at hidden 256): at the
+      // last epoch and at each new best, not at every epoch of every head.
+      if (e + 1 == p.epochs) out.final_weights = opts[h]->weights();
       if (has_val) {
         EvalResult v = evaluate_head(weights_for_source(*opts[h], *val_src), *val_src,
                                      setup.val_images, setup.standardizer);
@@ -199,7 +201,7 @@ std::vector<TrainOutcome> run_training_shared(
       if (has_val && (e == 0 || better(m, best[h]))) {
         best[h] = m;
         out.selected_epoch = m.epoch;
-        out.selected_weights = out.final_weights;
+        out.selected_weights = opts[h]->weights();
         out.selected_test = t;
       }
       if (e + 1 == p.epochs) out.final_test = t;
