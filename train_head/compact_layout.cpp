@@ -149,16 +149,7 @@ void CompactLayout::window_means(const float* z, float* m) const {
       const float* __restrict zi = zt.data() + static_cast<size_t>(offsets_[i]) * nc;
       for (int c = 0; c < nc; ++c) s[c] += zi[c];
     }
-    if (mean.scale_h > 0) {
-      for (int c = 0; c < nc; ++c) s[c] *= mean.scale_h;
-    } else {
-      for (int c = 0; c < nc; ++c) s[c] /= mean.kh;
-    }
-    if (mean.scale_w > 0) {
-      for (int c = 0; c < nc; ++c) s[c] *= mean.scale_w;
-    } else {
-      for (int c = 0; c < nc; ++c) s[c] /= mean.kw;
-    }
+    divide_by_window(s, nc, mean);
   }
   for (int c = 0; c < nc; ++c)
     for (int k = 0; k < k_count; ++k)

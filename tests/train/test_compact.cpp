@@ -404,6 +404,20 @@ TEST(CompactTrainer, RunTrainingMatchesFullWidth) {
   }
 }
 
+// train_head on tmp/train and tmp/test into tmp/out (3 epochs, batch 12, hidden 16, 2 threads);
+// returns its log.
+std::string run_train_head(const testing::TempDir& tmp, const std::string& out,
+                           const std::string& flags) {
+  std::string log;
+  const std::string cmd = testing::shell_quote(testing::bin_dir() + "/train_head") + " --train " +
+                          testing::shell_quote(tmp / "train") + " --test " +
+                          testing::shell_quote(tmp / "test") + " --out " +
+                          testing::shell_quote(tmp / out) +
+                          " --epochs 3 --batch 12 --hidden 16 --threads 2 " + flags;
+  EXPECT_EQ(testing::run_command(cmd, &log), 0) << log;
+  return log;
+}
+
 // The tool end to end: two prepool-f32 caches train compactly by default, head.bin holds the
 // full-width head and standardiser (what predict and featcache users expect), and --full-width
 // gives the same head to rounding.
@@ -412,14 +426,7 @@ TEST(CompactTrainer, TrainHeadWritesAFullWidthHead) {
   make_prepool_cache(tmp / "train", 64, 30, 2);
   make_prepool_cache(tmp / "test", 64, 8, 1);
   auto run = [&](const std::string& out, const std::string& extra) {
-    std::string log;
-    const std::string cmd = testing::shell_quote(testing::bin_dir() + "/train_head") + " --train " +
-                            testing::shell_quote(tmp / "train") + " --test " +
-                            testing::shell_quote(tmp / "test") + " --out " +
-                            testing::shell_quote(tmp / out) +
-                            " --epochs 3 --batch 12 --hidden 16 --standardize --threads 2 " + extra;
-    EXPECT_EQ(testing::run_command(cmd, &log), 0) << log;
-    return log;
+    return run_train_head(tmp, out, "--standardize " + extra);
   };
   // Standardised: GEMMs on the window means (160 channels × 9 windows at 64 px).
   EXPECT_NE(run("compact", "")
@@ -444,14 +451,7 @@ TEST(CompactTrainer, TrainHeadRunsOnTheMapWhenNotStandardised) {
   make_prepool_cache(tmp / "train", 64, 30, 2);
   make_prepool_cache(tmp / "test", 64, 8, 1);
   auto run = [&](const std::string& out, const std::string& extra) {
-    std::string log;
-    const std::string cmd =
-        testing::shell_quote(testing::bin_dir() + "/train_head") + " --train " +
-        testing::shell_quote(tmp / "train") + " --test " + testing::shell_quote(tmp / "test") +
-        " --out " + testing::shell_quote(tmp / out) +
-        " --epochs 3 --batch 12 --hidden 16 --weight-decay 1e-3 --threads 2 " + extra;
-    EXPECT_EQ(testing::run_command(cmd, &log), 0) << log;
-    return log;
+    return run_train_head(tmp, out, "--weight-decay 1e-3 " + extra);
   };
   EXPECT_NE(run("compact", "")
                 .find("compact first layer: 1440 distinct columns of 7840, GEMMs on "
