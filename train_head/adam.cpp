@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "train_head/simd.h"
+
 namespace vggcache {
 
 AdamStep adam_step(const AdamConfig& c, int64_t t) {
@@ -20,6 +22,7 @@ AdamStep adam_step(const AdamConfig& c, int64_t t) {
   return s;
 }
 
+VGGCACHE_SIMD_CLONES
 void adam_update(float* __restrict p, float* __restrict m, float* __restrict v,
                  const float* __restrict g, size_t n, const AdamStep& s) {
   const float b1 = s.beta1, b2 = s.beta2, c1 = s.one_minus_beta1, c2 = s.one_minus_beta2;

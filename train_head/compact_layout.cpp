@@ -6,6 +6,7 @@
 #include <cstddef>
 
 #include "common/error.h"
+#include "train_head/simd.h"
 
 namespace vggcache {
 
@@ -43,8 +44,7 @@ CompactLayout::CompactLayout(int channels, int h, int w)
     mean.last = static_cast<int>(offsets_.size());
     mean.kh = static_cast<float>(win.r1 - win.r0);
     mean.kw = static_cast<float>(win.c1 - win.c0);
-    mean.scale_h = exact_inverse(win.r1 - win.r0);
-    mean.scale_w = exact_inverse(win.c1 - win.c0);
+    mean.scale = exact_inverse(win.r1 - win.r0) * exact_inverse(win.c1 - win.c0);
     means_.push_back(mean);
   }
 }
@@ -60,15 +60,10 @@ namespace {
 // v ÷ kh ÷ kw for `width` values, as window_means() divides a window's sum.
 template <typename Mean>
 void divide_by_window(float* __restrict v, int width, const Mean& mean) {
-  if (mean.scale_h > 0) {
-    for (int j = 0; j < width; ++j) v[j] *= mean.scale_h;
+  if (mean.scale > 0) {
+    for (int j = 0; j < width; ++j) v[j] *= mean.scale;
   } else {
-    for (int j = 0; j < width; ++j) v[j] /= mean.kh;
-  }
-  if (mean.scale_w > 0) {
-    for (int j = 0; j < width; ++j) v[j] *= mean.scale_w;
-  } else {
-    for (int j = 0; j < width; ++j) v[j] /= mean.kw;
+    for (int j = 0; j < width; ++j) v[j] = v[j] / mean.kh / mean.kw;
   }
 }
 
@@ -79,9 +74,13 @@ void copy_row(const float* __restrict a, int width, float* __restrict o) {
 void add_row(const float* __restrict b, int width, float* __restrict o) {
   for (int j = 0; j < width; ++j) o[j] += b[j];
 }
+void add_scaled_row(const float* __restrict b, float f, int width, float* __restrict o) {
+  for (int j = 0; j < width; ++j) o[j] += f * b[j];
+}
 
 }  // namespace
 
+VGGCACHE_SIMD_CLONES
 void CompactLayout::sum_rows(const float* cells, int n, int width, float* out) const {
   const int k_count = windows();
   for (int c = 0; c < n; ++c) {
@@ -96,6 +95,7 @@ void CompactLayout::sum_rows(const float* cells, int n, int width, float* out) c
   }
 }
 
+VGGCACHE_SIMD_CLONES
 void CompactLayout::window_rows(const float* map, int n, int width, float* out) const {
   const int k_count = windows(), hw = h_ * w_;
   for (int c = 0; c < n; ++c) {
@@ -111,15 +111,22 @@ void CompactLayout::window_rows(const float* map, int n, int width, float* out) 
   }
 }
 
+VGGCACHE_SIMD_CLONES
 void CompactLayout::map_rows(const float* windows_in, int n, int width, float* out) const {
   const int k_count = windows(), hw = h_ * w_;
   std::fill_n(out, static_cast<size_t>(n) * hw * width, 0.0f);
-  std::vector<float> scaled(width);
+  std::vector<float> scaled;  // windows whose sides are not powers of two
   for (int c = 0; c < n; ++c) {
     float* o = out + static_cast<size_t>(c) * hw * width;
     for (int k = 0; k < k_count; ++k) {
       const Mean& mean = means_[k];
-      copy_row(windows_in + (static_cast<size_t>(c) * k_count + k) * width, width, scaled.data());
+      const float* in = windows_in + (static_cast<size_t>(c) * k_count + k) * width;
+      if (mean.scale > 0) {
+        for (int i = mean.first; i < mean.last; ++i)
+          add_scaled_row(in, mean.scale, width, o + static_cast<size_t>(offsets_[i]) * width);
+        continue;
+      }
+      scaled.assign(in, in + width);
       divide_by_window(scaled.data(), width, mean);
       for (int i = mean.first; i < mean.last; ++i)
         add_row(scaled.data(), width, o + static_cast<size_t>(offsets_[i]) * width);
@@ -130,8 +137,8 @@ void CompactLayout::map_rows(const float* windows_in, int n, int width, float* o
 void CompactLayout::window_means(const float* z, float* m) const {
   const int k_count = windows(), hw = h_ * w_, nc = channels_;
   // The operations are expand_prepool()'s, in its order: 0 + the window's values in row order,
-  // then ÷ kh, then ÷ kw; x ÷ 2ⁿ and x · 2⁻ⁿ are the same correctly rounded value, so power-of-two
-  // sides multiply instead (a tenth of a division's cost) with the same result. They run on
+  // then ÷ kh, then ÷ kw; x ÷ 2ᵃ ÷ 2ᵇ and x · 2⁻⁽ᵃ⁺ᵇ⁾ are the same float (unless it is subnormal),
+  // so power-of-two windows multiply instead (a tenth of a division's cost). They run on
   // transposed copies (position-major, channel-minor), where every loop below is a contiguous
   // loop over channels that the compiler vectorises.
   thread_local std::vector<float> zt, sums;

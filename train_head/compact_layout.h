@@ -86,11 +86,11 @@ class CompactLayout {
   PoolWindows pool_;
   std::vector<int> cells_;  // K
   // How window_means() computes window k: the values at offsets_[first, last) of a channel,
-  // summed, then divided by kh and kw (multiplied by scale_h / scale_w, their exact inverses,
-  // when those are powers of two; 0 otherwise).
+  // summed, then divided by kh and kw; when both are powers of two, multiplied by `scale`, the
+  // exact inverse of kh·kw (0 otherwise), which gives the same float for every normal result.
   struct Mean {
     int first, last;
-    float kh, kw, scale_h, scale_w;
+    float kh, kw, scale;
   };
   std::vector<Mean> means_;  // K
   std::vector<int> offsets_;

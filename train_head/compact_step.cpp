@@ -83,6 +83,7 @@ CompactHeadOptimizer::CompactHeadOptimizer(HeadWeights init, const AdamConfig& a
     if (!decay_) std::copy_n(wc, static_cast<size_t>(nb) * k * hd, w0c_.data() + blk.window_off);
     if (map_input_) layout_.map_rows(wc, nb, hd, wz_.data() + blk.map_off);  // Wz = Wc·A
   });
+  if (map_input_) std::vector<float>().swap(wc_);  // from now on made channel by channel
 }
 
 float* CompactHeadOptimizer::input_weights(const Block& blk) {
@@ -117,19 +118,42 @@ void CompactHeadOptimizer::forward_first_layer(const float* x, int n) {
                     });
 }
 
+// The GEMMs' weights for channel c of a block once its Wc rows (K × hidden) are final: Wc is the
+// GEMMs' weight itself for window-mean input; map input maps it to the channel's Wz rows.
+void CompactHeadOptimizer::finish_channel(const Block& blk, int c, const float* wc_rows) {
+  if (!map_input_) return;
+  const int hd = w_.shape.hidden, hw = layout_.h() * layout_.w();
+  layout_.map_rows(wc_rows, 1, hd, wz_.data() + blk.map_off + static_cast<size_t>(c) * hw * hd);
+}
+
+// Where channel c's Wc rows go: wc_ for window-mean input (the GEMMs read it), else a per-thread
+// scratch that finish_channel() maps to Wz while it is in L1.
+float* CompactHeadOptimizer::wc_rows(const Block& blk, int c) {
+  const int hd = w_.shape.hidden, k = layout_.windows();
+  if (!map_input_) return wc_.data() + blk.window_off + static_cast<size_t>(c) * k * hd;
+  std::vector<float>& rows = wc_scratch_.local();
+  rows.resize(static_cast<size_t>(k) * hd);
+  return rows.data();
+}
+
 // Weight decay 0: Adam on U with the window's gradient (what each of its cells would get), then
-// Wc = W0·E + cells · U for the next forward. g: nb·K × hidden, this block's window gradient.
+// Wc = W0·E + cells · U for the next forward, channel by channel while its rows are in cache.
+// g: nb·K × hidden, this block's window gradient.
 void CompactHeadOptimizer::update_shared(const Block& blk, const float* g, const AdamStep& s) {
-  const int hd = w_.shape.hidden, rows = (blk.c1 - blk.c0) * layout_.windows();
-  const size_t off = blk.window_off;
-  float* __restrict u = u_.data() + off;
-  adam_update(u, m_u_.data() + off, v_u_.data() + off, g, static_cast<size_t>(rows) * hd, s);
-  const float* __restrict w0c = w0c_.data() + off;
-  float* __restrict wc = wc_.data() + off;
-  for (int r = 0; r < rows; ++r) {
-    const float cells = cells_[r];
-    const size_t o = static_cast<size_t>(r) * hd;
-    for (int j = 0; j < hd; ++j) wc[o + j] = w0c[o + j] + cells * u[o + j];
+  const int hd = w_.shape.hidden, k = layout_.windows();
+  const size_t rows = static_cast<size_t>(k) * hd;  // one channel's
+  for (int c = 0; c < blk.c1 - blk.c0; ++c) {
+    const size_t off = blk.window_off + c * rows;
+    float* __restrict u = u_.data() + off;
+    adam_update(u, m_u_.data() + off, v_u_.data() + off, g + c * rows, rows, s);
+    const float* __restrict w0c = w0c_.data() + off;
+    float* __restrict wc = wc_rows(blk, c);
+    for (int r = 0; r < k; ++r) {
+      const float cells = cells_[r];
+      const size_t o = static_cast<size_t>(r) * hd;
+      for (int j = 0; j < hd; ++j) wc[o + j] = w0c[o + j] + cells * u[o + j];
+    }
+    finish_channel(blk, c, wc);
   }
 }
 
@@ -146,8 +170,9 @@ void CompactHeadOptimizer::update_full(const Block& blk, const float* g, const A
       const float* g_win = g + (static_cast<size_t>(c) * k + layout_.cell_window(cell)) * hd;
       adam_update(w_full_.data() + off, m_full_.data() + off, v_full_.data() + off, g_win, hd, s);
     }
-    layout_.sum_rows(w_full_.data() + chan, 1, hd,
-                     wc_.data() + blk.window_off + static_cast<size_t>(c) * k * hd);
+    float* wc = wc_rows(blk, c);
+    layout_.sum_rows(w_full_.data() + chan, 1, hd, wc);
+    finish_channel(blk, c, wc);
   }
 }
 
@@ -176,7 +201,6 @@ void CompactHeadOptimizer::backward_first_layer_and_adam(const float* x, int n, 
             update_full(blk, g_windows, s);
           else
             update_shared(blk, g_windows, s);
-          if (map_input_) layout_.map_rows(wc_.data() + blk.window_off, nb, hd, input_weights(blk));
         }
       },
       tbb::simple_partitioner());

@@ -59,6 +59,8 @@ class CompactHeadOptimizer : public HeadOptimizer {
   };
   void update_shared(const Block& blk, const float* g, const AdamStep& s);
   void update_full(const Block& blk, const float* g, const AdamStep& s);
+  float* wc_rows(const Block& blk, int c);
+  void finish_channel(const Block& blk, int c, const float* wc_rows);
   // The GEMMs' weights (Wc or Wz) and a block's offset in them.
   float* input_weights(const Block& blk);
 
@@ -67,7 +69,7 @@ class CompactHeadOptimizer : public HeadOptimizer {
   std::vector<Block> blocks_;
   std::vector<float> cells_;  // per window row of a whole block (c·K + k): cells of window k
   // Transposed and blocked (see above).
-  std::vector<float> wc_;  // W·E, C·K × hidden
+  std::vector<float> wc_;  // W·E, C·K × hidden (window-mean input; map input: freed after start)
   std::vector<float> wz_;  // map input: W·E·A, C·h·w × hidden
   // Weight decay 0: W0 (nn.Linear's layout, hidden × C·49); W0·E, U and U's moments (C·K × hidden).
   std::vector<float> w0_, w0c_, u_, m_u_, v_u_;
@@ -77,7 +79,8 @@ class CompactHeadOptimizer : public HeadOptimizer {
   HeadWeights compact_;           // the compact head, refreshed by compact_weights()
   bool compact_stale_ = true;
   // Per thread: a block's gradient over its input columns, and (map input) over its windows.
-  tbb::enumerable_thread_specific<std::vector<float>> grad_scratch_, window_scratch_;
+  // Per thread (map input): one channel's Wc rows.
+  tbb::enumerable_thread_specific<std::vector<float>> grad_scratch_, window_scratch_, wc_scratch_;
 };
 
 // The optimizer for the vectors a training source gives: compact when it has a compact layout

@@ -15,12 +15,18 @@ inline uint64_t mix64(uint64_t z) {
   return z ^ (z >> 31);
 }
 
-// Hash of a tuple of counters; each step re-mixes so (a, b) and (b, a) differ.
-inline uint64_t hash_key(uint64_t a, uint64_t b, uint64_t c = 0, uint64_t d = 0) {
+// Hash of a tuple of counters; each step re-mixes so (a, b) and (b, a) differ. For many keys
+// that share (a, b, c), hash_key_prefix() once and hash_key_last() per d give the same values.
+inline uint64_t hash_key_prefix(uint64_t a, uint64_t b, uint64_t c) {
   uint64_t h = mix64(a + 0x9E3779B97F4A7C15ull);
   h = mix64(h ^ (b + 0x632BE59BD9B4E019ull));
-  h = mix64(h ^ (c + 0x85157AF5ull));
-  return mix64(h ^ (d + 0x2545F4914F6CDD1Dull));
+  return mix64(h ^ (c + 0x85157AF5ull));
+}
+inline uint64_t hash_key_last(uint64_t prefix, uint64_t d) {
+  return mix64(prefix ^ (d + 0x2545F4914F6CDD1Dull));
+}
+inline uint64_t hash_key(uint64_t a, uint64_t b, uint64_t c = 0, uint64_t d = 0) {
+  return hash_key_last(hash_key_prefix(a, b, c), d);
 }
 
 // Uniform float in [0, 1) from the top 24 bits (exactly representable).
