@@ -62,6 +62,42 @@ TEST(Adam, WeightDecayIsL2OnTheGradient) {
   EXPECT_LT(p[0], 2.0f);
 }
 
+// adam_update runs as the widest clone the CPU has (train_head/simd.h); it must give the floats of
+// the plain formula, element by element, including the tail that does not fill a vector.
+TEST(Adam, VectorisedUpdateEqualsTheScalarFormulaBitForBit) {
+  AdamConfig c;
+  c.weight_decay = 1e-4;
+  const AdamStep s = adam_step(c, 7);
+  Rng rng(11, Stream::kInit);
+  constexpr size_t kN = 1000 + 13;
+  std::vector<float> p(kN), m(kN), v(kN), g(kN);
+  for (size_t i = 0; i < kN; ++i) {
+    p[i] = rng.uniform() - 0.5f;
+    m[i] = 1e-3f * (rng.uniform() - 0.5f);
+    v[i] = 1e-6f * rng.uniform();
+    g[i] = 1e-2f * (rng.uniform() - 0.5f);
+  }
+  std::vector<float> p2 = p, m2 = m, v2 = v;
+  adam_update(p.data(), m.data(), v.data(), g.data(), kN, s);
+  const float inv_bc2 = 1.0f / s.bc2_sqrt;
+  for (size_t i = 0; i < kN; ++i) {
+    // Each product stored before it is added: no contraction into FMAs, whatever the flags.
+    volatile float wp = s.weight_decay * p2[i];
+    const float gi = g[i] + wp;
+    volatile float m1 = m2[i] * s.beta1, m2g = s.one_minus_beta1 * gi;
+    const float mi = m1 + m2g;
+    volatile float v1 = v2[i] * s.beta2, cg = s.one_minus_beta2 * gi;
+    volatile float cgg = cg * gi;
+    const float vi = v1 + cgg;
+    volatile float root = std::sqrt(vi) * inv_bc2;
+    volatile float step = s.step_size * (mi / (root + s.eps));
+    const float want = p2[i] - step;
+    ASSERT_EQ(m[i], mi) << i;
+    ASSERT_EQ(v[i], vi) << i;
+    ASSERT_EQ(p[i], want) << i;
+  }
+}
+
 TEST(Loss, BceClampsLogAtMinus100) {
   float z[2] = {200.0f, -200.0f}, dz[2];
   int32_t y[2] = {0, 1};
