@@ -43,4 +43,4 @@ format:
 	@clang-format -i $$(git ls-files '*.cpp' '*.h')
 
 clean:
-	rm -rf $(BUILD) $(BUILD)-bench $(BUILD)-fuzz build-asan build-tsan
+	rm -rf $(BUILD) $(BUILD)-bench $(BUILD)-fuzz build-asan build-tsan build-tsan-deps

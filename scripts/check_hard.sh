@@ -3,7 +3,8 @@
 #   1. fault injection against the real tools (tests/hard/faults.sh), then the hostile-input
 #      suites of the normal build, one summary row each
 #   2. every unit test under AddressSanitizer + UndefinedBehaviorSanitizer (build-asan)
-#   3. the unit tests under ThreadSanitizer (build-tsan), only with VGGCACHE_TSAN=1 (see below)
+#   3. every unit test under ThreadSanitizer (build-tsan), linked against a TSan-built oneTBB
+#      (scripts/build_tsan_tbb.sh, into build-tsan-deps/onetbb; built once, then reused)
 #   4. each libFuzzer target for FUZZ_SECONDS (fuzz/run.sh)
 # and prints a summary table of what was tried and what held. Exit non-zero if anything failed.
 # Usage: scripts/check_hard.sh BUILD_DIR     (env: FUZZ_SECONDS=30, HARD_SKIP="tsan fuzz ...")
@@ -20,17 +21,31 @@ status=0
 # The heavy statistical test trains 6 full heads; it proves accuracy, not memory or thread safety.
 SAN_EXCLUDE=${SAN_EXCLUDE:-StatParity}
 
-san_suite() {  # name, build dir, sanitizer list, extra env
+# SAN_LIB="soname dir": every executable of the build must load that library from that directory.
+san_suite() {  # name, build dir, sanitizer list, extra cmake arguments...
   local name=$1 dir=$2 san=$3
+  shift 3
   echo "== check-hard: unit tests under $name ($dir)"
   cmake -S "$ROOT" -B "$ROOT/$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-    -DVGGCACHE_SANITIZE="$san" >"$LOGDIR/$name-configure.log" 2>&1 &&
+    -DVGGCACHE_SANITIZE="$san" "$@" >"$LOGDIR/$name-configure.log" 2>&1 &&
     cmake --build "$ROOT/$dir" -j "$JOBS" >"$LOGDIR/$name-build.log" 2>&1
   if [ $? -ne 0 ]; then
-    tail -30 "$LOGDIR/$name-build.log"
+    tail -30 "$LOGDIR/$name-configure.log" "$LOGDIR/$name-build.log"
     echo "$name build|0|build failed|-" >>"$SUM"
     status=1
     return
+  fi
+  if [ -n "${SAN_LIB:-}" ]; then
+    local soname=${SAN_LIB% *} libdir=${SAN_LIB#* } exe wrong=""
+    for exe in "$ROOT/$dir"/bin/*; do
+      ldd "$exe" | grep -q "^[[:space:]]*$soname => $libdir/$soname " || wrong+=" ${exe##*/}"
+    done
+    if [ -n "$wrong" ]; then
+      echo "   $name: these do not load $soname from $libdir:$wrong"
+      echo "unit tests under $name|0|wrong $soname loaded|-" >>"$SUM"
+      status=1
+      return
+    fi
   fi
   (cd "$ROOT/$dir" && ctest -j "$JOBS" -E "$SAN_EXCLUDE" --output-on-failure) >"$LOGDIR/$name-ctest.log" 2>&1
   local rc=$?
@@ -79,15 +94,24 @@ sweep specs: malformed keys, values, files|test_sweep_spec|*
 EOT
 fi
 [[ $SKIP == *" asan "* ]] || san_suite "ASan+UBSan" build-asan address,undefined
-# ThreadSanitizer runs only when asked (VGGCACHE_TSAN=1): Debian's libtbb is not instrumented, so
-# TSan misses the happens-before edges TBB's scheduler makes inside the library and reports races
-# on data handed between a parallel_for's workers and its caller (seen in the compact trainer).
-# Until the suite runs against a TSan-built oneTBB, its verdict cannot gate CI.
-if [[ $SKIP != *" tsan "* ]] && [ "${VGGCACHE_TSAN:-0}" = 1 ]; then
-  export TSAN_OPTIONS="suppressions=$ROOT/tests/hard/tsan.supp halt_on_error=1 second_deadlock_stack=1"
-  san_suite "TSan" build-tsan thread
-else
-  echo "unit tests under TSan|0|not run (VGGCACHE_TSAN=1; needs a TSan-built libtbb)|-" >>"$SUM"
+# ThreadSanitizer only sees the synchronisation of code it instruments. Debian's libtbb is not, so
+# the suite runs against oneTBB built with -fsanitize=thread from Debian's own source package (same
+# version, same patches): without it, TSan misses the happens-before edges of TBB's scheduler and
+# reports races on data handed between a parallel_for's workers and its caller. TBB_DIR is given
+# explicitly (CMAKE_PREFIX_PATH would not replace a TBB_DIR already cached by an older configure),
+# and every executable in build-tsan/bin is checked to load that libtbb.so.12 (build RPATH).
+if [[ $SKIP != *" tsan "* ]]; then
+  TBB_TSAN=$ROOT/build-tsan-deps/onetbb
+  echo "== check-hard: oneTBB built with ThreadSanitizer ($TBB_TSAN)"
+  if JOBS=$JOBS bash "$ROOT/scripts/build_tsan_tbb.sh" "$TBB_TSAN" >"$LOGDIR/TSan-onetbb.log" 2>&1; then
+    tail -1 "$LOGDIR/TSan-onetbb.log" | sed 's/^/   /'
+    export TSAN_OPTIONS="suppressions=$ROOT/tests/hard/tsan.supp halt_on_error=1 second_deadlock_stack=1"
+    SAN_LIB="libtbb.so.12 $TBB_TSAN/lib" san_suite "TSan" build-tsan thread -DTBB_DIR:PATH="$TBB_TSAN/lib/cmake/TBB"
+  else
+    tail -30 "$LOGDIR/TSan-onetbb.log"
+    echo "unit tests under TSan|0|TSan-built oneTBB failed (see TSan-onetbb.log)|-" >>"$SUM"
+    status=1
+  fi
 fi
 if [[ $SKIP != *" fuzz "* ]]; then
   echo "== check-hard: fuzzing, ${FUZZ_SECONDS}s per target"

@@ -12,6 +12,7 @@ PKGS=(
   slurm-wlm munge  # the single-node Slurm cluster of tests/slurm/test_slurm.sh
   clang libclang-rt-14-dev  # libFuzzer targets (make fuzz, make check-hard)
   bc curl git  # check-hard's fault scripts; Makefile.data weights
+  xz-utils patch binutils  # scripts/build_tsan_tbb.sh (check-hard's TSan-built oneTBB)
 )
 missing=()
 for p in "${PKGS[@]}"; do

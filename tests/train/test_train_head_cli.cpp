@@ -13,6 +13,18 @@
 #include "train_fixtures.h"
 #include "train_head/head_file.h"
 
+// ThreadSanitizer build (GCC defines __SANITIZE_THREAD__, Clang has the feature test).
+#if defined(__SANITIZE_THREAD__)
+#define VGGCACHE_UNDER_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define VGGCACHE_UNDER_TSAN 1
+#endif
+#endif
+#ifndef VGGCACHE_UNDER_TSAN
+#define VGGCACHE_UNDER_TSAN 0
+#endif
+
 namespace vggcache {
 namespace {
 
@@ -246,6 +258,12 @@ TEST_F(TrainHeadCli, MemoryBoundedByModelNotCache) {
   const double anon_mb = s["peak_rss_anon_bytes"].get<double>() / 1e6;
   std::printf("cache %.0f MB, peak anonymous RSS %.0f MB\n", cache_mb, anon_mb);
   EXPECT_GT(anon_mb, 0.0);
+#if VGGCACHE_UNDER_TSAN
+  // ThreadSanitizer keeps shadow state, in anonymous memory, for every byte the program touches,
+  // the mapped cache included (~4x its size): the bound is checked in the other builds. The run
+  // above still goes through TSan.
+  GTEST_SKIP() << "peak anonymous RSS includes ThreadSanitizer's shadow of the mapped cache";
+#endif
   EXPECT_LT(anon_mb, 0.4 * cache_mb);
 }
 
