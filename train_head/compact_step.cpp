@@ -214,13 +214,14 @@ void CompactHeadOptimizer::refresh_w1() {
   tbb::parallel_for(size_t{0}, blocks_.size(), [&](size_t b) {
     const Block& blk = blocks_[b];
     const int nb = blk.c1 - blk.c0;
-    float* w1 = w_.w1.data() + static_cast<size_t>(blk.c0) * kCells;
+    const size_t col0 = static_cast<size_t>(blk.c0) * kCells;  // the block's first column
+    float* w1 = w_.w1.data() + col0;
     if (decay_) {
       transpose(w_full_.data() + blk.full_off, nb * kCells, hd, hd, w1, d);
     } else {                                                   // W = W0 + U·Eᵀ
       std::vector<float> u(static_cast<size_t>(hd) * nb * k);  // U's block, hidden × nb·K
       transpose(u_.data() + blk.window_off, nb * k, hd, hd, u.data(), nb * k);
-      layout_.expand_columns(u.data(), nb * k, hd, nb, w0_.data() + (w1 - w_.w1.data()), w1, d);
+      layout_.expand_columns(u.data(), nb * k, hd, nb, w0_.data() + col0, w1, d);
     }
   });
 }
