@@ -12,11 +12,17 @@
 namespace vggcache {
 
 void write_file_atomically(const std::string& path, const std::string& contents) {
+  write_file_atomically(path, std::vector<std::string_view>{contents});
+}
+
+void write_file_atomically(const std::string& path, const std::vector<std::string_view>& pieces) {
   const std::string tmp = path + ".tmp." + std::to_string(::getpid());
   std::FILE* f = std::fopen(tmp.c_str(), "wb");
   if (!f) throw Error(ErrorKind::kIo, "cannot create " + tmp + ": " + std::strerror(errno));
-  const bool ok =
-      std::fwrite(contents.data(), 1, contents.size(), f) == contents.size() && std::fflush(f) == 0;
+  bool ok = true;
+  for (size_t i = 0; ok && i < pieces.size(); ++i)
+    ok = std::fwrite(pieces[i].data(), 1, pieces[i].size(), f) == pieces[i].size();
+  ok = ok && std::fflush(f) == 0;
   const int saved = errno;
   if (std::fclose(f) != 0 || !ok) {
     std::remove(tmp.c_str());

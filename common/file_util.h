@@ -1,6 +1,8 @@
 // Small file helpers the tools share.
 #pragma once
 #include <string>
+#include <string_view>
+#include <vector>
 
 namespace vggcache {
 
@@ -9,6 +11,9 @@ namespace vggcache {
 // flushed, then renamed over `path`. Throws Error(kIo) naming the file; on failure the temporary
 // is removed and an existing `path` is left as it was.
 void write_file_atomically(const std::string& path, const std::string& contents);
+// The same with the contents in pieces, written in order: large tensors go to the file from where
+// they are, without being joined into one buffer first. The pieces must outlive the call.
+void write_file_atomically(const std::string& path, const std::vector<std::string_view>& pieces);
 
 // One CSV field as RFC 4180 writes it: quoted only when it holds a comma, quote or line break,
 // with quotes doubled.

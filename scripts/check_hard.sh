@@ -35,19 +35,14 @@ san_suite() {  # name, build dir, sanitizer list, extra cmake arguments...
     status=1
     return
   fi
-  # SAN_LIB's directory is in the build RUNPATH. An LD_LIBRARY_PATH or LD_PRELOAD in the caller's
-  # environment would outrank it, and putting that directory on LD_LIBRARY_PATH instead would
-  # also hand the instrumented libtbb to the python3 (torch) the tests start, which cannot load
-  # it; so such a suite runs without either. Paths are compared after resolving symlinks.
-  local run=(env)
+  # SAN_LIB's directory is in the executables' DT_RPATH (CMakeLists.txt: --disable-new-dtags
+  # for TSan), which the caller's LD_LIBRARY_PATH does not outrank; checked here with the
+  # caller's environment as it is, paths compared after resolving symlinks.
   if [ -n "${SAN_LIB:-}" ]; then
-    run=(env -u LD_LIBRARY_PATH -u LD_PRELOAD)
-    [ -z "${LD_LIBRARY_PATH:-}${LD_PRELOAD:-}" ] ||
-      echo "   $name: runs without the caller's LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-} LD_PRELOAD=${LD_PRELOAD:-}"
     local soname=${SAN_LIB% *} libdir=${SAN_LIB#* } exe got want wrong="" seen=""
     want=$(readlink -f "$libdir/$soname")
     for exe in "$ROOT/$dir"/bin/*; do
-      got=$("${run[@]}" ldd "$exe" 2>&1 | awk -v so="$soname" '$1 == so {print $3; exit}')
+      got=$(ldd "$exe" 2>&1 | awk -v so="$soname" '$1 == so {print $3; exit}')
       [ -z "$got" ] || got=$(readlink -f "$got")
       if [ "$got" != "$want" ]; then
         wrong+=" ${exe##*/}"
@@ -55,13 +50,14 @@ san_suite() {  # name, build dir, sanitizer list, extra cmake arguments...
       fi
     done
     if [ -n "$wrong" ]; then
-      echo "   $name: these do not load $want:$wrong"
+      echo "   $name: these do not load $want:$wrong (LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}," \
+        "LD_PRELOAD=${LD_PRELOAD:-})"
       echo "unit tests under $name|0|$soname from $seen, not $want|-" >>"$SUM"
       status=1
       return
     fi
   fi
-  (cd "$ROOT/$dir" && "${run[@]}" ctest -j "$JOBS" -E "$SAN_EXCLUDE" --output-on-failure) \
+  (cd "$ROOT/$dir" && ctest -j "$JOBS" -E "$SAN_EXCLUDE" --output-on-failure) \
     >"$LOGDIR/$name-ctest.log" 2>&1
   local rc=$?
   local line
@@ -114,7 +110,8 @@ fi
 # version, same patches): without it, TSan misses the happens-before edges of TBB's scheduler and
 # reports races on data handed between a parallel_for's workers and its caller. TBB_DIR is given
 # explicitly (CMAKE_PREFIX_PATH would not replace a TBB_DIR already cached by an older configure),
-# and every executable in build-tsan/bin is checked to load that libtbb.so.12 (build RUNPATH).
+# and every executable in build-tsan/bin is checked to load that libtbb.so.12 (build DT_RPATH,
+# which a caller's LD_LIBRARY_PATH does not outrank).
 if [[ $SKIP != *" tsan "* ]]; then
   TBB_TSAN=$ROOT/build-tsan-deps/onetbb
   echo "== check-hard: oneTBB built with ThreadSanitizer ($TBB_TSAN)"

@@ -61,7 +61,7 @@ class CompactLayout {
   void sum_columns(const float* full, int ld_full, int rows, int n, float* out,
                    int ld_compact) const;
   // out (rows × 49·n) = base + U·Eᵀ for U (rows × K·n): every cell gets its window's column
-  // (base may be nullptr for 0).
+  // (base may be nullptr for 0, or equal to out: each element is read before it is written).
   void expand_columns(const float* compact, int ld_compact, int rows, int n, const float* base,
                       float* out, int ld_full) const;
 

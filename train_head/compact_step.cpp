@@ -61,12 +61,15 @@ CompactHeadOptimizer::CompactHeadOptimizer(HeadWeights init, const AdamConfig& a
     m_full_.assign(w_.w1.size(), 0.0f);
     v_full_.assign(w_.w1.size(), 0.0f);
   } else {
-    w0_ = w_.w1;
+    // W0 is needed until the end (W = W0 + U·Eᵀ); w_.w1 is made again only if weights() is asked.
+    w0_ = std::move(w_.w1);
+    w_.w1.clear();
     w0c_.resize(window_size);
     u_.assign(window_size, 0.0f);
     m_u_.assign(window_size, 0.0f);
     v_u_.assign(window_size, 0.0f);
   }
+  const float* init_w1 = decay_ ? w_.w1.data() : w0_.data();
   tbb::parallel_for(size_t{0}, blocks_.size(), [&](size_t b) {
     const Block& blk = blocks_[b];
     const int nb = blk.c1 - blk.c0;
@@ -77,7 +80,7 @@ CompactHeadOptimizer::CompactHeadOptimizer(HeadWeights init, const AdamConfig& a
       scratch.resize(static_cast<size_t>(nb) * kCells * hd);
       full = scratch.data();
     }
-    transpose(w_.w1.data() + static_cast<size_t>(blk.c0) * kCells, hd, nb * kCells, d, full, hd);
+    transpose(init_w1 + static_cast<size_t>(blk.c0) * kCells, hd, nb * kCells, d, full, hd);
     float* wc = wc_.data() + blk.window_off;
     layout_.sum_rows(full, nb, hd, wc);  // Wc = W0·E
     if (!decay_) std::copy_n(wc, static_cast<size_t>(nb) * k * hd, w0c_.data() + blk.window_off);
@@ -208,25 +211,32 @@ void CompactHeadOptimizer::backward_first_layer_and_adam(const float* x, int n, 
   compact_stale_ = true;
 }
 
-void CompactHeadOptimizer::refresh_w1() {
+void CompactHeadOptimizer::w1_from_state(const float* state, float* w1_out) const {
   const int hd = w_.shape.hidden, d = w_.shape.dim, k = layout_.windows();
   constexpr int kCells = CompactLayout::kCells;
   tbb::parallel_for(size_t{0}, blocks_.size(), [&](size_t b) {
     const Block& blk = blocks_[b];
     const int nb = blk.c1 - blk.c0;
     const size_t col0 = static_cast<size_t>(blk.c0) * kCells;  // the block's first column
-    float* w1 = w_.w1.data() + col0;
+    float* w1 = w1_out + col0;
     if (decay_) {
-      transpose(w_full_.data() + blk.full_off, nb * kCells, hd, hd, w1, d);
+      transpose(state + blk.full_off, nb * kCells, hd, hd, w1, d);
     } else {                                                   // W = W0 + U·Eᵀ
       std::vector<float> u(static_cast<size_t>(hd) * nb * k);  // U's block, hidden × nb·K
-      transpose(u_.data() + blk.window_off, nb * k, hd, hd, u.data(), nb * k);
+      transpose(state + blk.window_off, nb * k, hd, hd, u.data(), nb * k);
       layout_.expand_columns(u.data(), nb * k, hd, nb, w0_.data() + col0, w1, d);
     }
   });
 }
 
+std::vector<float> CompactHeadOptimizer::release_w1(const float* state) {
+  if (decay_) return HeadOptimizer::release_w1(state);
+  w1_from_state(state, w0_.data());  // W0 + U·Eᵀ in place: W0 is not needed again
+  return std::move(w0_);
+}
+
 const HeadWeights* CompactHeadOptimizer::compact_weights() {
+  check_not_spent("compact_weights");
   if (compact_stale_) {
     const int hd = w_.shape.hidden, dc = layout_.input_dim(), per = layout_.input_per_channel();
     compact_.shape = w_.shape;

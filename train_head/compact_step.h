@@ -48,7 +48,11 @@ class CompactHeadOptimizer : public HeadOptimizer {
  protected:
   void forward_first_layer(const float* x, int n) override;
   void backward_first_layer_and_adam(const float* x, int n, const AdamStep& s) override;
-  void refresh_w1() override;
+  // U (C·K × hidden) at weight decay 0, else the full W (C·49 × hidden), both transposed.
+  const std::vector<float>& w1_state() const override { return decay_ ? w_full_ : u_; }
+  void w1_from_state(const float* state, float* w1) const override;
+  // Weight decay 0: W0 + U·Eᵀ made in W0's own buffer.
+  std::vector<float> release_w1(const float* state) override;
 
  private:
   // Channels [c0, c1) of block b and where its rows start in each store (c0 · rows per channel

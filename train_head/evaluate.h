@@ -25,6 +25,13 @@ EvalResult evaluate_head(const HeadWeights& w, FeatureSource& src,
                          const std::vector<uint32_t>& images, const Standardizer* s,
                          int max_vectors = 512);
 
+// Several heads on the same images (a sweep's heads after an epoch): each pass's vectors are
+// gathered once and the heads predict from them concurrently. Result h is what
+// evaluate_head(*heads[h], ...) gives, bit for bit (same passes, same arithmetic per head).
+std::vector<EvalResult> evaluate_heads(const std::vector<const HeadWeights*>& heads,
+                                       FeatureSource& src, const std::vector<uint32_t>& images,
+                                       const Standardizer* s, int max_vectors = 512);
+
 // Per-class precision and recall from a confusion matrix (0 where undefined).
 void precision_recall(const std::vector<std::vector<int64_t>>& confusion,
                       std::vector<double>* precision, std::vector<double>* recall);

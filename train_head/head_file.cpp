@@ -79,12 +79,18 @@ void save_head(const std::string& path, const HeadFile& head) {
   put_u32(&buf, static_cast<uint32_t>(text.size()));
   buf += text;
   buf.resize((buf.size() + 15) / 16 * 16, '\0');
-  buf.reserve(buf.size() + offset + 4);  // one allocation: W1 alone is 25 MB at hidden 256
-  for (const auto& t : tensors)
-    buf.append(reinterpret_cast<const char*>(t.data->data()), t.data->size() * sizeof(float));
-  put_u32(&buf, crc32c(buf.data(), buf.size()));
-
-  write_file_atomically(path, buf);
+  // The tensors are written from where they are (W1 alone is 25 MB at hidden 256).
+  std::vector<std::string_view> pieces = {buf};
+  uint32_t crc = crc32c(buf.data(), buf.size());
+  for (const auto& t : tensors) {
+    pieces.emplace_back(reinterpret_cast<const char*>(t.data->data()),
+                        t.data->size() * sizeof(float));
+    crc = crc32c(pieces.back().data(), pieces.back().size(), crc);
+  }
+  std::string tail;
+  put_u32(&tail, crc);
+  pieces.push_back(tail);
+  write_file_atomically(path, pieces);
 }
 
 HeadFile load_head(const std::string& path) {

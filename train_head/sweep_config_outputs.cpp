@@ -6,8 +6,9 @@
 namespace vggcache {
 
 HeadFile make_head_file(const TrainParams& p, const CacheMeta& train_meta,
-                        const Standardizer& standardizer, const TrainOutcome& out) {
-  return HeadFile{out.selected_weights,
+                        const Standardizer& standardizer, const TrainOutcome& out,
+                        HeadWeights weights) {
+  return HeadFile{std::move(weights),
                   train_meta.classes,
                   standardizer,
                   p.dropout,
@@ -24,9 +25,10 @@ HeadFile make_head_file(const TrainParams& p, const CacheMeta& train_meta,
 void write_config_outputs(const std::string& run_dir, const TrainParams& p,
                           const CacheMeta& train_meta, const CacheMeta& test_meta,
                           const ImageSplit& split, int test_images,
-                          const Standardizer& standardizer, const TrainOutcome& out,
+                          const Standardizer& standardizer, TrainOutcome& out,
                           uint64_t peak_rss_anon) {
-  save_head(run_dir + "/head.bin", make_head_file(p, train_meta, standardizer, out));
+  save_head(run_dir + "/head.bin",
+            make_head_file(p, train_meta, standardizer, out, std::move(out.selected_weights)));
   RunInfo info{p,
                &train_meta,
                &test_meta,

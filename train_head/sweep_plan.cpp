@@ -164,13 +164,14 @@ uint64_t head_training_bytes(int dim, int hidden, int classes) {
 }
 
 int default_parallel(const std::vector<SweepConfig>& configs, const std::vector<size_t>& pending,
-                     int dim, int classes, uint64_t memory_budget) {
+                     int dim, int classes, uint64_t memory_budget, int threads) {
   if (pending.empty()) return 1;
   int biggest = 1;
   for (size_t i : pending) biggest = std::max(biggest, configs[i].params.hidden);
   const uint64_t per_head = head_training_bytes(dim, biggest, classes);
   const uint64_t fit = std::max<uint64_t>(1, memory_budget / per_head);
-  return static_cast<int>(std::min<uint64_t>(fit, pending.size()));
+  const uint64_t busy = 4ull * static_cast<uint64_t>(std::max(1, threads));
+  return static_cast<int>(std::min<uint64_t>({fit, busy, pending.size()}));
 }
 
 }  // namespace vggcache

@@ -136,13 +136,16 @@ void run_unit(SweepContext& ctx, const SweepUnit& unit) {
     const SweepConfig& c = ctx.plan->configs[i];
     TrainParams p = c.params;
     p.out_dir = ctx.base->out_dir + "/" + c.id;
-    inits.push_back(init_head({ctx.dim, p.hidden, ctx.classes}, p.seed));
     ps.push_back(p);
     tmps.push_back(tmp_dir(ctx, c.id));
     remove_dir(tmps.back());
     make_dir(tmps.back());
     logs.push_back(std::make_unique<MetricsLog>(tmps.back()));
   }
+  inits.resize(ps.size());  // 25 MB of random numbers each at hidden 256: made in parallel
+  tbb::parallel_for(size_t{0}, ps.size(), [&](size_t h) {
+    inits[h] = init_head({ctx.dim, ps[h].hidden, ctx.classes}, ps[h].seed);
+  });
   SeedData& sd = ctx.seeds.at(ps.front().seed);
   FormSources& src = *ctx.sources.at(ctx.form[ps.front().standardize]);
   TrainSetup setup;
@@ -152,6 +155,7 @@ void run_unit(SweepContext& ctx, const SweepUnit& unit) {
   setup.train_images = sd.split.train;
   setup.val_images = sd.split.val;
   setup.standardizer = ps.front().standardize ? &sd.standardizer : &ctx.none;
+  setup.keep_final_weights = false;
   setup.after_step = [&ctx] {
     const uint64_t now = process_memory().rss_anon;
     uint64_t seen = ctx.peak_rss_anon.load();
@@ -302,7 +306,8 @@ int run_sweep(const TrainParams& base, const SweepParams& sweep) {
 
   const int parallel = sweep.parallel > 0 ? sweep.parallel
                                           : default_parallel(plan.configs, pending, ctx.dim,
-                                                             ctx.classes, available / 2);
+                                                             ctx.classes, available / 2,
+                                                             base.threads);
   const std::vector<SweepWave> waves = plan_waves(plan.configs, pending, parallel);
   size_t units = 0;
   for (const SweepWave& w : waves) units += w.size();

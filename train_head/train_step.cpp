@@ -7,6 +7,7 @@
 #include <Eigen/Core>
 #include <algorithm>
 
+#include "common/error.h"
 #include "train_head/linalg.h"
 #include "train_head/loss.h"
 #include "train_head/rng.h"
@@ -65,15 +66,56 @@ HeadOptimizer::HeadOptimizer(HeadWeights init, const AdamConfig& adam, double dr
 }
 
 const HeadWeights& HeadOptimizer::weights() {
-  if (w1_stale_) {
+  check_not_spent("weights");
+  if (w1_stale_ || w_.w1.empty()) {
     refresh_w1();
     w1_stale_ = false;
   }
   return w_;
 }
 
+void HeadOptimizer::w1_from_state(const float* state, float* w1) const {
+  reblock(state, w1, w_.shape.hidden, w_.shape.dim, false);
+}
+
 void HeadOptimizer::refresh_w1() {
-  reblock(w1_blocked_.data(), w_.w1.data(), w_.shape.hidden, w_.shape.dim, false);
+  w_.w1.resize(static_cast<size_t>(w_.shape.hidden) * w_.shape.dim);
+  w1_from_state(w1_state().data(), w_.w1.data());
+}
+
+void HeadOptimizer::check_not_spent(const char* what) const {
+  if (spent_)
+    throw Error(ErrorKind::kInvalidArgument,
+                std::string(what) + ": the optimizer gave its weights away (take_kept_weights)");
+}
+
+void HeadOptimizer::keep() {
+  check_not_spent("keep");
+  kept_w1_state_ = w1_state();  // copy-assignment: the buffers are reused from the last keep()
+  kept_b1_ = w_.b1;
+  kept_w2_ = w_.w2;
+  kept_b2_ = w_.b2;
+  has_kept_ = true;
+}
+
+std::vector<float> HeadOptimizer::release_w1(const float* state) {
+  std::vector<float> w1 = std::move(w_.w1);
+  w1.resize(static_cast<size_t>(w_.shape.hidden) * w_.shape.dim);
+  w1_from_state(state, w1.data());
+  return w1;
+}
+
+HeadWeights HeadOptimizer::take_kept_weights() {
+  check_not_spent("take_kept_weights");
+  if (!has_kept_) throw Error(ErrorKind::kInvalidArgument, "take_kept_weights: nothing was kept");
+  HeadWeights w;
+  w.shape = w_.shape;
+  w.w1 = release_w1(kept_w1_state_.data());
+  w.b1 = std::move(kept_b1_);
+  w.w2 = std::move(kept_w2_);
+  w.b2 = std::move(kept_b2_);
+  spent_ = true;
+  return w;
 }
 
 void HeadOptimizer::forward_first_layer(const float* x, int n) {
@@ -125,6 +167,7 @@ void HeadOptimizer::backward_first_layer_and_adam(const float* x, int n, const A
 }
 
 StepStats HeadOptimizer::step(const float* x, const int32_t* labels, int n, uint64_t step_key) {
+  check_not_spent("step");
   const int hd = w_.shape.hidden, o = w_.shape.outputs();
   const size_t nh = static_cast<size_t>(n) * hd;
   h_.resize(nh);

@@ -37,6 +37,15 @@ class HeadOptimizer {
   // The weights over the compact vectors step() takes (train_head/compact_step.h), or nullptr
   // when step() takes the dim-float vectors themselves.
   virtual const HeadWeights* compact_weights() { return nullptr; }
+  // Keeps a copy of the current weights in the form training holds them (a compact head at
+  // weight decay 0 keeps its 4,608 distinct columns at 64 px, not 25,088), so that keeping the
+  // weights of every new best epoch costs a copy of the state, not a full-width unblocking.
+  void keep();
+  bool has_kept() const { return has_kept_; }
+  // The weights keep() last kept, in nn.Linear's layout, made in the optimizer's own full-width
+  // buffer (no new 25 MB allocation per head): the optimizer is spent afterwards, and step(),
+  // weights() and keep() throw Error(kInvalidArgument). Also that error without keep().
+  HeadWeights take_kept_weights();
   int64_t steps_taken() const { return t_; }
 
  protected:
@@ -48,8 +57,16 @@ class HeadOptimizer {
   virtual void forward_first_layer(const float* x, int n);
   // ∂W1 from dh_ (n × hidden, ∂loss/∂h) and x, and W1's Adam update; sets w1_stale_.
   virtual void backward_first_layer_and_adam(const float* x, int n, const AdamStep& s);
-  // Writes the current W1 into w_.w1 (nn.Linear's layout).
-  virtual void refresh_w1();
+  // What W1 is made from while training (the blocked W1 here) and how: writes W1 in nn.Linear's
+  // layout (hidden × dim) from `state`, a copy of w1_state() (refresh_w1 and kept_weights).
+  virtual const std::vector<float>& w1_state() const { return w1_blocked_; }
+  virtual void w1_from_state(const float* state, float* w1) const;
+  // W1 made from `state` (a kept copy of w1_state()) in a buffer the optimizer gives up; by
+  // default w_.w1's.
+  virtual std::vector<float> release_w1(const float* state);
+  // Writes the current W1 into w_.w1 (allocating it if a subclass released it).
+  void refresh_w1();
+  void check_not_spent(const char* what) const;
 
   HeadWeights w_;  // b1, w2, b2 live here; w_.w1 is refreshed from w1_blocked_ by weights()
   bool w1_stale_ = false;
@@ -64,6 +81,10 @@ class HeadOptimizer {
   std::vector<float> partial_;  // blocks × n × hidden
   std::vector<float> h_, a_, keep_, z_ /* n × outputs */, dz_ /* n × outputs */, dh_;
   std::vector<float> g_b1_, g_w2_, g_b2_;
+  // keep(): a copy of w1_state() and of the other layers.
+  std::vector<float> kept_w1_state_, kept_b1_, kept_w2_, kept_b2_;
+  bool has_kept_ = false;
+  bool spent_ = false;  // take_kept_weights() gave the buffers away
   tbb::enumerable_thread_specific<std::vector<float>> grad_blocks_;  // hidden × block, per thread
 };
 

@@ -154,15 +154,15 @@ std::vector<TrainOutcome> run_training_shared(
                   "run_training_shared: heads disagree on epochs, batch, seed or all_crops");
   const size_t heads = ps.size();
   std::vector<TrainOutcome> outs(heads);
-  std::vector<std::unique_ptr<HeadOptimizer>> opts;
-  for (size_t h = 0; h < heads; ++h) {
+  std::vector<std::unique_ptr<HeadOptimizer>> opts(heads);
+  tbb::parallel_for(size_t{0}, heads, [&](size_t h) {  // each lays out 25 MB at hidden 256
     AdamConfig adam;
     adam.lr = ps[h].lr;
     adam.weight_decay = ps[h].weight_decay;
     // Compact vectors (a prepool-f32 cache read compactly) get the compact first layer.
-    opts.push_back(make_head_optimizer(std::move(inits[h]), adam, ps[h].dropout, ps[h].seed,
-                                       setup.train->compact()));
-  }
+    opts[h] = make_head_optimizer(std::move(inits[h]), adam, ps[h].dropout, ps[h].seed,
+                                  setup.train->compact());
+  });
   FeatureSource* val_src = setup.val ? setup.val : setup.train;
   const bool has_val = !setup.val_images.empty();
   std::vector<EpochMetrics> best(heads);
@@ -175,47 +175,62 @@ std::vector<TrainOutcome> run_training_shared(
     else
       train_epoch_shared(p, setup, opts, e, ms);
     const double train_seconds = seconds_since(t0);
+    auto t1 = std::chrono::steady_clock::now();
+    // All heads are evaluated on each pass of gathered vectors (heads concurrently): a sweep's
+    // validation and test vectors are copied once per epoch, not once per head.
+    auto evaluate = [&](FeatureSource& src, const std::vector<uint32_t>& images) {
+      std::vector<const HeadWeights*> ws(heads);
+      tbb::parallel_for(size_t{0}, heads,
+                        [&](size_t h) { ws[h] = &weights_for_source(*opts[h], src); });
+      return evaluate_heads(ws, src, images, setup.standardizer);
+    };
+    std::vector<EvalResult> vals;
+    if (has_val) vals = evaluate(*val_src, setup.val_images);
+    std::vector<EvalResult> tests = evaluate(*setup.test, setup.test->images());
+    const double eval_seconds = seconds_since(t1);
+    std::vector<char> keep(heads, 0);
     for (size_t h = 0; h < heads; ++h) {
-      auto t1 = std::chrono::steady_clock::now();
       TrainOutcome& out = outs[h];
       EpochMetrics& m = ms[h];
       m.epoch = e + 1;
       m.train_seconds = train_seconds;
-      // Full-width weights are unblocked and copied only when kept (25 MB at hidden 256): at the
-      // last epoch and at each new best, not at every epoch of every head.
-      if (e + 1 == p.epochs) out.final_weights = opts[h]->weights();
       if (has_val) {
-        EvalResult v = evaluate_head(weights_for_source(*opts[h], *val_src), *val_src,
-                                     setup.val_images, setup.standardizer);
         m.has_val = true;
-        m.val_loss = v.loss;
-        m.val_accuracy = v.accuracy;
+        m.val_loss = vals[h].loss;
+        m.val_accuracy = vals[h].accuracy;
       }
-      EvalResult t = evaluate_head(weights_for_source(*opts[h], *setup.test), *setup.test,
-                                   setup.test->images(), setup.standardizer);
-      m.test_loss = t.loss;
-      m.test_accuracy = t.accuracy;
-      m.seconds = train_seconds + seconds_since(t1);
+      m.test_loss = tests[h].loss;
+      m.test_accuracy = tests[h].accuracy;
+      m.seconds = train_seconds + eval_seconds;
       out.train_seconds += m.train_seconds;
       out.train_vectors += m.vectors;
       if (has_val && (e == 0 || better(m, best[h]))) {
         best[h] = m;
         out.selected_epoch = m.epoch;
-        out.selected_weights = opts[h]->weights();
-        out.selected_test = t;
+        keep[h] = 1;
+        out.selected_test = tests[h];
       }
-      if (e + 1 == p.epochs) out.final_test = t;
+      if (e + 1 == p.epochs) out.final_test = std::move(tests[h]);
       out.epochs.push_back(m);
       if (on_epoch) on_epoch(h, m);
     }
+    // A new best keeps the weights in the optimizer's own form (a copy of the state, no
+    // full-width unblocking); they are made full-width once, at the end.
+    tbb::parallel_for(size_t{0}, heads, [&](size_t h) {
+      if (keep[h]) opts[h]->keep();
+    });
   }
-  if (!has_val) {
-    for (TrainOutcome& out : outs) {
+  // Full-width weights (25 MB at hidden 256), made once per head and in parallel.
+  tbb::parallel_for(size_t{0}, heads, [&](size_t h) {
+    TrainOutcome& out = outs[h];
+    if (setup.keep_final_weights || !has_val) out.final_weights = opts[h]->weights();
+    if (has_val) out.selected_weights = opts[h]->take_kept_weights();  // spends the optimizer
+    if (!has_val) {
       out.selected_epoch = p.epochs;
       out.selected_weights = out.final_weights;
       out.selected_test = out.final_test;
     }
-  }
+  });
   return outs;
 }
 

@@ -37,10 +37,13 @@ struct TrainSetup {
   // Where the validation images are read from (their vectors only); null: from `train`. Lets a
   // sweep hold them in memory once for all its heads.
   FeatureSource* val = nullptr;
+  // Fill TrainOutcome::final_weights even when validation selects the head (a full-width copy per
+  // head; a sweep, which writes only the selected head, turns it off).
+  bool keep_final_weights = true;
 };
 
 struct TrainOutcome {
-  HeadWeights final_weights;
+  HeadWeights final_weights;     // empty when validation selects and !setup.keep_final_weights
   HeadWeights selected_weights;  // best validation accuracy, or the final ones without validation
   int selected_epoch = 0;
   std::string selection;  // "val_accuracy" or "final"
@@ -58,7 +61,9 @@ TrainOutcome run_training(const TrainParams& p, TrainSetup& setup,
 // head h; the params must agree on what fixes the schedule (epochs, batch, seed, all_crops; setup
 // fixes the rest), else Error(kInvalidArgument). Each head's outcome is bit-identical to
 // run_training() with ps[h] and inits[h] alone: run_training is this function with one head.
-// on_epoch(h, m) is called from the calling thread.
+// Heads are evaluated concurrently after each epoch, so with several heads the test and
+// validation sources must take concurrent gathers (the sweep's locked and resident sources do).
+// on_epoch(h, m) is called from the calling thread, heads in order, after every head's epoch.
 std::vector<TrainOutcome> run_training_shared(
     const std::vector<TrainParams>& ps, TrainSetup& setup, std::vector<HeadWeights> inits,
     const std::function<void(size_t head, const EpochMetrics&)>& on_epoch);

@@ -506,5 +506,46 @@ TEST(CompactTrainer, SameResultWithAnyThreadCount) {
           << "weight decay " << wd << (form == VectorForm::kMap ? ", map" : ", window means");
 }
 
+// keep() holds the weights of a new best epoch in the optimizer's own form; take_kept_weights()
+// gives exactly the weights weights() gave at keep() time, for every first layer, and spends the
+// optimizer.
+TEST(KeptWeights, AreTheWeightsAtKeepBitForBit) {
+  configure_blas_for_tbb();
+  testing::TempDir tmp;
+  make_prepool_cache(tmp / "c", 64, 24, 2);
+  struct Variant {
+    const char* name;
+    VectorForm form;  // kPooled: the dense full-width optimizer
+    double wd;
+  };
+  for (const Variant& v : {Variant{"dense", VectorForm::kPooled, 0.0},
+                           Variant{"dense, decay", VectorForm::kPooled, 1e-3},
+                           Variant{"window means", VectorForm::kWindowMeans, 0.0},
+                           Variant{"map", VectorForm::kMap, 0.0},
+                           Variant{"map, decay", VectorForm::kMap, 1e-3}}) {
+    SCOPED_TRACE(v.name);
+    CacheSource src(tmp / "c", true, v.form);
+    AdamConfig adam;
+    adam.weight_decay = v.wd;
+    const int dim = src.compact() ? src.compact()->full_dim() : src.dim();
+    std::unique_ptr<HeadOptimizer> opt =
+        make_head_optimizer(init_head({dim, 16, 2}, 3), adam, 0.5, 3, src.compact());
+    EXPECT_THROW(opt->take_kept_weights(), Error);  // nothing kept yet
+    run_steps(*opt, src, nullptr, 1, 8, 3);
+    const HeadWeights at_keep = opt->weights();
+    opt->keep();
+    run_steps(*opt, src, nullptr, 1, 8, 4);
+    ASSERT_NE(opt->weights().w1, at_keep.w1);  // training went on after keep()
+    const HeadWeights kept = opt->take_kept_weights();
+    EXPECT_EQ(kept.shape.dim, dim);
+    EXPECT_EQ(kept.w1, at_keep.w1);
+    EXPECT_EQ(kept.b1, at_keep.b1);
+    EXPECT_EQ(kept.w2, at_keep.w2);
+    EXPECT_EQ(kept.b2, at_keep.b2);
+    EXPECT_THROW(opt->weights(), Error);  // its buffers were given away
+    EXPECT_THROW(opt->keep(), Error);
+  }
+}
+
 }  // namespace
 }  // namespace vggcache

@@ -307,14 +307,20 @@ TEST(SweepPlan, UnitsShareOneScheduleAndWavesRespectParallel) {
   EXPECT_EQ(units, 4u);
 }
 
-TEST(SweepPlan, DefaultParallelFitsMemory) {
+TEST(SweepPlan, DefaultParallelFitsMemoryAndThreads) {
   SweepPlan plan = plan_of(kIssueSpec);
   std::vector<size_t> all;
   for (size_t i = 0; i < plan.configs.size(); ++i) all.push_back(i);
   const uint64_t per = head_training_bytes(25088, 256, 2);
-  EXPECT_EQ(default_parallel(plan.configs, all, 25088, 2, 5 * per), 5);
-  EXPECT_EQ(default_parallel(plan.configs, all, 25088, 2, 1000 * per), 24);
-  EXPECT_EQ(default_parallel(plan.configs, all, 25088, 2, 1), 1);
+  // Memory bounds it...
+  EXPECT_EQ(default_parallel(plan.configs, all, 25088, 2, 5 * per, 64), 5);
+  EXPECT_EQ(default_parallel(plan.configs, all, 25088, 2, 1, 64), 1);
+  // ...then 4 configurations per thread, then the configurations there are.
+  EXPECT_EQ(default_parallel(plan.configs, all, 25088, 2, 1000 * per, 2), 8);
+  EXPECT_EQ(default_parallel(plan.configs, all, 25088, 2, 1000 * per, 3), 12);
+  EXPECT_EQ(default_parallel(plan.configs, all, 25088, 2, 1000 * per, 64), 24);
+  EXPECT_EQ(default_parallel(plan.configs, {all.begin(), all.begin() + 3}, 25088, 2, 1000 * per, 2),
+            3);
 }
 
 TEST(SweepResults, RankingUsesValidationOnly) {

@@ -240,6 +240,31 @@ TEST(Trainer, LearnsClustersAndIsThreadIndependent) {
   EXPECT_EQ(one.epochs.back().test_loss, two.epochs.back().test_loss);
 }
 
+// A sweep evaluates its heads together (one gather per pass, heads concurrently): each head's
+// result must be what evaluating it alone gives, bit for bit, whatever the heads' shapes.
+TEST(Evaluate, HeadsTogetherEqualEachAlone) {
+  MemorySource src = cluster_source(3, 40, 3, 24, 11);  // 120 images, 3 crops: several passes
+  std::vector<HeadWeights> heads = {init_head({24, 8, 3}, 1), init_head({24, 32, 3}, 2),
+                                    init_head({24, 16, 3}, 3)};
+  std::vector<const HeadWeights*> ptrs;
+  for (const HeadWeights& h : heads) ptrs.push_back(&h);
+  Standardizer s = compute_standardizer(src, src.images());
+  const std::vector<uint32_t> images(src.images().begin() + 5, src.images().end());
+  const std::vector<EvalResult> together = evaluate_heads(ptrs, src, images, &s, 64);
+  ASSERT_EQ(together.size(), heads.size());
+  for (size_t h = 0; h < heads.size(); ++h) {
+    const EvalResult alone = evaluate_head(heads[h], src, images, &s, 64);
+    EXPECT_EQ(together[h].images, alone.images);
+    EXPECT_EQ(together[h].probs, alone.probs) << h;
+    EXPECT_EQ(together[h].loss, alone.loss) << h;
+    EXPECT_EQ(together[h].accuracy, alone.accuracy) << h;
+    EXPECT_EQ(together[h].confusion, alone.confusion) << h;
+  }
+  // The heads differ, so a mix-up between them would show.
+  EXPECT_NE(together[0].probs, together[1].probs);
+  EXPECT_TRUE(evaluate_heads(ptrs, src, {}, &s).front().probs.empty());
+}
+
 TEST(Standardizer, ZeroMeanUnitStd) {
   MemorySource src = cluster_source(2, 30, 2, 16, 3);
   Standardizer s = compute_standardizer(src, src.images());
