@@ -42,7 +42,12 @@ class Rng {
  public:
   Rng(uint64_t seed, Stream stream, uint64_t sub = 0)
       : state_(hash_key(seed, static_cast<uint64_t>(stream), sub)) {}
-  uint64_t next() { return mix64(state_ += 0x9E3779B97F4A7C15ull); }
+  uint64_t next() { return mix64(state_ += kGolden); }
+  // The stream is a counter (SplitMix64), so draw i ahead is known without the ones before it:
+  // peek(i) is what the (i+1)-th next() from here returns, and discard(n) skips n draws. A long
+  // fill can then run in parallel and give the same numbers as a sequential one.
+  uint64_t peek(uint64_t i) const { return mix64(state_ + (i + 1) * kGolden); }
+  void discard(uint64_t n) { state_ += n * kGolden; }
   // Uniform integer in [0, n) without modulo bias (Lemire's multiply-shift with rejection).
   uint64_t below(uint64_t n) {
     for (;;) {
@@ -54,6 +59,7 @@ class Rng {
   float uniform() { return unit_float(next()); }  // [0, 1)
 
  private:
+  static constexpr uint64_t kGolden = 0x9E3779B97F4A7C15ull;
   uint64_t state_;
 };
 

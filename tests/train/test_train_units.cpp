@@ -16,6 +16,7 @@
 #include "train_head/head_file.h"
 #include "train_head/head_model.h"
 #include "train_head/loss.h"
+#include "train_head/rng.h"
 #include "train_head/trainer.h"
 
 namespace vggcache {
@@ -40,6 +41,34 @@ TEST(HeadInit, UniformWithinLinearBounds) {
   EXPECT_EQ(init_head({1000, 64, 2}, 3).w1, w.w1);  // reproducible
   EXPECT_NE(init_head({1000, 64, 2}, 4).w1, w.w1);
   EXPECT_EQ(init_head({10, 4, 5}, 1).w2.size(), 20u);  // softmax: one output per class
+}
+
+// init_head fills W1 in parallel from Rng::peek: the same values, in the same order, as drawing
+// the stream one value after another (W1, then b1, w2, b2), with any thread count.
+TEST(HeadInit, ParallelFillIsTheSequentialStream) {
+  const HeadShape shape{3000, 40, 2};  // 120,000 W1 values: several parallel chunks
+  Rng rng(7, Stream::kInit);
+  const float b1 = 1.0f / std::sqrt(3000.0f), b2 = 1.0f / std::sqrt(40.0f);
+  auto draw = [&](size_t n, float bound) {
+    std::vector<float> v(n);
+    for (float& x : v) x = (2.0f * rng.uniform() - 1.0f) * bound;
+    return v;
+  };
+  const std::vector<float> w1 = draw(120000, b1), bias1 = draw(40, b1), w2 = draw(40, b2),
+                           bias2 = draw(1, b2);
+  for (int threads : {1, 2, 3}) {
+    tbb::global_control gc(tbb::global_control::max_allowed_parallelism, threads);
+    const HeadWeights w = init_head(shape, 7);
+    EXPECT_EQ(w.w1, w1) << threads;
+    EXPECT_EQ(w.b1, bias1) << threads;
+    EXPECT_EQ(w.w2, w2) << threads;
+    EXPECT_EQ(w.b2, bias2) << threads;
+  }
+  Rng a(3, Stream::kShuffle), b(3, Stream::kShuffle);
+  for (int i = 0; i < 4; ++i) b.next();
+  EXPECT_EQ(a.peek(4), b.next());  // the fifth draw
+  a.discard(5);
+  EXPECT_EQ(a.next(), b.next());
 }
 
 TEST(Adam, FirstStepMovesByLr) {
