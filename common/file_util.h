@@ -12,7 +12,9 @@ namespace vggcache {
 // is removed and an existing `path` is left as it was.
 void write_file_atomically(const std::string& path, const std::string& contents);
 // The same with the contents in pieces, written in order: large tensors go to the file from where
-// they are, without being joined into one buffer first. The pieces must outlive the call.
+// they are, without being joined into one buffer first. The pieces must outlive the call. Files
+// of 4 MiB or more are written with O_DIRECT where the file system takes it (no page-cache copy),
+// else through the page cache; the file is the same either way.
 void write_file_atomically(const std::string& path, const std::vector<std::string_view>& pieces);
 
 // One CSV field as RFC 4180 writes it: quoted only when it holds a comma, quote or line break,
