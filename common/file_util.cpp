@@ -36,7 +36,7 @@ void rename_into_place(const std::string& tmp, const std::string& path) {
 // as much as the rest of a 16-head sweep's bookkeeping); with O_DIRECT the device reads our
 // buffer.
 constexpr size_t kDirectMinBytes = size_t{4} << 20;
-constexpr size_t kDirectAlign = 4096;           // offsets, lengths and the buffer's address
+constexpr size_t kDirectAlign = 4096;  // offsets, lengths and the buffer's address
 constexpr size_t kDirectChunk = size_t{4} << 20;
 
 // Writes all of `data` to fd at its current offset; false (errno set) on an error.
@@ -101,7 +101,8 @@ bool write_direct(const std::string& tmp, const std::vector<std::string_view>& p
   }
   if (err == 0 && fill > 0) {  // the tail: not a whole aligned block
     const int flags = ::fcntl(fd, F_GETFL);
-    if (flags < 0 || ::fcntl(fd, F_SETFL, flags & ~O_DIRECT) != 0 || !write_all(fd, buf.get(), fill))
+    if (flags < 0 || ::fcntl(fd, F_SETFL, flags & ~O_DIRECT) != 0 ||
+        !write_all(fd, buf.get(), fill))
       err = errno;
   }
   if (::close(fd) != 0 && err == 0) err = errno;

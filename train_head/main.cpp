@@ -1,8 +1,8 @@
 // train_head: the classifier head trained on CPU (Eigen + OpenBLAS + TBB) from feature caches.
 // parse → validate → load → loop → report; the logic lives in train_core (train_head/*.cpp).
 #include <fmt/core.h>
-#include <spdlog/spdlog.h>
 #include <malloc.h>
+#include <spdlog/spdlog.h>
 #include <tbb/global_control.h>
 
 #include <algorithm>

@@ -304,10 +304,10 @@ int run_sweep(const TrainParams& base, const SweepParams& sweep) {
                                         static_cast<int64_t>(sd.split.val.size()) * train.crops());
   }
 
-  const int parallel = sweep.parallel > 0 ? sweep.parallel
-                                          : default_parallel(plan.configs, pending, ctx.dim,
-                                                             ctx.classes, available / 2,
-                                                             base.threads);
+  const int parallel = sweep.parallel > 0
+                           ? sweep.parallel
+                           : default_parallel(plan.configs, pending, ctx.dim, ctx.classes,
+                                              available / 2, base.threads);
   const std::vector<SweepWave> waves = plan_waves(plan.configs, pending, parallel);
   size_t units = 0;
   for (const SweepWave& w : waves) units += w.size();

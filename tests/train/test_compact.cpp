@@ -518,11 +518,11 @@ TEST(KeptWeights, AreTheWeightsAtKeepBitForBit) {
     VectorForm form;  // kPooled: the dense full-width optimizer
     double wd;
   };
-  for (const Variant& v : {Variant{"dense", VectorForm::kPooled, 0.0},
-                           Variant{"dense, decay", VectorForm::kPooled, 1e-3},
-                           Variant{"window means", VectorForm::kWindowMeans, 0.0},
-                           Variant{"map", VectorForm::kMap, 0.0},
-                           Variant{"map, decay", VectorForm::kMap, 1e-3}}) {
+  for (const Variant& v :
+       {Variant{"dense", VectorForm::kPooled, 0.0},
+        Variant{"dense, decay", VectorForm::kPooled, 1e-3},
+        Variant{"window means", VectorForm::kWindowMeans, 0.0},
+        Variant{"map", VectorForm::kMap, 0.0}, Variant{"map, decay", VectorForm::kMap, 1e-3}}) {
     SCOPED_TRACE(v.name);
     CacheSource src(tmp / "c", true, v.form);
     AdamConfig adam;

@@ -1,6 +1,7 @@
 // write_file_atomically: the bytes of the pieces, in order, whatever the path the write takes
 // (O_DIRECT in aligned chunks plus a buffered tail for large files, the page cache for small
 // ones or where O_DIRECT is refused), and the old file kept when the write cannot happen.
+#include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -9,8 +10,6 @@
 #include <iterator>
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "common/error.h"
 #include "common/file_util.h"
@@ -29,8 +28,8 @@ std::string read_all(const std::string& path) {
 std::vector<std::string> pieces_of(size_t total) {
   std::vector<std::string> out;
   size_t at = 0;
-  for (size_t size : {size_t{13}, size_t{4096}, size_t{1}, size_t{(4u << 20) + 7}, size_t{65535},
-                      total}) {
+  for (size_t size :
+       {size_t{13}, size_t{4096}, size_t{1}, size_t{(4u << 20) + 7}, size_t{65535}, total}) {
     if (at >= total) break;
     size = std::min(size, total - at);
     std::string s(size, '\0');
