@@ -41,7 +41,6 @@ class HeadOptimizer {
   // weight decay 0 keeps its 4,608 distinct columns at 64 px, not 25,088), so that keeping the
   // weights of every new best epoch costs a copy of the state, not a full-width unblocking.
   void keep();
-  bool has_kept() const { return has_kept_; }
   // The weights keep() last kept, in nn.Linear's layout, made in the optimizer's own full-width
   // buffer (no new 25 MB allocation per head): the optimizer is spent afterwards, and step(),
   // weights() and keep() throw Error(kInvalidArgument). Also that error without keep().
@@ -58,7 +57,7 @@ class HeadOptimizer {
   // ∂W1 from dh_ (n × hidden, ∂loss/∂h) and x, and W1's Adam update; sets w1_stale_.
   virtual void backward_first_layer_and_adam(const float* x, int n, const AdamStep& s);
   // What W1 is made from while training (the blocked W1 here) and how: writes W1 in nn.Linear's
-  // layout (hidden × dim) from `state`, a copy of w1_state() (refresh_w1 and kept_weights).
+  // layout (hidden × dim) from `state`, a copy of w1_state() (refresh_w1, take_kept_weights).
   virtual const std::vector<float>& w1_state() const { return w1_blocked_; }
   virtual void w1_from_state(const float* state, float* w1) const;
   // W1 made from `state` (a kept copy of w1_state()) in a buffer the optimizer gives up; by
