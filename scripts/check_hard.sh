@@ -2,10 +2,12 @@
 # `make check-hard`: the reliability suite. Runs, in order:
 #   1. fault injection against the real tools (tests/hard/faults.sh), then the hostile-input
 #      suites of the normal build, one summary row each
-#   2. every unit test under AddressSanitizer + UndefinedBehaviorSanitizer (build-asan)
-#   3. every unit test under ThreadSanitizer (build-tsan), linked against a TSan-built oneTBB
+#   2. the numerics tests under every OpenBLAS kernel and oneDNN ISA this CPU can run, forced one
+#      at a time (tests/hard/kernels.sh): each bound must hold under every kernel
+#   3. every unit test under AddressSanitizer + UndefinedBehaviorSanitizer (build-asan)
+#   4. every unit test under ThreadSanitizer (build-tsan), linked against a TSan-built oneTBB
 #      (scripts/build_tsan_tbb.sh, into build-tsan-deps/onetbb; built once, then reused)
-#   4. each libFuzzer target for FUZZ_SECONDS (fuzz/run.sh)
+#   5. each libFuzzer target for FUZZ_SECONDS (fuzz/run.sh)
 # and prints a summary table of what was tried and what held. Exit non-zero if anything failed.
 # Usage: scripts/check_hard.sh BUILD_DIR     (env: FUZZ_SECONDS=30, HARD_SKIP="tsan fuzz ...")
 set -uo pipefail
@@ -103,6 +105,10 @@ extract flags, bad files, mismatched settings|test_extract_cli|*
 train_head flags, mismatched caches, corrupt records|test_train_head_cli|*
 sweep specs: malformed keys, values, files|test_sweep_spec|*
 EOT
+fi
+if [[ $SKIP != *" kernels "* ]]; then
+  echo "== check-hard: numerics under each run-time kernel"
+  bash "$ROOT/tests/hard/kernels.sh" "$ROOT/$BUILD" "$SUM" || status=1
 fi
 [[ $SKIP == *" asan "* ]] || san_suite "ASan+UBSan" build-asan address,undefined
 # ThreadSanitizer only sees the synchronisation of code it instruments. Debian's libtbb is not, so

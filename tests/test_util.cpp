@@ -1,5 +1,6 @@
 #include "test_util.h"
 
+#include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -8,8 +9,13 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <sstream>
 #include <stdexcept>
+
+// OpenBLAS names the kernel it picked at run time. Weak: test executables that do not link
+// OpenBLAS see a null pointer instead of failing to link.
+extern "C" char* openblas_get_corename(void) __attribute__((weak));
 
 namespace fs = std::filesystem;
 
@@ -66,8 +72,12 @@ std::string python() {
   const char* env = std::getenv("VGGCACHE_PYTHON");
   return env && *env ? env : VGGCACHE_PYTHON;
 }
-std::string source_dir() { return VGGCACHE_SOURCE_DIR; }
-std::string bin_dir() { return VGGCACHE_BIN_DIR; }
+std::string source_dir() {
+  return VGGCACHE_SOURCE_DIR;
+}
+std::string bin_dir() {
+  return VGGCACHE_BIN_DIR;
+}
 
 std::string shell_quote(const std::string& s) {
   std::string r = "'";
@@ -92,6 +102,35 @@ void write_file(const std::string& path, const std::string& data) {
   std::ofstream out(path, std::ios::binary);
   out << data;
   if (!out) throw std::runtime_error("cannot write " + path);
+}
+
+std::string kernel_description() {
+  std::string blas = openblas_get_corename ? std::string("OpenBLAS ") + openblas_get_corename()
+                                           : std::string("OpenBLAS not linked");
+  if (const char* forced = std::getenv("OPENBLAS_CORETYPE"); forced && *forced)
+    blas += std::string(" (OPENBLAS_CORETYPE=") + forced + ")";
+  const char* isa = std::getenv("ONEDNN_MAX_CPU_ISA");
+  if (!isa || !*isa) isa = std::getenv("DNNL_MAX_CPU_ISA");
+  return blas + "; oneDNN max ISA " + (isa && *isa ? isa : "auto");
+}
+
+void report_numerics(const std::string& what, double worst, double bound) {
+  static std::mutex mu;
+  std::lock_guard<std::mutex> lock(mu);
+  const ::testing::TestInfo* info = ::testing::UnitTest::GetInstance()->current_test_info();
+  const std::string test =
+      info ? std::string(info->test_suite_name()) + "." + info->name() : std::string("?");
+  const std::string kernels = kernel_description();
+  std::printf("[numerics] %s: worst %.3g, bound %.3g (%.0f%% of it) [%s]\n", what.c_str(), worst,
+              bound, bound > 0 ? 100.0 * worst / bound : 0.0, kernels.c_str());
+  std::fflush(stdout);
+  if (const char* log = std::getenv("VGGCACHE_NUMERICS_LOG"); log && *log) {
+    if (FILE* f = std::fopen(log, "a")) {
+      std::fprintf(f, "%s\t%s\t%.6g\t%.6g\t%s\n", test.c_str(), what.c_str(), worst, bound,
+                   kernels.c_str());
+      std::fclose(f);
+    }
+  }
 }
 
 }  // namespace vggcache::testing

@@ -158,6 +158,7 @@ TEST_F(ExtractResume, CropsDoNotDependOnThreadsOrBatch) {
   ReadTxn ta = ra->begin(), tb = rb->begin();
   ta.seek_first();
   tb.seek_first();
+  double worst = 0;
   RecordView va, vb;
   while (ta.next(&va)) {
     ASSERT_TRUE(tb.next(&vb));
@@ -167,14 +168,18 @@ TEST_F(ExtractResume, CropsDoNotDependOnThreadsOrBatch) {
     EXPECT_TRUE(x.box.x == y.box.x && x.box.y == y.box.y && x.box.w == y.box.w &&
                 x.box.h == y.box.h && x.box.flipped == y.box.flipped)
         << "record (" << x.image << ", " << x.crop << ")";
-    // Features may differ in the last bits (other kernels' summation order), no more.
+    // Features may differ by rounding (other kernels' summation order: VGG16's thirteen 3×3
+    // convolutions of 9·C_in terms each, test_vgg16.cpp's bound), no more.
     double diff = 0, scale = 0;
     for (uint32_t i = 0; i < ra->meta().dim; ++i) {
       diff = std::max(diff, std::abs(double(va.data[i]) - vb.data[i]));
       scale = std::max(scale, std::abs(double(vb.data[i])));
     }
-    EXPECT_LE(diff, 1e-4 * scale) << "record (" << x.image << ", " << x.crop << ")";
+    EXPECT_LE(diff, testing::vgg16_features_bound() * scale)
+        << "record (" << x.image << ", " << x.crop << ")";
+    worst = std::max(worst, diff / scale);
   }
+  testing::report_numerics("resumed features vs one run", worst, testing::vgg16_features_bound());
 }
 
 }  // namespace

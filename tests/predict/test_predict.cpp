@@ -154,16 +154,21 @@ TEST(Predict, AgreesWithTrainHeadPredictionsAndSkipsBadFiles) {
   ASSERT_EQ(ref.rows.size(), static_cast<size_t>(2 * kPerClass));
   ASSERT_EQ(got.size(), ref.rows.size());
   bool away_from_0_and_1 = false;
+  double worst = 0;
   for (const auto& row : ref.rows) {
     const std::string path = w.test_split + "/" + row.path;
     auto it = got.find(path);
     ASSERT_NE(it, got.end()) << path << " missing from predict's output";
     expect_row_consistent(path, it->second);
     EXPECT_EQ(it->second.cls, ref.classes[row.predicted]) << path;
-    for (int k = 0; k < 2; ++k) EXPECT_NEAR(it->second.probs[k], row.probs[k], kTolerance) << path;
+    for (int k = 0; k < 2; ++k) {
+      EXPECT_NEAR(it->second.probs[k], row.probs[k], kTolerance) << path;
+      worst = std::max(worst, std::abs(it->second.probs[k] - row.probs[k]));
+    }
     away_from_0_and_1 |= row.probs[0] > 0.01 && row.probs[0] < 0.99;
   }
   EXPECT_TRUE(away_from_0_and_1) << "saturated probabilities would make the comparison vacuous";
+  testing::report_numerics("predict vs train_head probabilities", worst, kTolerance);
 }
 
 TEST(Predict, TtaAveragesTheProbabilitiesOfExtractsCrops) {
@@ -192,18 +197,22 @@ TEST(Predict, TtaAveragesTheProbabilitiesOfExtractsCrops) {
   std::map<std::string, Row> got = parse_predict_csv(testing::read_file(out));
   std::map<std::string, Row> eval = parse_predict_csv(testing::read_file(w.eval_csv()));
   ASSERT_EQ(got.size(), src.images().size());
-  double max_tta_effect = 0;
+  double max_tta_effect = 0, worst = 0;
   for (size_t i = 0; i < src.images().size(); ++i) {
     const std::string path = w.test_split + "/" + src.meta().images[src.images()[i]].path;
     auto it = got.find(path);
     ASSERT_NE(it, got.end()) << path;
     expect_row_consistent(path, it->second);
-    for (int c = 0; c < 2; ++c) EXPECT_NEAR(it->second.probs[c], ref.probs[i * 2 + c], kTolerance);
+    for (int c = 0; c < 2; ++c) {
+      EXPECT_NEAR(it->second.probs[c], ref.probs[i * 2 + c], kTolerance);
+      worst = std::max(worst, std::abs(it->second.probs[c] - double(ref.probs[i * 2 + c])));
+    }
     if (eval.count(path))
       max_tta_effect =
           std::max(max_tta_effect, std::abs(eval[path].probs[0] - it->second.probs[0]));
   }
   EXPECT_GT(max_tta_effect, 1e-4) << "--tta gave the eval view's probabilities";
+  testing::report_numerics("predict --tta vs the head on extract's crops", worst, kTolerance);
 }
 
 TEST(Predict, RefusesOtherWeightsBeforeAnyWork) {

@@ -1,7 +1,10 @@
 // The compact first layer (train_head/compact_*) against the full-width reference path: the same
 // seed and batches from one prepool-f32 cache, read compactly and expanded; per-step losses and
-// final weights (expanded to every column) must agree within 1e-5 relative over 5 epochs, with
-// and without weight decay, dropout and standardisation, at 64, 100, 150 and 224 px.
+// final weights (expanded to every column) must agree over 5 epochs to float rounding, with and
+// without weight decay, dropout and standardisation, at 64, 100, 150 and 224 px. "To float
+// rounding" is a bound derived from the length of the sums and the number of steps
+// (testing::rounding_bound), widened only where reordering the reference's own sums under the
+// same BLAS kernel shows a wider spread: no bound here is tuned to one kernel.
 #include <gtest/gtest.h>
 #include <tbb/global_control.h>
 
@@ -196,12 +199,15 @@ std::string case_name(const ::testing::TestParamInfo<Case>& info) {
 
 class CompactExactness : public ::testing::TestWithParam<Case> {};
 
-// The full-width problem with its channels in reverse order: mathematically the same training,
-// numerically another summation order in the first layer's GEMMs. How far that moves the result
-// is the rounding floor any re-implementation of the first layer must be judged against.
-class ReversedChannels : public FeatureSource {
+// The full-width problem with its channels permuted: mathematically the same training,
+// numerically another summation order in the first layer's GEMMs. How far that moves the result,
+// under whichever kernel runs, is the rounding floor any re-implementation of the first layer must
+// be judged against.
+class PermutedChannels : public FeatureSource {
  public:
-  explicit ReversedChannels(FeatureSource& inner) : inner_(inner) {}
+  // order[c]: where channel c goes.
+  PermutedChannels(FeatureSource& inner, std::vector<int> order)
+      : inner_(inner), order_(std::move(order)) {}
   int dim() const override { return inner_.dim(); }
   int crops() const override { return inner_.crops(); }
   const std::vector<uint32_t>& images() const override { return inner_.images(); }
@@ -209,22 +215,41 @@ class ReversedChannels : public FeatureSource {
   void gather(const Item* items, int n, const Standardizer* s, float* out) override {
     std::vector<float> x(static_cast<size_t>(n) * dim());
     inner_.gather(items, n, s, x.data());
-    for (int i = 0; i < n; ++i)
-      reverse(x.data() + static_cast<size_t>(i) * dim(), 1, dim(),
-              out + static_cast<size_t>(i) * dim());
+    permute(x.data(), n, dim(), order_, out);
   }
-  // Reverses the channel order (49 columns each) of a rows × d matrix.
-  static void reverse(const float* in, int rows, int d, float* out) {
-    const int channels = d / 49;
+  // Moves channel c (49 columns) of each row of a rows × d matrix to order[c].
+  static void permute(const float* in, int rows, int d, const std::vector<int>& order, float* out) {
     for (int r = 0; r < rows; ++r)
-      for (int c = 0; c < channels; ++c)
+      for (size_t c = 0; c < order.size(); ++c)
         std::copy_n(in + static_cast<size_t>(r) * d + c * 49, 49,
-                    out + static_cast<size_t>(r) * d + (channels - 1 - c) * 49);
+                    out + static_cast<size_t>(r) * d + static_cast<size_t>(order[c]) * 49);
+  }
+  static std::vector<int> inverse(const std::vector<int>& order) {
+    std::vector<int> inv(order.size());
+    for (size_t c = 0; c < order.size(); ++c) inv[order[c]] = static_cast<int>(c);
+    return inv;
   }
 
  private:
   FeatureSource& inner_;
+  std::vector<int> order_;
 };
+
+// Three reorderings of `channels` channels: reversed, rotated by half, and a seeded shuffle.
+std::vector<std::vector<int>> channel_orders(int channels) {
+  std::vector<std::vector<int>> orders(3, std::vector<int>(channels));
+  Rng rng(5, Stream::kInit);
+  std::vector<int> shuffled(channels);
+  std::iota(shuffled.begin(), shuffled.end(), 0);
+  for (int i = channels - 1; i > 0; --i)
+    std::swap(shuffled[i], shuffled[static_cast<int>(rng.uniform() * (i + 1)) % (i + 1)]);
+  for (int c = 0; c < channels; ++c) {
+    orders[0][c] = channels - 1 - c;
+    orders[1][c] = (c + channels / 2) % channels;
+    orders[2][c] = shuffled[c];
+  }
+  return orders;
+}
 
 // Runs 5 epochs of steps with `opt` on `src` (one crop per image per epoch, shuffled, as the
 // trainer does) and returns the loss of every step.
@@ -260,6 +285,15 @@ TEST_P(CompactExactness, SameLossesAndWeightsAsFullWidth) {
   const HeadWeights init = init_head({full.dim(), 32, 2}, 9);
   AdamConfig adam;
   adam.lr = 1e-3;
+  // Adam's first step moves every weight by lr·g/(|g| + eps): by ±lr whatever |g| is, unless |g|
+  // is below eps. At PyTorch's eps (1e-8) that makes the update discontinuous at the scale of
+  // rounding: a gradient element that is zero but for rounding (|g| ≈ 1e-8 here, sums of 16
+  // products) takes a full ±lr step of a sign the summation order decides, and which elements do
+  // depends on the BLAS kernel (seen: 1 such element under Haswell/SkylakeX/Zen, ~3 under
+  // Cooperlake, each moving the next loss by ~6e-6). That tests Adam's sign function, not the
+  // first layer. With eps = 1e-6, 100 times those rounding errors, the update is continuous there
+  // and the trajectories differ by rounding alone; every code path is the same as at 1e-8.
+  adam.eps = 1e-6;
   adam.weight_decay = c.weight_decay;
   HeadOptimizer ref(init, adam, c.dropout, 9);
   constexpr int kEpochs = 5, kBatch = 16;
@@ -271,20 +305,42 @@ TEST_P(CompactExactness, SameLossesAndWeightsAsFullWidth) {
                last = std::accumulate(want.end() - per_epoch, want.end(), 0.0);
   EXPECT_LT(last, first);
 
-  // The rounding floor: the full-width path against itself with its channels reversed. Adam
-  // divides each gradient by its own magnitude, so the few elements whose gradient is mostly
-  // rounding noise move by up to ~lr whichever way the sums are ordered; no re-implementation of
-  // the first layer can be held closer to the reference than the reference is to itself.
-  ReversedChannels reversed(full);
-  HeadWeights init_rev = init;
-  ReversedChannels::reverse(init.w1.data(), init.shape.hidden, full.dim(), init_rev.w1.data());
-  HeadOptimizer ref_rev(init_rev, adam, c.dropout, 9);
-  run_steps(ref_rev, reversed, &s_full, kEpochs, kBatch, 9);
-  std::vector<float> w1_rev(init.w1.size());
-  ReversedChannels::reverse(ref_rev.weights().w1.data(), init.shape.hidden, full.dim(),
-                            w1_rev.data());
+  // The bound. Two float32 evaluations of the same training differ by rounding_bound(): sums of
+  // full.dim() terms (the first layer's dot products), one round per step, so step t's loss may
+  // differ by rounding_bound(dim, t) and the final weights by rounding_bound(dim, steps). Should
+  // the trajectory amplify rounding after all (a ReLU input or a gradient within rounding of
+  // zero), the full-width path measured against itself with its channels reordered (three
+  // orders, same kernel) shows it: no re-implementation of the first layer can be held closer to
+  // the reference than the reference is to itself, so twice the widest of those three spreads is
+  // allowed where it exceeds the derived bound.
   const HeadWeights& b = ref.weights();
-  const double floor = rel_diff(w1_rev, b.w1);
+  std::vector<double> floor_loss(want.size(), 0.0);  // widest reordering's difference up to step t
+  double floor_w1 = 0, floor_b1 = 0, floor_w2 = 0, floor_b2 = 0;
+  for (const std::vector<int>& order : channel_orders(kChannels)) {
+    PermutedChannels permuted(full, order);
+    HeadWeights init_perm = init;
+    PermutedChannels::permute(init.w1.data(), init.shape.hidden, full.dim(), order,
+                              init_perm.w1.data());
+    HeadOptimizer ref_perm(init_perm, adam, c.dropout, 9);
+    const std::vector<double> losses = run_steps(ref_perm, permuted, &s_full, kEpochs, kBatch, 9);
+    double running = 0;
+    for (size_t i = 0; i < want.size(); ++i) {
+      running = std::max(running, std::abs(losses[i] - want[i]) / std::abs(want[i]));
+      floor_loss[i] = std::max(floor_loss[i], running);
+    }
+    const HeadWeights& p = ref_perm.weights();
+    std::vector<float> w1_back(init.w1.size());
+    PermutedChannels::permute(p.w1.data(), init.shape.hidden, full.dim(),
+                              PermutedChannels::inverse(order), w1_back.data());
+    floor_w1 = std::max(floor_w1, rel_diff(w1_back, b.w1));
+    floor_b1 = std::max(floor_b1, rel_diff(p.b1, b.b1));
+    floor_w2 = std::max(floor_w2, rel_diff(p.w2, b.w2));
+    floor_b2 = std::max(floor_b2, rel_diff(p.b2, b.b2));
+  }
+  const int steps = static_cast<int>(want.size());
+  auto bound = [&](double floor, int rounds) {
+    return std::max(testing::rounding_bound(full.dim(), rounds), 2 * floor);
+  };
   EXPECT_GT(rel_diff(b.w1, init.w1), 1e-2);  // the columns really moved
 
   // Both compact inputs: the window means, and (unstandardised only) the map itself.
@@ -310,24 +366,33 @@ TEST_P(CompactExactness, SameLossesAndWeightsAsFullWidth) {
     EXPECT_EQ(opt.shared_columns(), c.weight_decay == 0.0);
     const std::vector<double> got = run_steps(opt, compact, &s_compact, kEpochs, kBatch, 9);
     ASSERT_EQ(got.size(), want.size());
-    double worst_loss = 0;
+    double worst_loss = 0, worst_loss_bound = 1;  // the step closest to its bound
     for (size_t i = 0; i < want.size(); ++i) {
       const double rel = std::abs(got[i] - want[i]) / std::abs(want[i]);
-      worst_loss = std::max(worst_loss, rel);
-      EXPECT_LE(rel, 1e-5) << "step " << i + 1 << ": " << got[i] << " vs " << want[i];
+      const double lim = bound(floor_loss[i], static_cast<int>(i) + 1);
+      if (i == 0 || rel / lim > worst_loss / worst_loss_bound)
+        worst_loss = rel, worst_loss_bound = lim;
+      EXPECT_LE(rel, lim) << "step " << i + 1 << ": " << got[i] << " vs " << want[i];
     }
     const HeadWeights& a = opt.weights();  // expanded to every column
-    const double dw1 = rel_diff(a.w1, b.w1);
-    EXPECT_LE(dw1, std::max(1e-5, 2 * floor)) << "rounding floor " << floor;
-    EXPECT_LE(rel_diff(a.b1, b.b1), 1e-5);
-    EXPECT_LE(rel_diff(a.w2, b.w2), 1e-5);
-    EXPECT_LE(rel_diff(a.b2, b.b2), 1e-5);
+    const double dw1 = rel_diff(a.w1, b.w1), db1 = rel_diff(a.b1, b.b1), dw2 = rel_diff(a.w2, b.w2),
+                 db2 = rel_diff(a.b2, b.b2);
+    EXPECT_LE(dw1, bound(floor_w1, steps)) << "reordered full width " << floor_w1;
+    EXPECT_LE(db1, bound(floor_b1, steps)) << "reordered full width " << floor_b1;
+    EXPECT_LE(dw2, bound(floor_w2, steps)) << "reordered full width " << floor_w2;
+    EXPECT_LE(db2, bound(floor_b2, steps)) << "reordered full width " << floor_b2;
+    const std::string what = std::to_string(c.px) + " px " + (map ? "map" : "window means");
+    testing::report_numerics(what + " step loss", worst_loss, worst_loss_bound);
+    testing::report_numerics(what + " W1", dw1, bound(floor_w1, steps));
+    testing::report_numerics(what + " b1, W2, b2",
+                             std::max({db1 / bound(floor_b1, steps), dw2 / bound(floor_w2, steps),
+                                       db2 / bound(floor_b2, steps)}),
+                             1.0);
     std::printf(
         "%d px, %s, %d of %d columns: loss %.4f -> %.4f, worst step loss difference %.1e; W1 "
-        "%.1e (worst element %.1e), full width reordered %.1e (%.1e)\n",
+        "%.1e (worst element %.1e), full width reordered %.1e\n",
         c.px, map ? "map" : "window means", compact.dim(), layout.full_dim(), first / per_epoch,
-        last / per_epoch, worst_loss, dw1, worst_element(a.w1, b.w1), floor,
-        worst_element(w1_rev, b.w1));
+        last / per_epoch, worst_loss, dw1, worst_element(a.w1, b.w1), floor_w1);
 
     // The compact head gives the full head's outputs on the compact vectors.
     const HeadWeights* hc = opt.compact_weights();
@@ -340,7 +405,9 @@ TEST_P(CompactExactness, SameLossesAndWeightsAsFullWidth) {
     std::vector<float> pf(12), pc(12);
     head_predict(a, xf.data(), 6, pf.data());
     head_predict(*hc, xc.data(), 6, pc.data());
-    for (int i = 0; i < 12; ++i) EXPECT_NEAR(pc[i], pf[i], 1e-5) << i;
+    // Same weights, other summation order: one round of sums of full.dim() terms.
+    for (int i = 0; i < 12; ++i)
+      EXPECT_NEAR(pc[i], pf[i], testing::rounding_bound(full.dim())) << i;
   }
 }
 
@@ -353,19 +420,30 @@ INSTANTIATE_TEST_SUITE_P(AllSizes, CompactExactness,
                                            Case{224, 1e-2, 0.0, false}),
                          case_name);
 
-// A compact training outcome against the full-width one: per-epoch metrics and weights.
-void compare_outcomes(const TrainOutcome& c, const TrainOutcome& f) {
+// A compact training outcome against the full-width one: per-epoch metrics and weights, within
+// the rounding bound of sums of `dim` terms after epoch e's steps (`steps_per_epoch` each).
+void compare_outcomes(const TrainOutcome& c, const TrainOutcome& f, int dim, int steps_per_epoch) {
   ASSERT_EQ(c.epochs.size(), 5u);
+  double worst = 0;  // share of its bound
   for (size_t e = 0; e < 5; ++e) {
-    EXPECT_NEAR(c.epochs[e].train_loss, f.epochs[e].train_loss, 1e-5 * f.epochs[e].train_loss);
-    EXPECT_NEAR(c.epochs[e].val_loss, f.epochs[e].val_loss, 1e-5 * f.epochs[e].val_loss);
-    EXPECT_NEAR(c.epochs[e].test_loss, f.epochs[e].test_loss, 1e-5 * f.epochs[e].test_loss);
+    const double tol = testing::rounding_bound(dim, steps_per_epoch * static_cast<int>(e + 1));
+    EXPECT_NEAR(c.epochs[e].train_loss, f.epochs[e].train_loss, tol * f.epochs[e].train_loss);
+    EXPECT_NEAR(c.epochs[e].val_loss, f.epochs[e].val_loss, tol * f.epochs[e].val_loss);
+    EXPECT_NEAR(c.epochs[e].test_loss, f.epochs[e].test_loss, tol * f.epochs[e].test_loss);
+    for (auto [a, b] : {std::pair{c.epochs[e].train_loss, f.epochs[e].train_loss},
+                        std::pair{c.epochs[e].val_loss, f.epochs[e].val_loss},
+                        std::pair{c.epochs[e].test_loss, f.epochs[e].test_loss}})
+      worst = std::max(worst, std::abs(a - b) / (tol * b));
     EXPECT_EQ(c.epochs[e].test_accuracy, f.epochs[e].test_accuracy);
   }
   EXPECT_EQ(c.selected_epoch, f.selected_epoch);
   EXPECT_EQ(c.final_weights.w1.size(), f.final_weights.w1.size());  // full width, for head.bin
-  EXPECT_LE(rel_diff(c.final_weights.w1, f.final_weights.w1), 1e-5);
-  EXPECT_LE(rel_diff(c.selected_weights.w1, f.selected_weights.w1), 1e-5);
+  const double tol = testing::rounding_bound(dim, steps_per_epoch * 5);
+  const double final_w1 = rel_diff(c.final_weights.w1, f.final_weights.w1);
+  EXPECT_LE(final_w1, tol);
+  EXPECT_LE(rel_diff(c.selected_weights.w1, f.selected_weights.w1), tol);
+  testing::report_numerics("epoch losses (share of bound)", worst, 1.0);
+  testing::report_numerics("final W1", final_w1, tol);
 }
 
 // The trainer picks the compact path from a compact source by itself, and its outcome (final and
@@ -400,12 +478,16 @@ TEST(CompactTrainer, RunTrainingMatchesFullWidth) {
   for (bool standardize : {true, false}) {
     SCOPED_TRACE(standardize ? "window means, standardised" : "map");
     const VectorForm form = standardize ? VectorForm::kWindowMeans : VectorForm::kMap;
-    compare_outcomes(run(form, standardize), run(VectorForm::kPooled, standardize));
+    // 80 images, 64 of them trained on in steps of 16.
+    compare_outcomes(run(form, standardize), run(VectorForm::kPooled, standardize), kChannels * 49,
+                     4);
   }
 }
 
 // train_head on tmp/train and tmp/test into tmp/out (3 epochs, batch 12, hidden 16, 2 threads);
 // returns its log.
+// Its heads after 3 epochs of 60 images in steps of 12 (15 steps), sums of C·49 terms.
+const double kHeadBound = testing::rounding_bound(kChannels * 49, 15);
 std::string run_train_head(const testing::TempDir& tmp, const std::string& out,
                            const std::string& flags) {
   std::string log;
@@ -437,8 +519,9 @@ TEST(CompactTrainer, TrainHeadWritesAFullWidthHead) {
   const HeadFile c = load_head(tmp / "compact/head.bin"), f = load_head(tmp / "full/head.bin");
   EXPECT_EQ(c.weights.shape.dim, kChannels * 49);
   ASSERT_EQ(c.weights.w1.size(), f.weights.w1.size());
-  EXPECT_LE(rel_diff(c.weights.w1, f.weights.w1), 1e-5);
-  EXPECT_LE(rel_diff(c.weights.w2, f.weights.w2), 1e-5);
+  EXPECT_LE(rel_diff(c.weights.w1, f.weights.w1), kHeadBound);
+  EXPECT_LE(rel_diff(c.weights.w2, f.weights.w2), kHeadBound);
+  testing::report_numerics("head.bin W1", rel_diff(c.weights.w1, f.weights.w1), kHeadBound);
   EXPECT_EQ(c.standardizer.mean, f.standardizer.mean);  // expanded to every column, bit for bit
   EXPECT_EQ(c.standardizer.std, f.standardizer.std);
   EXPECT_EQ(c.features, f.features);
@@ -460,8 +543,9 @@ TEST(CompactTrainer, TrainHeadRunsOnTheMapWhenNotStandardised) {
   run("full", "--full-width");
   const HeadFile c = load_head(tmp / "compact/head.bin"), f = load_head(tmp / "full/head.bin");
   ASSERT_EQ(c.weights.w1.size(), f.weights.w1.size());
-  EXPECT_LE(rel_diff(c.weights.w1, f.weights.w1), 1e-5);
-  EXPECT_LE(rel_diff(c.weights.w2, f.weights.w2), 1e-5);
+  EXPECT_LE(rel_diff(c.weights.w1, f.weights.w1), kHeadBound);
+  EXPECT_LE(rel_diff(c.weights.w2, f.weights.w2), kHeadBound);
+  testing::report_numerics("head.bin W1", rel_diff(c.weights.w1, f.weights.w1), kHeadBound);
   EXPECT_TRUE(c.standardizer.mean.empty());
 }
 

@@ -1,6 +1,11 @@
 // PyTorch parity: the same initial weights and batch order given to torch.optim.Adam
-// (tests/py/ref_head_parity.py) and to HeadOptimizer, dropout 0; the loss of each of 20 steps must
-// agree within 1e-4 relative and the final weights within 1e-4.
+// (tests/py/ref_head_parity.py) and to HeadOptimizer, dropout 0. Both are float32 evaluations of
+// the same training with other summation orders (and, under OPENBLAS_CORETYPE or
+// ONEDNN_MAX_CPU_ISA, the same kernels forced on both), so they may differ by rounding alone:
+// step t's loss within testing::rounding_bound(dim, t) (sums of dim terms, t steps), the final
+// weights within rounding_bound(dim, steps) relative (Frobenius), and no single weight by more
+// than a tenth of one Adam step (0.1·lr): a rounding difference never moves a weight by a visible
+// fraction of a step, while a wrong update moves it by a whole one.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -88,7 +93,7 @@ void run_parity(const ParityCase& pc) {
   std::vector<int32_t> labels(kBatch);
   std::vector<double> ref_losses = read_raw<double>(tmp / "ref_losses.f64");
   ASSERT_EQ(ref_losses.size(), static_cast<size_t>(kSteps));
-  double worst_rel = 0;
+  double worst_rel = 0, worst_share = 0;
   for (int s = 0; s < kSteps; ++s) {
     for (int i = 0; i < kBatch; ++i) {
       int row = schedule[s * kBatch + i];
@@ -96,9 +101,13 @@ void run_parity(const ParityCase& pc) {
       labels[i] = y[row];
     }
     StepStats st = opt.step(batch.data(), labels.data(), kBatch, s);
-    EXPECT_NEAR(st.loss, ref_losses[s], 1e-4 * std::abs(ref_losses[s])) << "step " << s + 1;
-    worst_rel = std::max(worst_rel, std::abs(st.loss - ref_losses[s]) / std::abs(ref_losses[s]));
+    const double tol = testing::rounding_bound(pc.dim, s + 1);
+    EXPECT_NEAR(st.loss, ref_losses[s], tol * std::abs(ref_losses[s])) << "step " << s + 1;
+    const double rel = std::abs(st.loss - ref_losses[s]) / std::abs(ref_losses[s]);
+    worst_rel = std::max(worst_rel, rel);
+    worst_share = std::max(worst_share, rel / tol);
   }
+  testing::report_numerics("step loss vs torch (share of bound)", worst_share, 1.0);
   std::printf("loss %.5f -> %.5f, worst relative loss difference %.2e\n", ref_losses.front(),
               ref_losses.back(), worst_rel);
   EXPECT_LT(ref_losses.back(), ref_losses.front());  // the comparison is not of a flat line
@@ -111,12 +120,28 @@ void run_parity(const ParityCase& pc) {
       m = std::max(m, static_cast<double>(std::abs(a[i] - b[i])));
     return m;
   };
-  const double dw1 = max_diff(w.w1, read_raw<float>(tmp / "ref_w1.f32"));
-  std::printf("max |W1 - W1_torch| = %.2e\n", dw1);
-  EXPECT_LE(dw1, 1e-4);
-  EXPECT_LE(max_diff(w.b1, read_raw<float>(tmp / "ref_b1.f32")), 1e-4);
-  EXPECT_LE(max_diff(w.w2, read_raw<float>(tmp / "ref_w2.f32")), 1e-4);
-  EXPECT_LE(max_diff(w.b2, read_raw<float>(tmp / "ref_b2.f32")), 1e-4);
+  auto rel_diff = [](const std::vector<float>& a, const std::vector<float>& b) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < std::min(a.size(), b.size()); ++i) {
+      num += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
+      den += double(b[i]) * b[i];
+    }
+    return std::sqrt(num / den);
+  };
+  const double step_bound = 0.1 * adam.lr, rel_bound = testing::rounding_bound(pc.dim, kSteps);
+  double worst_step = 0, worst_rel_w = 0;
+  for (auto [ours, file] : {std::pair{&w.w1, "ref_w1.f32"}, std::pair{&w.b1, "ref_b1.f32"},
+                            std::pair{&w.w2, "ref_w2.f32"}, std::pair{&w.b2, "ref_b2.f32"}}) {
+    const std::vector<float> theirs = read_raw<float>(tmp / file);
+    const double d = max_diff(*ours, theirs), r = rel_diff(*ours, theirs);
+    EXPECT_LE(d, step_bound) << file;
+    EXPECT_LE(r, rel_bound) << file;
+    worst_step = std::max(worst_step, d);
+    worst_rel_w = std::max(worst_rel_w, r);
+  }
+  std::printf("max |W - W_torch| = %.2e\n", worst_step);
+  testing::report_numerics("weights vs torch, largest element difference", worst_step, step_bound);
+  testing::report_numerics("weights vs torch, relative", worst_rel_w, rel_bound);
 }
 
 TEST(TrainParity, BinaryMatchesTorchAdam) {
