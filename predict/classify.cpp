@@ -11,9 +11,9 @@
 #include "common/image_folder.h"
 #include "common/progress.h"
 #include "extract/pipeline.h"
-#include "train_head/evaluate.h"
-#include "train_head/feature_check.h"
-#include "train_head/feature_source.h"
+#include "head/evaluate.h"
+#include "head/feature_check.h"
+#include "head/feature_source.h"
 
 namespace vggcache {
 

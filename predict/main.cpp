@@ -11,8 +11,8 @@
 #include "predict/cli.h"
 #include "predict/inputs.h"
 #include "predict/predict_csv.h"
-#include "train_head/head_file.h"
-#include "train_head/linalg.h"
+#include "head/head_file.h"
+#include "head/linalg.h"
 
 int main(int argc, char** argv) {
   using namespace vggcache;

@@ -14,15 +14,15 @@
 #include "train_head/batch_schedule.h"
 #include "train_head/cli.h"
 #include "train_head/compact_step.h"
-#include "train_head/feature_check.h"
-#include "train_head/head_file.h"
-#include "train_head/linalg.h"
-#include "train_head/predictions_csv.h"
-#include "train_head/report_run.h"
+#include "head/feature_check.h"
+#include "head/head_file.h"
+#include "head/linalg.h"
+#include "head/predictions_csv.h"
+#include "report/run.h"
 #include "train_head/run_outputs.h"
-#include "train_head/sweep_collect.h"
+#include "train_head/sweep/collect.h"
 #include "train_head/sweep_config_outputs.h"
-#include "train_head/sweep_runner.h"
+#include "train_head/sweep/runner.h"
 #include "train_head/trainer.h"
 
 int main(int argc, char** argv) {
@@ -41,7 +41,7 @@ int main(int argc, char** argv) {
     // Thread counts are set explicitly: TBB runs all parallel work; BLAS runs inside its tasks.
     tbb::global_control threads(tbb::global_control::max_allowed_parallelism, p.threads);
     configure_blas_for_tbb();
-    if (sweep.enabled) return run_sweep(p, sweep);  // train_head/sweep_runner.h
+    if (sweep.enabled) return run_sweep(p, sweep);  // train_head/sweep/runner.h
 
     // Two prepool-f32 caches: train on compact vectors (same results, far fewer columns).
     const VectorForm form =

@@ -10,8 +10,8 @@
 #include "common/error.h"
 #include "common/file_util.h"
 #include "common/sha256.h"
-#include "train_head/feature_check.h"
-#include "train_head/linalg.h"
+#include "head/feature_check.h"
+#include "head/linalg.h"
 
 namespace vggcache {
 

@@ -1,6 +1,6 @@
 #include "train_head/sweep_config_outputs.h"
 
-#include "train_head/feature_check.h"
+#include "head/feature_check.h"
 #include "train_head/run_outputs.h"
 
 namespace vggcache {

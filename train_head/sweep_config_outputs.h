@@ -7,7 +7,7 @@
 
 #include "common/cache_meta.h"
 #include "train_head/batch_schedule.h"
-#include "train_head/head_file.h"
+#include "head/head_file.h"
 #include "train_head/params.h"
 #include "train_head/trainer.h"
 

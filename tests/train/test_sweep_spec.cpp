@@ -8,9 +8,9 @@
 #include <set>
 
 #include "common/error.h"
-#include "train_head/sweep_plan.h"
-#include "train_head/sweep_results.h"
-#include "train_head/sweep_spec.h"
+#include "train_head/sweep/plan.h"
+#include "train_head/sweep/results.h"
+#include "train_head/sweep/spec.h"
 
 namespace vggcache {
 namespace {
