@@ -8,9 +8,9 @@
 #include <fstream>
 #include <iterator>
 
+#include "common/crc32c.h"
 #include "common/error.h"
 #include "common/file_util.h"
-#include "common/record.h"
 #include "head/feature_check.h"
 
 namespace vggcache {

@@ -6,14 +6,9 @@
 #pragma once
 #include <cstdint>
 
-namespace vggcache {
+#include "common/splitmix64.h"  // mix64, kSplitMix64Gamma
 
-// SplitMix64's finaliser: a bijective, well-mixed 64-bit hash.
-inline uint64_t mix64(uint64_t z) {
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
+namespace vggcache {
 
 // Hash of a tuple of counters; each step re-mixes so (a, b) and (b, a) differ. For many keys
 // that share (a, b, c), hash_key_prefix() once and hash_key_last() per d give the same values.
@@ -59,7 +54,7 @@ class Rng {
   float uniform() { return unit_float(next()); }  // [0, 1)
 
  private:
-  static constexpr uint64_t kGolden = 0x9E3779B97F4A7C15ull;
+  static constexpr uint64_t kGolden = kSplitMix64Gamma;
   uint64_t state_;
 };
 

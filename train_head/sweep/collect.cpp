@@ -41,9 +41,7 @@ CollectSummary collect_sweeps(const std::vector<std::string>& dirs, const std::s
     check_same_sweep(read_sweep_json(dirs[i]), first.at("identity"), dirs[i]);
   CollectSummary sum;
   sum.out_dir = out_dir.empty() ? dirs.front() : out_dir;
-  std::error_code ec;
-  std::filesystem::create_directories(sum.out_dir, ec);
-  if (ec) throw Error(ErrorKind::kIo, "cannot create " + sum.out_dir + ": " + ec.message());
+  make_directories(sum.out_dir);
   if (sum.out_dir != dirs.front())
     write_file_atomically(sum.out_dir + "/sweep.json", first.dump(2) + "\n");
   std::vector<SweepRow> rows = finished_rows(first, dirs);

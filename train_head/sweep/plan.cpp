@@ -104,7 +104,7 @@ std::string schedule_key(const TrainParams& p) {
                      p.standardize ? 1 : 0);
 }
 
-std::vector<size_t> shard_slice(const std::vector<SweepConfig>& configs, int index, int count) {
+std::vector<size_t> shard_configs(const std::vector<SweepConfig>& configs, int index, int count) {
   if (count < 1 || index < 0 || index >= count)
     throw Error(ErrorKind::kInvalidArgument,
                 fmt::format("--shard {}/{}: need 0 <= I < N", index, count));

@@ -52,8 +52,9 @@ std::string schedule_key(const TrainParams& p);
 
 // Indexes (into plan.configs) of shard `index` of `count`: the configurations ordered by schedule
 // key (so shards keep groups whole), then cut into `count` contiguous, near-equal slices.
-// Slices are disjoint and cover every configuration.
-std::vector<size_t> shard_slice(const std::vector<SweepConfig>& configs, int index, int count);
+// Slices are disjoint and cover every configuration. (common/shard_set.h: shard_slice cuts an
+// extraction's image list the same way.)
+std::vector<size_t> shard_configs(const std::vector<SweepConfig>& configs, int index, int count);
 
 // A unit: configurations (indexes into the config list) that share a schedule and train
 // together, each batch gathered once. A wave: units trained at the same time, at most `parallel`

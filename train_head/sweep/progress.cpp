@@ -18,7 +18,7 @@ SweepProgress::SweepProgress(size_t configs, size_t done_before, double total_wo
       last_print_(start_) {}
 
 double SweepProgress::seconds() const {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  return seconds_since(start_);
 }
 
 void SweepProgress::started(size_t heads) {

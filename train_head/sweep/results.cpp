@@ -9,7 +9,6 @@
 
 #include "common/error.h"
 #include "common/file_util.h"
-#include "report/sweep.h"
 #include "train_head/sweep/spec.h"
 
 namespace vggcache {
@@ -163,7 +162,6 @@ void write_sweep_results(const std::string& dir, const json& sweep,
     best["best"] = nullptr;
   }
   write_file_atomically(dir + "/best.json", best.dump(2) + "\n");
-  write_sweep_report(dir);  // report.html from the results.json just written (report_sweep.h)
 }
 
 std::string top_table(const json& sweep, const std::vector<SweepRow>& ranked, size_t k) {

@@ -34,7 +34,8 @@ std::vector<SweepRow> finished_rows(const nlohmann::json& sweep,
 // Reads nothing else, so the test set cannot influence the ranking.
 void rank_rows(std::vector<SweepRow>* rows);
 
-// Writes DIR/results.csv, DIR/results.json and DIR/best.json (atomically) for ranked rows.
+// Writes DIR/results.csv, DIR/results.json and DIR/best.json (atomically) for ranked rows. The
+// callers then render DIR/report.html from results.json (report/sweep.h).
 void write_sweep_results(const std::string& dir, const nlohmann::json& sweep,
                          const std::vector<SweepRow>& ranked);
 

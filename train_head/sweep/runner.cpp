@@ -15,14 +15,15 @@
 
 #include "common/error.h"
 #include "common/file_util.h"
-#include "train_head/batch_schedule.h"
-#include "train_head/compact_step.h"
+#include "common/progress.h"  // seconds_since
 #include "head/feature_check.h"
 #include "head/feature_source.h"
 #include "head/linalg.h"
 #include "report/sweep.h"
+#include "train_head/batch_schedule.h"
+#include "train_head/cache_checks.h"
+#include "train_head/compact_step.h"
 #include "train_head/run_outputs.h"
-#include "train_head/sweep_config_outputs.h"
 #include "train_head/sweep/plan.h"
 #include "train_head/sweep/progress.h"
 #include "train_head/sweep/results.h"
@@ -36,10 +37,6 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 
 namespace {
-
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
 
 // MemAvailable from /proc/meminfo; 8 GiB where it cannot be read.
 uint64_t memory_available() {
@@ -55,12 +52,6 @@ void remove_dir(const std::string& path) {
   std::error_code ec;
   fs::remove_all(path, ec);
   if (ec) throw Error(ErrorKind::kIo, "cannot remove " + path + ": " + ec.message());
-}
-
-void make_dir(const std::string& path) {
-  std::error_code ec;
-  fs::create_directories(path, ec);
-  if (ec) throw Error(ErrorKind::kIo, "cannot create " + path + ": " + ec.message());
 }
 
 bool is_done(const std::string& config_dir) {
@@ -139,7 +130,7 @@ void run_unit(SweepContext& ctx, const SweepUnit& unit) {
     ps.push_back(p);
     tmps.push_back(tmp_dir(ctx, c.id));
     remove_dir(tmps.back());
-    make_dir(tmps.back());
+    make_directories(tmps.back());
     logs.push_back(std::make_unique<MetricsLog>(tmps.back()));
   }
   inits.resize(ps.size());  // 25 MB of random numbers each at hidden 256: made in parallel
@@ -175,9 +166,9 @@ void run_unit(SweepContext& ctx, const SweepUnit& unit) {
   tbb::parallel_for(size_t{0}, unit.size(), [&](size_t h) {
     const SweepConfig& c = ctx.plan->configs[unit[h]];
     logs[h].reset();  // closes metrics.jsonl
-    write_config_outputs(tmps[h], ps[h], *ctx.train_meta, *ctx.test_meta, sd.split, ctx.test_images,
-                         ps[h].standardize ? sd.head_standardizer : ctx.head_none, outs[h],
-                         ctx.peak_rss_anon.load());
+    write_run_outputs(tmps[h], ps[h], *ctx.train_meta, *ctx.test_meta, sd.split, ctx.test_images,
+                      ps[h].standardize ? sd.head_standardizer : ctx.head_none, outs[h],
+                      ctx.peak_rss_anon.load());
     write_json_file(tmps[h] + "/" + kSweepDoneFile, {{"id", c.id},
                                                      {"index", c.index},
                                                      {"settings", config_settings_json(c.params)},
@@ -234,24 +225,18 @@ int run_sweep(const TrainParams& base, const SweepParams& sweep) {
   };
   const FormSources& first = sources(base.standardize);
   const CacheSource &train = first.train, &test = first.test;
-  check_caches_pair(train.meta(), base.train_cache, test.meta(), base.test_cache);
-  if (train.meta().classes.size() < 2)
-    throw Error(ErrorKind::kInvalidArgument,
-                fmt::format("cache {} has {} class(es); the head needs at least 2",
-                            base.train_cache, train.meta().classes.size()));
-  if (train.meta().weights.random)
-    spdlog::warn("features come from RANDOM weights ({}): not pretrained",
-                 train.meta().weights.name);
-  const SweepPlan plan = make_sweep_plan(spec, sweep, base, cache_fingerprint(train.meta()),
-                                         cache_fingerprint(test.meta()));
+  check_training_caches(train.meta(), base.train_cache, test.meta(), base.test_cache);
+  const SweepPlan plan =
+      make_sweep_plan(spec, sweep, base, train.meta().fingerprint(), test.meta().fingerprint());
   const std::string& dir = base.out_dir;
-  make_dir(dir);
+  make_directories(dir);
   check_existing_sweep(dir, plan);
   const json sweep_doc = sweep_json(plan, base);
   write_file_atomically(dir + "/sweep.json", sweep_doc.dump(2) + "\n");
 
   // This run's slice; what an earlier run finished is kept, what it left unfinished is redone.
-  const std::vector<size_t> slice = shard_slice(plan.configs, sweep.shard_index, sweep.shard_count);
+  const std::vector<size_t> slice =
+      shard_configs(plan.configs, sweep.shard_index, sweep.shard_count);
   std::vector<size_t> pending;
   for (size_t i : slice) {
     const std::string id_dir = dir + "/" + plan.configs[i].id;
