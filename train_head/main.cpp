@@ -36,7 +36,7 @@ int main(int argc, char** argv) {
     if (is_collect_command(argc, argv)) return collect_command(argc, argv);
     TrainParams p;
     SweepParams sweep;
-    if (int rc = parse_train_args(argc, argv, &p, &sweep); rc >= 0) return rc;
+    if (ParseStatus st = parse_train_args(argc, argv, &p, &sweep); !st.run) return st.exit_code;
     // Thread counts are set explicitly: TBB runs all parallel work; BLAS runs inside its tasks.
     tbb::global_control threads(tbb::global_control::max_allowed_parallelism, p.threads);
     configure_blas_for_tbb();
