@@ -17,8 +17,8 @@ class TempDir {
   std::string path_;
 };
 
-// Path of ../shared/datasets/carbike64 (or $VGGCACHE_CARBIKE). Returns "" when missing; tests then
-// call require_carbike() which skips locally but FAILS under CI=true (CI must not skip).
+// Path of ../shared/datasets/carbike64 (or $VGGCACHE_CARBIKE). Returns "" when missing; tests use
+// VGGCACHE_REQUIRE_CARBIKE(dir), which skips locally but FAILS under CI=true (CI must not skip).
 std::string carbike_dir();
 #define VGGCACHE_REQUIRE_CARBIKE(dir_var)                                          \
   std::string dir_var = ::vggcache::testing::carbike_dir();                        \
@@ -28,7 +28,8 @@ std::string carbike_dir();
   }
 bool in_ci();
 
-// Runs a shell command; returns its exit status (-1 if it could not run) and captures stdout+stderr.
+// Runs a shell command; returns its exit status (-1 if it could not run) and captures
+// stdout+stderr.
 int run_command(const std::string& cmd, std::string* output = nullptr);
 // The Python interpreter with Debian's torch (VGGCACHE_PYTHON, default /usr/bin/python3).
 std::string python();
