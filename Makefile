@@ -35,8 +35,8 @@ demo: build
 	@bash scripts/demo.sh $(BUILD)
 
 bench: $(DEPS_STAMP)
-	@cmake -S . -B $(BUILD)-bench -G Ninja -DCMAKE_BUILD_TYPE=Release -DVGGCACHE_BUILD_BENCH=ON -DVGGCACHE_BUILD_TESTS=OFF >/dev/null
-	@cmake --build $(BUILD)-bench -j $(JOBS)
+	@cmake -S . -B $(BUILD)-bench -G Ninja -DCMAKE_BUILD_TYPE=Release -DVGGCACHE_BUILD_TESTS=OFF >/dev/null
+	@cmake --build $(BUILD)-bench -j $(JOBS) --target bench_tools
 	@bash bench/run.sh $(BUILD)-bench
 
 format:

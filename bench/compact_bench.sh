@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmark of the compact first layer (prepool-f32 cache, train_head/compact_*) against PyTorch
+# Benchmark of the compact first layer (prepool-f32 cache: head/compact_layout, train_head/compact_step) against PyTorch
 # training the seed's head on the 25088-d vectors, in the same run: carbike64 train split with 10
 # RandomResizedCrop views per image at 64 px (random:1 weights: speed does not depend on them),
 # eval-view test split, hidden 256, batch 100, dropout 0.5, 2 threads; weight decay 0 and 1e-4.
@@ -13,14 +13,9 @@
 #   WORK_DIR   caches are extracted there once and reused (default: /tmp/vggcache-compact-bench)
 # Env: VGGCACHE_CARBIKE, VGGCACHE_PYTHON (default /usr/bin/python3), EPOCHS (5), THREADS (2),
 #      ROUNDS (3), SWEEP (1; 0 skips the sweep).
-set -euo pipefail
-here="$(cd "$(dirname "$0")" && pwd)"
-build="$(cd "${1:-$here/../build}" && pwd)"
+. "$(dirname "$0")/common.sh"
 work="${2:-/tmp/vggcache-compact-bench}"
-data="${VGGCACHE_CARBIKE:-$here/../../shared/datasets/carbike64}"
-py="${VGGCACHE_PYTHON:-/usr/bin/python3}"
 epochs="${EPOCHS:-5}"
-threads="${THREADS:-2}"
 rounds="${ROUNDS:-3}"
 mkdir -p "$work"
 

@@ -3,22 +3,21 @@
 #   bench/extract_bench.sh [BUILD_DIR] [IMAGES]   (defaults: build, 200)
 # On carbike64/train (first IMAGES images, both classes), 64 px, 2 threads, batch 64:
 #   1. PyTorch forward only (bench/extract_peer.py, best of NCHW / channels-last)
-#   2. our forward only (extract --bench-forward)
+#   2. our forward only (bench_forward, built by `make bench`)
 #   3. the whole command: decode, 10 RandomResizedCrop views + flip, forward, LMDB write
 # and prints the ratios the issue asks for: forward >= 0.95x, whole command >= 0.9x PyTorch's
 # forward-only img/s (views per second). Steps 1 and 2 run twice, interleaved, and the best of each
 # is kept, so load from other processes penalises both sides alike.
-set -euo pipefail
-BUILD=${1:-build}
+. "$(dirname "$0")/common.sh"
 IMAGES=${2:-200}
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-PY=${VGGCACHE_PYTHON:-/usr/bin/python3}
-DATA=${VGGCACHE_CARBIKE:-$ROOT/../shared/datasets/carbike64}/train
-EXTRACT=$ROOT/$BUILD/bin/extract
-[ -x "$EXTRACT" ] || EXTRACT=$BUILD/bin/extract
-[ -x "$EXTRACT" ] || { echo "extract not built in $BUILD" >&2; exit 1; }
+PY=$py
+DATA=$data/train
+EXTRACT=$build/bin/extract
+for b in "$EXTRACT" "$build/bin/bench_forward"; do
+  [ -x "$b" ] || { echo "$b not built (make bench builds it)" >&2; exit 1; }
+done
 [ -d "$DATA" ] || { echo "carbike64 not found at $DATA" >&2; exit 1; }
-THREADS=2
+THREADS=$threads
 BATCH=64
 SIZE=64
 
@@ -45,14 +44,13 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a / b }'; }
 torch_best=0 torch_cpu=1e9
 ours_best=0 ours_cpu=1e9
 for round in 1 2; do
-  out=$("$PY" "$ROOT/bench/extract_peer.py" "$WORK/split" --size $SIZE --batch $BATCH \
+  out=$("$PY" "$here/extract_peer.py" "$WORK/split" --size $SIZE --batch $BATCH \
           --threads $THREADS --views 512)
   echo "$out" >&2
   torch_best=$(max "$torch_best" "$(echo "$out" | rate torch-forward)")
   torch_cpu=$(min "$torch_cpu" "$(echo "$out" | sed -n 's/.*: .* \([0-9.]*\) CPU-ms\/img.*/\1/p' | sort -n | head -n 1)")
-  out=$("$EXTRACT" --data "$WORK/split" --out "$WORK/unused" --weights random:1 --eval \
-          --size $SIZE --batch $BATCH --threads $THREADS --bench-forward --bench-images 512 \
-          2>/dev/null)
+  out=$("$build/bin/bench_forward" --data "$WORK/split" --weights random:1 --eval \
+          --size $SIZE --batch $BATCH --threads $THREADS --images 512 2>/dev/null)
   echo "$out" >&2
   ours_best=$(max "$ours_best" "$(echo "$out" | rate forward-only)")
   ours_cpu=$(min "$ours_cpu" "$(echo "$out" | cpu_ms forward-only)")

@@ -11,19 +11,13 @@
 #   WORK_DIR   features are extracted there once and reused (default: /tmp/vggcache-train-bench,
 #              shared with bench/train_bench.sh)
 # Env: VGGCACHE_CARBIKE, VGGCACHE_PYTHON (default /usr/bin/python3), EPOCHS (5), THREADS (2).
-set -euo pipefail
-here="$(cd "$(dirname "$0")" && pwd)"
-build="$(cd "${1:-$here/../build}" && pwd)"
+. "$(dirname "$0")/common.sh"
 work="${2:-/tmp/vggcache-train-bench}"
-data="${VGGCACHE_CARBIKE:-$here/../../shared/datasets/carbike64}"
-py="${VGGCACHE_PYTHON:-/usr/bin/python3}"
 epochs="${EPOCHS:-5}"
-threads="${THREADS:-2}"
 grid="hidden=128,256;dropout=0.3,0.5;lr=1e-3,3e-4;weight-decay=0,1e-4"
 mkdir -p "$work"
 
-. "$here/features.sh"
-bench_features "$build" "$work" "$data"
+bench_features "$work"
 
 now() { date +%s.%N; }
 common=(--train "$work/train" --test "$work/test" --epochs "$epochs" --batch 100

@@ -6,18 +6,11 @@
 #   WORK_DIR   where features are extracted once and reused (default: /tmp/vggcache-train-bench)
 # Env: VGGCACHE_CARBIKE (dataset), VGGCACHE_PYTHON (default /usr/bin/python3), EPOCHS (default 3),
 #      THREADS (default 2).
-set -euo pipefail
-here="$(cd "$(dirname "$0")" && pwd)"
-build="$(cd "${1:-$here/../build}" && pwd)"
+. "$(dirname "$0")/common.sh"
 work="${2:-/tmp/vggcache-train-bench}"
-data="${VGGCACHE_CARBIKE:-$here/../../shared/datasets/carbike64}"
-py="${VGGCACHE_PYTHON:-/usr/bin/python3}"
 epochs="${EPOCHS:-3}"
-threads="${THREADS:-2}"
 mkdir -p "$work"
-
-. "$here/features.sh"
-bench_features "$build" "$work" "$data"
+bench_features "$work"
 
 settings=(--epochs "$epochs" --batch 100 --hidden 256 --dropout 0.5 --lr 1e-3 --threads "$threads")
 "$build/bin/train_head" --train "$work/train" --test "$work/test" --out "$work/run" \

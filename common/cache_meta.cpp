@@ -250,4 +250,11 @@ std::string CacheMeta::feature_fingerprint() const {
   return sha256_hex(s.data(), s.size()).substr(0, 16);
 }
 
+std::string CacheMeta::fingerprint() const {
+  json j = to_json();
+  for (const char* key : {"extra", "tool_version", "source_dir"}) j.erase(key);
+  std::string s = j.dump();
+  return sha256_hex(s.data(), s.size()).substr(0, 16);
+}
+
 }  // namespace vggcache

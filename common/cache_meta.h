@@ -35,22 +35,22 @@ struct SkippedEntry {
 // Settings that make two caches (or a cache and a re-run) comparable. Every field takes part in
 // the "same settings" check on resume.
 struct Preprocess {
-  int size = 64;                                   // output side in pixels
-  bool eval = false;                               // true: one Resize((size,size)) view per image
-  int crops = 10;                                  // views per image (1 when eval)
-  double scale_min = 0.5, scale_max = 1.0;         // RandomResizedCrop area scale
+  int size = 64;                            // output side in pixels
+  bool eval = false;                        // true: one Resize((size,size)) view per image
+  int crops = 10;                           // views per image (1 when eval)
+  double scale_min = 0.5, scale_max = 1.0;  // RandomResizedCrop area scale
   double ratio_min = 3.0 / 4.0, ratio_max = 4.0 / 3.0;  // RandomResizedCrop aspect range
-  bool flip = false;                               // random horizontal flip, p = 0.5
-  std::vector<double> mean{0.485, 0.456, 0.406};   // ImageNet normalisation
+  bool flip = false;                                    // random horizontal flip, p = 0.5
+  std::vector<double> mean{0.485, 0.456, 0.406};        // ImageNet normalisation
   std::vector<double> std{0.229, 0.224, 0.225};
   std::string interpolation = "bilinear-antialias";  // PIL-compatible
-  uint64_t seed = 1;                               // crop k of image i depends on (seed, i, k)
+  uint64_t seed = 1;                                 // crop k of image i depends on (seed, i, k)
 };
 
 struct WeightsIdentity {
-  std::string name;    // file name, or "random:SEED"
-  std::string sha256;  // hex SHA-256 of the file ("" for random)
-  bool random = false; // true: random He init, NOT pretrained
+  std::string name;     // file name, or "random:SEED"
+  std::string sha256;   // hex SHA-256 of the file ("" for random)
+  bool random = false;  // true: random He init, NOT pretrained
 };
 
 // The slice of the image list a shard cache holds (`extract --shard INDEX/COUNT`): images
@@ -79,12 +79,12 @@ struct CacheMeta {
   WeightsIdentity weights;
   Preprocess preprocess;
   std::vector<SkippedEntry> skipped;
-  bool complete = false;             // written last, in the final transaction
-  uint64_t records = 0;              // records committed so far
-  uint32_t next_image = 0;           // images [0, next_image) are fully committed (resume point)
-  nlohmann::json extra;              // free-form provenance (host, device, timings)
-  ShardInfo shard;                   // a shard holds images [shard.first, shard.end) only;
-                                     // `images` still lists all of them (the shared settings)
+  bool complete = false;    // written last, in the final transaction
+  uint64_t records = 0;     // records committed so far
+  uint32_t next_image = 0;  // images [0, next_image) are fully committed (resume point)
+  nlohmann::json extra;     // free-form provenance (host, device, timings)
+  ShardInfo shard;          // a shard holds images [shard.first, shard.end) only;
+                            // `images` still lists all of them (the shared settings)
 
   // The images this cache is meant to hold: [0, images.size()), or the shard's slice.
   uint32_t first_image() const { return shard.present() ? shard.first : 0; }
@@ -102,6 +102,10 @@ struct CacheMeta {
   // Fingerprint of the feature settings (weights identity, size, normalisation, interpolation,
   // codec-independent dim): what a trained head must match at predict time.
   std::string feature_fingerprint() const;
+  // Identity of the cache's content and settings (sha256 of to_json() without the extra,
+  // tool_version and source_dir fields, 16 hex digits): what a sweep records for each cache,
+  // distinct from the feature fingerprint that train and test share.
+  std::string fingerprint() const;
 };
 
 }  // namespace vggcache

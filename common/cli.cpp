@@ -26,4 +26,10 @@ int run_tool(const char* tool, const std::function<int()>& body) {
   }
 }
 
+bool report_usage_error(const char* tool, const std::string& err) {
+  if (err.empty()) return true;
+  std::fprintf(stderr, "%s: %s\nRun with --help for usage.\n", tool, err.c_str());
+  return false;
+}
+
 }  // namespace vggcache

@@ -1,8 +1,8 @@
 // CRC-32C (Castagnoli). SSE4.2 has an instruction for exactly this polynomial; records are ~100 KB
 // and every read verifies them, so the hardware path matters. The table path is the fallback.
-#include <cstring>
+#include "common/crc32c.h"
 
-#include "common/record.h"
+#include <cstring>
 
 #if defined(__x86_64__)
 #include <nmmintrin.h>

@@ -15,6 +15,12 @@
 
 namespace vggcache {
 
+void make_directories(const std::string& path) {
+  std::error_code ec;
+  std::filesystem::create_directories(path, ec);
+  if (ec) throw Error(ErrorKind::kIo, "cannot create " + path + ": " + ec.message());
+}
+
 void write_file_atomically(const std::string& path, const std::string& contents) {
   write_file_atomically(path, std::vector<std::string_view>{contents});
 }

@@ -17,6 +17,10 @@ void write_file_atomically(const std::string& path, const std::string& contents)
 // else through the page cache; the file is the same either way.
 void write_file_atomically(const std::string& path, const std::vector<std::string_view>& pieces);
 
+// Creates directory `path` and its missing parents; an existing directory is fine. Throws
+// Error(kIo) "cannot create PATH: REASON".
+void make_directories(const std::string& path);
+
 // One CSV field as RFC 4180 writes it: quoted only when it holds a comma, quote or line break,
 // with quotes doubled.
 std::string csv_field(const std::string& s);

@@ -16,12 +16,16 @@ std::string format_duration(double s) {
 }
 
 Progress::Progress(std::string label, uint64_t total, std::string unit, std::string rate_unit)
-    : label_(std::move(label)), unit_(std::move(unit)),
-      rate_unit_(rate_unit.empty() ? unit_ : std::move(rate_unit)), total_(total),
-      start_(std::chrono::steady_clock::now()), last_print_(start_), tty_(isatty(2)) {}
+    : label_(std::move(label)),
+      unit_(std::move(unit)),
+      rate_unit_(rate_unit.empty() ? unit_ : std::move(rate_unit)),
+      total_(total),
+      start_(std::chrono::steady_clock::now()),
+      last_print_(start_),
+      tty_(isatty(2)) {}
 
 double Progress::seconds() const {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  return seconds_since(start_);
 }
 
 void Progress::update(uint64_t done_items, uint64_t rate_count) {
@@ -44,11 +48,10 @@ void Progress::print(uint64_t done_items, uint64_t rate_count, bool final) {
   double rate = secs > 0 ? rate_count / secs : 0;
   double item_rate = secs > 0 ? (done_items - start_items_) / secs : 0;
   double eta = item_rate > 0 ? (total_ - done_items) / item_rate : -1;
-  std::string line = fmt::format("{}: {}/{} {} ({:.0f}%), {:.1f} {}/s, elapsed {}, ETA {}", label_,
-                                 done_items, total_, unit_,
-                                 total_ ? 100.0 * done_items / total_ : 100.0, rate,
-                                 rate_unit_, format_duration(secs),
-                                 final ? "0s" : format_duration(eta));
+  std::string line =
+      fmt::format("{}: {}/{} {} ({:.0f}%), {:.1f} {}/s, elapsed {}, ETA {}", label_, done_items,
+                  total_, unit_, total_ ? 100.0 * done_items / total_ : 100.0, rate, rate_unit_,
+                  format_duration(secs), final ? "0s" : format_duration(eta));
   if (tty_)
     std::fprintf(stderr, "\r\033[K%s%s", line.c_str(), final ? "\n" : "");
   else

@@ -27,4 +27,9 @@ class Progress {
 
 std::string format_duration(double seconds);
 
+// Seconds on the steady clock since `t0`: the one way every tool times its work.
+inline double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
 }  // namespace vggcache

@@ -6,6 +6,7 @@
 
 #include <cstring>
 
+#include "common/crc32c.h"
 #include "common/error.h"
 
 namespace vggcache {
@@ -14,13 +15,17 @@ namespace {
 constexpr uint16_t kRecordFormat = 1;
 constexpr size_t kCrcOffset = 44;
 
-void put_u32(uint8_t* p, uint32_t v) { std::memcpy(p, &v, 4); }  // x86/ARM LE: the format is LE
+void put_u32(uint8_t* p, uint32_t v) {
+  std::memcpy(p, &v, 4);
+}  // x86/ARM LE: the format is LE
 uint32_t get_u32(const uint8_t* p) {
   uint32_t v;
   std::memcpy(&v, p, 4);
   return v;
 }
-void put_u16(uint8_t* p, uint16_t v) { std::memcpy(p, &v, 2); }
+void put_u16(uint8_t* p, uint16_t v) {
+  std::memcpy(p, &v, 2);
+}
 uint16_t get_u16(const uint8_t* p) {
   uint16_t v;
   std::memcpy(&v, p, 2);
@@ -79,7 +84,8 @@ const float* decode_record(const void* buf, size_t len, bool verify, RecordHeade
   if (len < kRecordHeaderBytes) throw bad("truncated header (" + std::to_string(len) + " bytes)");
   if (get_u32(p) != kRecordMagic) throw bad("bad record magic");
   if (get_u16(p + 4) != kRecordFormat)
-    throw Error(ErrorKind::kSchema, what + ": unknown record format " + std::to_string(get_u16(p + 4)));
+    throw Error(ErrorKind::kSchema,
+                what + ": unknown record format " + std::to_string(get_u16(p + 4)));
   h->codec = static_cast<Codec>(get_u16(p + 6));
   h->image = get_u32(p + 8);
   h->crop = get_u32(p + 12);
@@ -101,8 +107,9 @@ const float* decode_record(const void* buf, size_t len, bool verify, RecordHeade
     put_u32(head + kCrcOffset, 0);
     uint32_t c = crc32c(head, kRecordHeaderBytes);
     c = crc32c(p + kRecordHeaderBytes, len - kRecordHeaderBytes, c);
-    if (c != stored) throw bad("checksum mismatch (stored " + std::to_string(stored) +
-                               ", computed " + std::to_string(c) + ")");
+    if (c != stored)
+      throw bad("checksum mismatch (stored " + std::to_string(stored) + ", computed " +
+                std::to_string(c) + ")");
   }
   return reinterpret_cast<const float*>(p + kRecordHeaderBytes);
 }

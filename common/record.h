@@ -38,7 +38,4 @@ void encode_record(const RecordHeader& h, const float* payload, void* out);
 const float* decode_record(const void* buf, size_t len, bool verify, RecordHeader* h,
                            const std::string& what);
 
-// CRC-32C (Castagnoli), hardware-accelerated when SSE4.2 is available.
-uint32_t crc32c(const void* data, size_t n, uint32_t crc = 0);
-
 }  // namespace vggcache

@@ -239,9 +239,8 @@ void write_shard_manifest(const std::string& set_dir, const std::vector<std::str
   std::vector<CacheMeta> metas;
   for (const auto& d : shard_dirs) metas.push_back(read_cache_meta(d));
   const std::vector<size_t> order = check_shards(shard_dirs, metas, /*require_complete=*/false);
+  make_directories(set_dir);
   std::error_code ec;
-  fs::create_directories(set_dir, ec);
-  if (ec) throw Error(ErrorKind::kIo, "cannot create " + set_dir + ": " + ec.message());
   const fs::path base = fs::absolute(set_dir, ec).lexically_normal();
   json list = json::array();
   for (size_t i : order) {

@@ -2,14 +2,14 @@
 #pragma once
 #include <string>
 
+#include "common/cli.h"
 #include "extract/params.h"
 
 namespace vggcache {
 
-// Parses argv into `params` and validates every range. Returns -1 when the command should run,
-// else the exit status to return at once: 0 after --help, 2 after a usage error (the message,
-// naming the offending flag, has been printed to stderr).
-int parse_extract_args(int argc, char** argv, ExtractParams* params);
+// Parses argv into `params` and validates every range. The status says whether to run or which
+// exit code to return at once (common/cli.h).
+ParseStatus parse_extract_args(int argc, char** argv, ExtractParams* params);
 
 // Checks the ranges of an already-filled params struct. Returns "" when valid, else a message
 // naming the flag ("--crops must be >= 1 (got 0)").

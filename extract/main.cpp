@@ -5,7 +5,6 @@
 
 #include "common/cli.h"
 #include "common/image_folder.h"
-#include "extract/bench_forward.h"
 #include "extract/cli.h"
 #include "extract/feature_net.h"
 #include "extract/pipeline.h"
@@ -14,7 +13,7 @@ int main(int argc, char** argv) {
   using namespace vggcache;
   return run_tool("extract", [&] {
     ExtractParams p;
-    if (int rc = parse_extract_args(argc, argv, &p); rc >= 0) return rc;
+    if (ParseStatus st = parse_extract_args(argc, argv, &p); !st.run) return st.exit_code;
 
     FolderScan scan = scan_image_folder(p.data_dir);  // fails fast on a bad --data
     WeightsIdentity weights;
@@ -27,11 +26,6 @@ int main(int argc, char** argv) {
     } else {
       spdlog::info("weights {} (sha256 {})", weights.name, weights.sha256.substr(0, 16));
     }
-    if (p.bench_forward) {
-      run_forward_bench(p, scan, *net);
-      return 0;
-    }
-
     ExtractSummary s = run_extract(p, scan, *net, weights);
     if (s.already_complete) {
       fmt::print("extract: {} is already complete: {} images ({} skipped), {} records\n", p.out_dir,

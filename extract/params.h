@@ -5,36 +5,25 @@
 #include <string>
 
 #include "common/cache_meta.h"
+#include "extract/view_params.h"
 
 namespace vggcache {
 
-struct ExtractParams {
-  std::string data_dir;    // --data DIR: one split of an ImageFolder tree (required)
-  std::string out_dir;     // --out CACHE: the LMDB cache to create or resume (required)
-  std::string weights;     // --weights FILE|random:SEED (required; random only when asked)
-  int size = 64;           // --size: output side in pixels (>= 32)
-  int crops = 10;          // --crops: RandomResizedCrop views per image (>= 1; 1 with --eval)
-  double scale_min = 0.5;  // --scale MIN,MAX: crop area fraction, 0 < MIN <= MAX <= 1
-  double scale_max = 1.0;
-  double ratio_min = 0.75;  // --ratio MIN,MAX: crop aspect range, 0 < MIN <= MAX
-  double ratio_max = 4.0 / 3.0;
-  bool flip = false;           // --flip: random horizontal flip with p = 0.5
+struct ExtractParams : ViewParams {  // --scale --ratio --flip --seed --batch --threads --device
+                                     // --quiet: extract/view_params.h
+  std::string data_dir;              // --data DIR: one split of an ImageFolder tree (required)
+  std::string out_dir;               // --out CACHE: the LMDB cache to create or resume (required)
+  std::string weights;         // --weights FILE|random:SEED (required; random only when asked)
+  int size = 64;               // --size: output side in pixels (>= 32)
+  int crops = 10;              // --crops: RandomResizedCrop views per image (>= 1; 1 with --eval)
   bool eval = false;           // --eval: one deterministic Resize((size, size)) view per image
-  uint64_t seed = 1;           // --seed: crop k of image i depends only on (seed, i, k)
-  int batch = 64;              // --batch: crops per forward pass (>= 1)
-  int threads = 0;             // --threads N: forward (intra-op) and decode threads (>= 1);
-                               //   0 = not given: the number of hardware threads
-  std::string device = "cpu";  // --device cpu|cuda
   bool strict = false;         // --strict: an undecodable image is an error instead of a skip
   bool overwrite = false;      // --overwrite: replace a cache made with different settings
   std::string codec = "auto";  // --codec auto|raw-f32|prepool-f32: how records store a view;
                                //   auto = prepool-f32 when VGG16's last map is smaller than
                                //   7×7 (size < 224), else raw-f32
-  bool quiet = false;          // --quiet: no progress lines (summary and warnings still printed)
   uint32_t shard_index = 0;    // --shard I/N (or auto): extract only the I-th of N slices of the
   uint32_t shard_count = 0;    //   image list (common/shard_set.h); 0 = no --shard, every image
-  bool bench_forward = false;  // --bench-forward (hidden): time the forward pass only, no cache
-  int bench_images = 256;      // --bench-images (hidden): images the forward benchmark runs
 
   // The Preprocess block these settings stand for (what the cache records and compares).
   Preprocess preprocess() const {

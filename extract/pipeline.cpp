@@ -307,7 +307,7 @@ ExtractSummary run_extract(const ExtractParams& p, const FolderScan& scan, Featu
   wait_for_commit();
   writer->finish();
   if (!p.quiet) progress.done(next - slice_first, sum.records_run);
-  sum.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  sum.seconds = seconds_since(t0);
   sum.cpu_seconds = process_cpu_seconds() - cpu0;
   sum.records = writer->meta().records;
   sum.skipped = writer->meta().skipped.size();

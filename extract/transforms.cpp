@@ -9,18 +9,9 @@
 #include <vector>
 
 #include "common/error.h"
+#include "common/splitmix64.h"
 
 namespace vggcache {
-namespace {
-
-uint64_t splitmix64(uint64_t z) {
-  z += 0x9E3779B97F4A7C15ull;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
-}  // namespace
 
 // torch.exp on a float32 CPU tensor runs SLEEF's expf_u10 (AVX2 + FMA), which differs from libm's
 // expf in the last bit for ~9% of inputs. The aspect ratio feeds round(), so reproduce it: the
@@ -57,11 +48,7 @@ SeededCropDraws::SeededCropDraws(uint64_t seed, uint32_t image, uint32_t crop) {
 }
 
 uint64_t SeededCropDraws::next_u64() {
-  state_ += 0x9E3779B97F4A7C15ull;
-  uint64_t z = state_;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
+  return mix64(state_ += kSplitMix64Gamma);
 }
 
 float SeededCropDraws::uniform(float lo, float hi) {

@@ -6,7 +6,7 @@
 #include <string>
 
 #include "common/cache_meta.h"
-#include "common/pth_reader.h"
+#include "weights/pth_reader.h"
 
 namespace vggcache {
 

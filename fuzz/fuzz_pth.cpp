@@ -8,7 +8,7 @@
 #include <string>
 
 #include "common/error.h"
-#include "common/pth_reader.h"
+#include "weights/pth_reader.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static int fd = memfd_create("fuzz.pth", 0);

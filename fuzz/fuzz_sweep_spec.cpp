@@ -5,7 +5,7 @@
 #include <string>
 
 #include "common/error.h"
-#include "train_head/sweep_spec.h"
+#include "train_head/sweep/spec.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;

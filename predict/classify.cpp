@@ -11,9 +11,9 @@
 #include "common/image_folder.h"
 #include "common/progress.h"
 #include "extract/pipeline.h"
-#include "train_head/evaluate.h"
-#include "train_head/feature_check.h"
-#include "train_head/feature_source.h"
+#include "head/evaluate.h"
+#include "head/feature_check.h"
+#include "head/feature_source.h"
 
 namespace vggcache {
 
@@ -27,20 +27,11 @@ int head_view_size(const HeadFile& head, const std::string& head_path) {
 
 ExtractParams view_params(const PredictParams& p, int size) {
   ExtractParams e;
+  static_cast<ViewParams&>(e) = p;  // crops, seed, batch, threads, device, quiet: shared as is
   e.weights = p.weights;
   e.size = size;
   e.eval = p.tta == 0;
   e.crops = std::max(1, p.tta);
-  e.scale_min = p.scale_min;
-  e.scale_max = p.scale_max;
-  e.ratio_min = p.ratio_min;
-  e.ratio_max = p.ratio_max;
-  e.flip = p.flip;
-  e.seed = p.seed;
-  e.batch = p.batch;
-  e.threads = p.threads;
-  e.device = p.device;
-  e.quiet = p.quiet;
   return e;  // data_dir stays "": the scan holds the paths as given
 }
 

@@ -11,7 +11,7 @@
 #include "extract/feature_net.h"
 #include "extract/params.h"
 #include "predict/params.h"
-#include "train_head/head_file.h"
+#include "head/head_file.h"
 
 namespace vggcache {
 

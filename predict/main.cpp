@@ -1,27 +1,23 @@
 // predict: classifies image files and folders with VGG16 features and a head from train_head.
 // parse → load head → load weights and refuse a mismatch → classify (predict/classify) → CSV.
 #include <fmt/core.h>
-#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <tbb/global_control.h>
 
 #include "common/cli.h"
 #include "extract/feature_net.h"
+#include "head/head_file.h"
+#include "head/linalg.h"
 #include "predict/classify.h"
 #include "predict/cli.h"
 #include "predict/inputs.h"
 #include "predict/predict_csv.h"
-#include "train_head/head_file.h"
-#include "train_head/linalg.h"
 
 int main(int argc, char** argv) {
   using namespace vggcache;
   return run_tool("predict", [&] {
     PredictParams p;
-    if (int rc = parse_predict_args(argc, argv, &p); rc >= 0) return rc;
-    // stdout may carry the CSV: every log line goes to stderr (spdlog's default is stdout). A
-    // logger made through the registry keeps the pattern run_tool set.
-    spdlog::set_default_logger(spdlog::stderr_color_mt("predict"));
+    if (ParseStatus st = parse_predict_args(argc, argv, &p); !st.run) return st.exit_code;
     // TBB runs the head (as in train_head), BLAS inside its tasks; LibTorch has its own threads.
     tbb::global_control threads(tbb::global_control::max_allowed_parallelism, p.threads);
     configure_blas_for_tbb();

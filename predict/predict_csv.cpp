@@ -8,7 +8,7 @@
 
 #include "common/error.h"
 #include "common/file_util.h"
-#include "train_head/predictions_csv.h"
+#include "head/predictions_csv.h"
 
 namespace vggcache {
 

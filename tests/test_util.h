@@ -18,8 +18,8 @@ class TempDir {
   std::string path_;
 };
 
-// Path of ../shared/datasets/carbike64 (or $VGGCACHE_CARBIKE). Returns "" when missing; tests then
-// call require_carbike() which skips locally but FAILS under CI=true (CI must not skip).
+// Path of ../shared/datasets/carbike64 (or $VGGCACHE_CARBIKE). Returns "" when missing; tests use
+// VGGCACHE_REQUIRE_CARBIKE(dir), which skips locally but FAILS under CI=true (CI must not skip).
 std::string carbike_dir();
 #define VGGCACHE_REQUIRE_CARBIKE(dir_var)                                          \
   std::string dir_var = ::vggcache::testing::carbike_dir();                        \

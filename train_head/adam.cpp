@@ -2,7 +2,7 @@
 
 #include <cmath>
 
-#include "train_head/simd.h"
+#include "head/simd.h"
 
 namespace vggcache {
 

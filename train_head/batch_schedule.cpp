@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
-#include "train_head/rng.h"
+#include "head/rng.h"
 
 namespace vggcache {
 
@@ -36,14 +36,6 @@ std::vector<Item> epoch_items(const std::vector<uint32_t>& images, int crops, bo
   }
   Rng shuffle_rng(seed, Stream::kShuffle, static_cast<uint64_t>(epoch));
   shuffle_in_place(items.data(), items.size(), shuffle_rng);
-  return items;
-}
-
-std::vector<Item> all_items(const std::vector<uint32_t>& images, int crops) {
-  std::vector<Item> items;
-  items.reserve(images.size() * static_cast<size_t>(crops));
-  for (uint32_t img : images)
-    for (int c = 0; c < crops; ++c) items.push_back({img, static_cast<uint32_t>(c)});
   return items;
 }
 

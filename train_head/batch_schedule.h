@@ -6,12 +6,9 @@
 #include <cstdint>
 #include <vector>
 
-namespace vggcache {
+#include "head/items.h"  // Item, all_items
 
-struct Item {
-  uint32_t image = 0;  // index into CacheMeta::images
-  uint32_t crop = 0;
-};
+namespace vggcache {
 
 struct ImageSplit {
   std::vector<uint32_t> train;  // sorted
@@ -26,8 +23,5 @@ ImageSplit split_images(const std::vector<uint32_t>& images, double fraction, ui
 // all_crops; then shuffled from (seed, epoch).
 std::vector<Item> epoch_items(const std::vector<uint32_t>& images, int crops, bool all_crops,
                               uint64_t seed, int epoch);
-
-// All crops of the images, in (image, crop) order (evaluation: averaged per image).
-std::vector<Item> all_items(const std::vector<uint32_t>& images, int crops);
 
 }  // namespace vggcache

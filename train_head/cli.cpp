@@ -56,7 +56,7 @@ std::string apply_sweep_args(const CLI::App& app, const std::string& shard, Trai
 
 }  // namespace
 
-int parse_train_args(int argc, char** argv, TrainParams* params, SweepParams* sweep) {
+ParseStatus parse_train_args(int argc, char** argv, TrainParams* params, SweepParams* sweep) {
   TrainParams& p = *params;
   CLI::App app{"train_head: train the classifier head on cached VGG16 features (CPU)"};
   // A repeated flag takes its last value, as most tools do (scripts append overrides).
@@ -105,18 +105,15 @@ int parse_train_args(int argc, char** argv, TrainParams* params, SweepParams* sw
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     int rc = app.exit(e);  // prints help (rc 0) or the parse error naming the flag
-    return rc == 0 ? 0 : 2;
+    return ParseStatus::exit(rc == 0 ? 0 : 2);
   }
   p.verify = !no_verify;
   if (app.count("--threads") == 0)
     p.threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   std::string err = validate_train_params(p);
   if (err.empty() && sweep) err = apply_sweep_args(app, shard, &p, sweep);
-  if (!err.empty()) {
-    fmt::print(stderr, "train_head: {}\nRun with --help for usage.\n", err);
-    return 2;
-  }
-  return -1;
+  if (!report_usage_error("train_head", err)) return ParseStatus::exit(2);
+  return ParseStatus::proceed();
 }
 
 }  // namespace vggcache

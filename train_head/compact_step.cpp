@@ -8,7 +8,7 @@
 #include <algorithm>
 
 #include "common/error.h"
-#include "train_head/linalg.h"
+#include "head/linalg.h"
 
 namespace vggcache {
 

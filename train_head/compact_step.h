@@ -1,4 +1,4 @@
-// Training step on compact vectors (train_head/compact_layout.h): the first layer without the
+// Training step on compact vectors (head/compact_layout.h): the first layer without the
 // 25088-d vectors, same results as the full-width HeadOptimizer up to float rounding.
 //
 // Forward: W·x = (W·E)·m = (W·E·A)·z, so the GEMMs use Wc = W·E (hidden × C·K) against the window
@@ -26,8 +26,8 @@
 #include <string>
 #include <vector>
 
-#include "train_head/compact_layout.h"
-#include "train_head/feature_source.h"
+#include "head/compact_layout.h"
+#include "head/feature_source.h"
 #include "train_head/train_step.h"
 
 namespace vggcache {

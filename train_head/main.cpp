@@ -1,28 +1,27 @@
 // train_head: the classifier head trained on CPU (Eigen + OpenBLAS + TBB) from feature caches.
-// parse → validate → load → loop → report; the logic lives in train_core (train_head/*.cpp).
+// parse → validate → load → loop → report; the logic lives in train_core (train_head/), over
+// head_core (head/) and report_core (report/).
 #include <fmt/core.h>
 #include <malloc.h>
 #include <spdlog/spdlog.h>
 #include <tbb/global_control.h>
 
 #include <algorithm>
-#include <filesystem>
 #include <limits>
 
 #include "common/cli.h"
 #include "common/error.h"
+#include "common/file_util.h"
+#include "head/linalg.h"
+#include "head/predictions_csv.h"
+#include "report/run.h"
 #include "train_head/batch_schedule.h"
+#include "train_head/cache_checks.h"
 #include "train_head/cli.h"
 #include "train_head/compact_step.h"
-#include "train_head/feature_check.h"
-#include "train_head/head_file.h"
-#include "train_head/linalg.h"
-#include "train_head/predictions_csv.h"
-#include "train_head/report_run.h"
 #include "train_head/run_outputs.h"
-#include "train_head/sweep_collect.h"
-#include "train_head/sweep_config_outputs.h"
-#include "train_head/sweep_runner.h"
+#include "train_head/sweep/collect.h"
+#include "train_head/sweep/runner.h"
 #include "train_head/trainer.h"
 
 int main(int argc, char** argv) {
@@ -37,27 +36,18 @@ int main(int argc, char** argv) {
     if (is_collect_command(argc, argv)) return collect_command(argc, argv);
     TrainParams p;
     SweepParams sweep;
-    if (int rc = parse_train_args(argc, argv, &p, &sweep); rc >= 0) return rc;
+    if (ParseStatus st = parse_train_args(argc, argv, &p, &sweep); !st.run) return st.exit_code;
     // Thread counts are set explicitly: TBB runs all parallel work; BLAS runs inside its tasks.
     tbb::global_control threads(tbb::global_control::max_allowed_parallelism, p.threads);
     configure_blas_for_tbb();
-    if (sweep.enabled) return run_sweep(p, sweep);  // train_head/sweep_runner.h
+    if (sweep.enabled) return run_sweep(p, sweep);  // train_head/sweep/runner.h
 
     // Two prepool-f32 caches: train on compact vectors (same results, far fewer columns).
     const VectorForm form =
         training_vectors(p.train_cache, p.test_cache, p.full_width, p.standardize);
     CacheSource train(p.train_cache, p.verify, form), test(p.test_cache, p.verify, form);
-    check_caches_pair(train.meta(), p.train_cache, test.meta(), p.test_cache);
-    if (train.meta().classes.size() < 2)
-      throw Error(ErrorKind::kInvalidArgument,
-                  fmt::format("cache {} has {} class(es); the head needs at least 2", p.train_cache,
-                              train.meta().classes.size()));
-    if (train.meta().weights.random)
-      spdlog::warn("features come from RANDOM weights ({}): not pretrained",
-                   train.meta().weights.name);
-    std::error_code ec;
-    std::filesystem::create_directories(p.out_dir, ec);
-    if (ec) throw Error(ErrorKind::kIo, "cannot create " + p.out_dir + ": " + ec.message());
+    check_training_caches(train.meta(), p.train_cache, test.meta(), p.test_cache);
+    make_directories(p.out_dir);
 
     ImageSplit split = split_images(train.images(), p.val_fraction, p.seed);
     Standardizer standardizer;
@@ -90,17 +80,9 @@ int main(int argc, char** argv) {
       std::fflush(stdout);
     });
 
-    save_head(p.out_dir + "/head.bin",
-              make_head_file(p, train.meta(), full_width_standardizer(standardizer, train), out,
-                             std::move(out.selected_weights)));
-    RunInfo info{p,
-                 &train.meta(),
-                 &test.meta(),
-                 static_cast<int>(split.train.size()),
-                 static_cast<int>(split.val.size()),
-                 static_cast<int>(test.images().size()),
-                 peak_rss_anon};
-    write_json_file(p.out_dir + "/summary.json", summary_json(info, out));
+    write_run_outputs(p.out_dir, p, train.meta(), test.meta(), split,
+                      static_cast<int>(test.images().size()),
+                      full_width_standardizer(standardizer, train), out, peak_rss_anon);
     write_predictions_csv(
         p.out_dir + "/predictions.csv",
         {test.meta().classes, prediction_rows(test.meta(), test.images(), out.selected_test)});

@@ -28,7 +28,7 @@ struct TrainParams {
                               //   are prepool-f32 (default there: the compact first layer)
 };
 
-// The flags of a sweep (`train_head --sweep SPEC`, train_head/sweep_*.h); the TrainParams around
+// The flags of a sweep (`train_head --sweep SPEC`, train_head/sweep/*.h); the TrainParams around
 // them give every unswept setting and --threads, the total thread budget.
 struct SweepParams {
   bool enabled = false;  // --sweep given

@@ -9,9 +9,8 @@
 
 #include "common/error.h"
 #include "common/file_util.h"
-#include "common/sha256.h"
-#include "train_head/feature_check.h"
-#include "train_head/linalg.h"
+#include "head/feature_check.h"
+#include "head/linalg.h"
 
 namespace vggcache {
 
@@ -85,13 +84,6 @@ ProcessMemory process_memory() {
   return m;
 }
 
-std::string cache_fingerprint(const CacheMeta& m) {
-  json j = m.to_json();
-  for (const char* key : {"extra", "tool_version", "source_dir"}) j.erase(key);
-  std::string s = j.dump();
-  return sha256_hex(s.data(), s.size()).substr(0, 16);
-}
-
 namespace {
 
 json eval_json(const EvalResult& r, const std::vector<std::string>& classes) {
@@ -109,7 +101,7 @@ json eval_json(const EvalResult& r, const std::vector<std::string>& classes) {
 
 json cache_json(const CacheMeta& m, const std::string& dir, int images) {
   return {{"dir", dir},
-          {"fingerprint", cache_fingerprint(m)},
+          {"fingerprint", m.fingerprint()},
           {"feature_fingerprint", m.feature_fingerprint()},
           {"features", feature_settings(m)},
           {"images", images},
@@ -161,6 +153,39 @@ json summary_json(const RunInfo& info, const TrainOutcome& out) {
 
 void write_json_file(const std::string& path, const json& j) {
   write_file_atomically(path, j.dump(2) + "\n");
+}
+
+HeadFile make_head_file(const TrainParams& p, const CacheMeta& train_meta,
+                        const Standardizer& standardizer, const TrainOutcome& out,
+                        HeadWeights weights) {
+  return HeadFile{std::move(weights),
+                  train_meta.classes,
+                  standardizer,
+                  p.dropout,
+                  feature_settings(train_meta),
+                  {{"selected_epoch", out.selected_epoch},
+                   {"selection", out.selection},
+                   {"train_cache", p.train_cache},
+                   {"epochs", p.epochs},
+                   {"lr", p.lr},
+                   {"batch", p.batch},
+                   {"seed", p.seed}}};
+}
+
+void write_run_outputs(const std::string& run_dir, const TrainParams& p,
+                       const CacheMeta& train_meta, const CacheMeta& test_meta,
+                       const ImageSplit& split, int test_images, const Standardizer& standardizer,
+                       TrainOutcome& out, uint64_t peak_rss_anon) {
+  save_head(run_dir + "/head.bin",
+            make_head_file(p, train_meta, standardizer, out, std::move(out.selected_weights)));
+  RunInfo info{p,
+               &train_meta,
+               &test_meta,
+               static_cast<int>(split.train.size()),
+               static_cast<int>(split.val.size()),
+               test_images,
+               peak_rss_anon};
+  write_json_file(run_dir + "/summary.json", summary_json(info, out));
 }
 
 }  // namespace vggcache

@@ -1,11 +1,19 @@
 // What a run leaves behind and prints: RUN_DIR/metrics.jsonl (one object per epoch, appended as
-// epochs finish), RUN_DIR/summary.json, a progress line per epoch and a final table.
+// epochs finish), RUN_DIR/head.bin and RUN_DIR/summary.json (write_run_outputs(), the one writer
+// for a single run and every configuration of a sweep, so their files are equal byte for byte), a
+// progress line per epoch and a final table. A single run adds predictions.csv and report.html.
+//
+// Thread-safety: the functions share no state; a MetricsLog is used from one thread at a time.
+// Failure: writers throw Error(kIo) naming the file.
 #pragma once
 #include <cstdio>
 #include <nlohmann/json.hpp>
 #include <string>
 
 #include "common/cache_meta.h"
+#include "head/feature_source.h"  // Standardizer
+#include "head/head_file.h"
+#include "train_head/batch_schedule.h"
 #include "train_head/params.h"
 #include "train_head/trainer.h"
 
@@ -26,10 +34,6 @@ class MetricsLog {
 nlohmann::json epoch_json(const EpochMetrics& m);
 std::string progress_line(const EpochMetrics& m, int epochs);
 std::string final_table(const TrainOutcome& out, const std::vector<std::string>& classes);
-
-// Identity of a cache's content and settings (sha256 of its metadata without progress/provenance
-// fields, 16 hex digits), distinct from the feature fingerprint that train and test share.
-std::string cache_fingerprint(const CacheMeta& m);
 
 struct RunInfo {
   TrainParams params;
@@ -52,5 +56,19 @@ nlohmann::json summary_json(const RunInfo& info, const TrainOutcome& out);
 
 // Writes `j` to path atomically (temporary + rename). Throws Error(kIo).
 void write_json_file(const std::string& path, const nlohmann::json& j);
+
+// The head file of a finished run: `weights` (out.selected_weights, moved in by the callers: a
+// full-width head is 25 MB at hidden 256), with the settings that made them. `standardizer` is
+// over the full-width vectors (full_width_standardizer()), as head.bin keeps it.
+HeadFile make_head_file(const TrainParams& p, const CacheMeta& train_meta,
+                        const Standardizer& standardizer, const TrainOutcome& out,
+                        HeadWeights weights);
+
+// Writes RUN_DIR/head.bin, then RUN_DIR/summary.json, of a finished run (`standardizer` as for
+// make_head_file). Moves out.selected_weights into head.bin's writing: they are empty afterwards.
+void write_run_outputs(const std::string& run_dir, const TrainParams& p,
+                       const CacheMeta& train_meta, const CacheMeta& test_meta,
+                       const ImageSplit& split, int test_images, const Standardizer& standardizer,
+                       TrainOutcome& out, uint64_t peak_rss_anon);
 
 }  // namespace vggcache

@@ -8,9 +8,9 @@
 #include <algorithm>
 
 #include "common/error.h"
-#include "train_head/linalg.h"
-#include "train_head/loss.h"
-#include "train_head/rng.h"
+#include "head/linalg.h"
+#include "head/loss.h"
+#include "head/rng.h"
 
 namespace vggcache {
 

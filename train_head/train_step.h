@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "train_head/adam.h"
-#include "train_head/head_model.h"
+#include "head/head_model.h"
 
 namespace vggcache {
 

@@ -8,6 +8,7 @@
 #include <memory>
 
 #include "common/error.h"
+#include "common/progress.h"  // seconds_since
 #include "train_head/batch_schedule.h"
 #include "train_head/compact_step.h"
 #include "train_head/train_step.h"
@@ -15,10 +16,6 @@
 namespace vggcache {
 
 namespace {
-
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
 
 // One gathered batch: vectors (n × dim) and labels (n).
 struct BatchBuffer {

@@ -7,9 +7,9 @@
 #include <string>
 #include <vector>
 
-#include "train_head/evaluate.h"
-#include "train_head/feature_source.h"
-#include "train_head/head_model.h"
+#include "head/evaluate.h"
+#include "head/feature_source.h"
+#include "head/head_model.h"
 #include "train_head/params.h"
 
 namespace vggcache {

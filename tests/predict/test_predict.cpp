@@ -16,10 +16,10 @@
 #include "predict/inputs.h"
 #include "predict/predict_csv.h"
 #include "test_util.h"
-#include "train_head/evaluate.h"
-#include "train_head/feature_source.h"
-#include "train_head/head_file.h"
-#include "train_head/predictions_csv.h"
+#include "head/evaluate.h"
+#include "head/feature_source.h"
+#include "head/head_file.h"
+#include "head/predictions_csv.h"
 
 namespace fs = std::filesystem;
 

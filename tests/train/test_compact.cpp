@@ -18,12 +18,12 @@
 #include "common/prepool.h"
 #include "train_fixtures.h"
 #include "train_head/batch_schedule.h"
-#include "train_head/compact_layout.h"
+#include "head/compact_layout.h"
 #include "train_head/compact_step.h"
-#include "train_head/feature_source.h"
-#include "train_head/head_file.h"
-#include "train_head/head_model.h"
-#include "train_head/linalg.h"
+#include "head/feature_source.h"
+#include "head/head_file.h"
+#include "head/head_model.h"
+#include "head/linalg.h"
 #include "train_head/trainer.h"
 
 namespace vggcache {

@@ -8,7 +8,7 @@
 
 #include "common/error.h"
 #include "train_fixtures.h"
-#include "train_head/predictions_csv.h"
+#include "head/predictions_csv.h"
 
 namespace vggcache {
 namespace {

@@ -13,11 +13,11 @@
 
 #include "common/sha256.h"
 #include "report_fixtures.h"
-#include "train_head/predictions_csv.h"
-#include "train_head/report_figures.h"
-#include "train_head/report_html.h"
-#include "train_head/report_roc.h"
-#include "train_head/report_run.h"
+#include "head/predictions_csv.h"
+#include "report/figures.h"
+#include "report/html.h"
+#include "report/roc.h"
+#include "report/run.h"
 
 namespace vggcache {
 namespace {

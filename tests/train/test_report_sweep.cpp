@@ -1,4 +1,4 @@
-// SWEEP_DIR/report.html from a hand-written results.json (the format of sweep_results.h): the
+// SWEEP_DIR/report.html from a hand-written results.json (the format of train_head/sweep/results.h): the
 // swept settings are found, every configuration is in the table with the best marked, booleans
 // plot as categories, an unfinished sweep says so, and malformed files are refused.
 #include <gtest/gtest.h>
@@ -9,7 +9,7 @@
 
 #include "common/error.h"
 #include "test_util.h"
-#include "train_head/report_sweep.h"
+#include "report/sweep.h"
 
 namespace vggcache {
 namespace {

@@ -8,9 +8,9 @@
 #include <set>
 
 #include "common/error.h"
-#include "train_head/sweep_plan.h"
-#include "train_head/sweep_results.h"
-#include "train_head/sweep_spec.h"
+#include "train_head/sweep/plan.h"
+#include "train_head/sweep/results.h"
+#include "train_head/sweep/spec.h"
 
 namespace vggcache {
 namespace {
@@ -257,7 +257,7 @@ TEST(SweepPlan, ShardsAreDisjointAndCoverTheSweep) {
     std::vector<int> owner(n, -1);
     size_t smallest = n, largest = 0;
     for (int i = 0; i < count; ++i) {
-      std::vector<size_t> slice = shard_slice(plan.configs, i, count);
+      std::vector<size_t> slice = shard_configs(plan.configs, i, count);
       smallest = std::min(smallest, slice.size());
       largest = std::max(largest, slice.size());
       for (size_t c : slice) {
@@ -271,11 +271,11 @@ TEST(SweepPlan, ShardsAreDisjointAndCoverTheSweep) {
   // Shards keep schedule groups whole where the counts allow: 6 groups of 6 over 3 shards.
   for (int i = 0; i < 3; ++i) {
     std::set<std::string> keys;
-    for (size_t c : shard_slice(plan.configs, i, 3))
+    for (size_t c : shard_configs(plan.configs, i, 3))
       keys.insert(schedule_key(plan.configs[c].params));
     EXPECT_EQ(keys.size(), 2u);  // 12 configurations: 2 whole groups of 6
   }
-  EXPECT_THROW(shard_slice(plan.configs, 3, 3), Error);
+  EXPECT_THROW(shard_configs(plan.configs, 3, 3), Error);
 }
 
 TEST(SweepPlan, UnitsShareOneScheduleAndWavesRespectParallel) {

@@ -11,7 +11,7 @@
 #include "common/cache.h"
 #include "common/error.h"
 #include "train_fixtures.h"
-#include "train_head/head_file.h"
+#include "head/head_file.h"
 
 // ThreadSanitizer build (GCC defines __SANITIZE_THREAD__, Clang has the feature test).
 #if defined(__SANITIZE_THREAD__)

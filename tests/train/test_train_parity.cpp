@@ -14,8 +14,8 @@
 #include <nlohmann/json.hpp>
 
 #include "train_fixtures.h"
-#include "train_head/head_model.h"
-#include "train_head/linalg.h"
+#include "head/head_model.h"
+#include "head/linalg.h"
 #include "train_head/train_step.h"
 
 namespace vggcache {

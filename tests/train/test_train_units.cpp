@@ -11,12 +11,12 @@
 #include "train_fixtures.h"
 #include "train_head/adam.h"
 #include "train_head/batch_schedule.h"
-#include "train_head/evaluate.h"
-#include "train_head/feature_check.h"
-#include "train_head/head_file.h"
-#include "train_head/head_model.h"
-#include "train_head/loss.h"
-#include "train_head/rng.h"
+#include "head/evaluate.h"
+#include "head/feature_check.h"
+#include "head/head_file.h"
+#include "head/head_model.h"
+#include "head/loss.h"
+#include "head/rng.h"
 #include "train_head/trainer.h"
 
 namespace vggcache {

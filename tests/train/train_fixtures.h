@@ -8,7 +8,7 @@
 
 #include "common/cache.h"
 #include "test_util.h"
-#include "train_head/rng.h"
+#include "head/rng.h"
 
 namespace vggcache::testing {
 

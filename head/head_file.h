@@ -1,0 +1,54 @@
+// head.bin: a trained head with everything needed to use it safely later.
+//
+// Format, version 1 (all integers little-endian):
+//   offset 0   8 bytes   magic "VGGHEAD\0"
+//   offset 8   u32       format version (1); readers refuse versions they do not know
+//   offset 12  u32       N = length of the JSON header in bytes
+//   offset 16  N bytes   JSON header (UTF-8), then zero padding to a multiple of 16
+//   then       tensors   float32, row-major, in the order and at the offsets listed in
+//                        header["tensors"] (offsets relative to the start of this section)
+//   last       u32       CRC-32C of every byte before it
+// JSON header keys:
+//   format: "vggcache-head", version: 1
+//   architecture: {dim, hidden, classes, outputs, activation: "relu", dropout,
+//                  output: "sigmoid" | "softmax"}
+//   classes: [names in label order]
+//   standardize: bool (tensors "mean" and "std", dim each, when true: x' = (x − mean) / std)
+//   features: feature_settings() of the training cache (weights identity, size, normalisation,
+//             interpolation, dim, fingerprint): what a cache must match to be fed to this head
+//   training: the settings and the selected epoch (informational)
+//   tensors: [{name, shape, offset, floats}] for w1 (hidden × dim), b1, w2 (outputs × hidden),
+//            b2, then mean, std
+#pragma once
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "common/cache_meta.h"
+#include "head/feature_source.h"
+#include "head/head_model.h"
+
+namespace vggcache {
+
+inline constexpr uint32_t kHeadFormatVersion = 1;
+
+struct HeadFile {
+  HeadWeights weights;
+  std::vector<std::string> classes;
+  Standardizer standardizer;  // empty when not standardised
+  double dropout = 0.0;
+  nlohmann::json features;  // feature_settings() of the training cache
+  nlohmann::json training;  // informational
+};
+
+// Writes atomically (temporary file + rename). Throws Error(kIo) naming the file.
+void save_head(const std::string& path, const HeadFile& head);
+
+// Throws Error(kIo) when unreadable, kCorrupt (bad magic, CRC, sizes), kSchema (newer version).
+HeadFile load_head(const std::string& path);
+
+// Refuses a cache whose features the head was not trained on: Error(kMismatch) naming the setting.
+void check_head_matches_cache(const HeadFile& head, const std::string& head_path,
+                              const CacheMeta& cache, const std::string& cache_dir);
+
+}  // namespace vggcache

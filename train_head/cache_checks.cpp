@@ -1,0 +1,22 @@
+#include "train_head/cache_checks.h"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "common/error.h"
+#include "head/feature_check.h"
+
+namespace vggcache {
+
+void check_training_caches(const CacheMeta& train, const std::string& train_dir,
+                           const CacheMeta& test, const std::string& test_dir) {
+  check_caches_pair(train, train_dir, test, test_dir);
+  if (train.classes.size() < 2)
+    throw Error(ErrorKind::kInvalidArgument,
+                fmt::format("cache {} has {} class(es); the head needs at least 2", train_dir,
+                            train.classes.size()));
+  if (train.weights.random)
+    spdlog::warn("features come from RANDOM weights ({}): not pretrained", train.weights.name);
+}
+
+}  // namespace vggcache

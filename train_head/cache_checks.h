@@ -1,0 +1,16 @@
+// What every training run checks of its two caches before it trains: a single run and each
+// sweep call this once, so both refuse and warn alike.
+#pragma once
+#include <string>
+
+#include "common/cache_meta.h"
+
+namespace vggcache {
+
+// check_caches_pair() (head/feature_check.h: Error(kMismatch) naming both caches), then
+// Error(kInvalidArgument) when the training cache has fewer than two classes; warns (spdlog) when
+// the features come from random weights. Reads only its arguments; thread-safe.
+void check_training_caches(const CacheMeta& train, const std::string& train_dir,
+                           const CacheMeta& test, const std::string& test_dir);
+
+}  // namespace vggcache

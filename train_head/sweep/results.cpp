@@ -1,0 +1,189 @@
+#include "train_head/sweep/results.h"
+
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+
+#include "common/error.h"
+#include "common/file_util.h"
+#include "train_head/sweep/spec.h"
+
+namespace vggcache {
+
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+namespace {
+
+json read_json(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw Error(ErrorKind::kIo, "cannot read " + path);
+  json j = json::parse(in, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) throw Error(ErrorKind::kCorrupt, path + " is not valid JSON");
+  return j;
+}
+
+SweepRow read_row(const std::string& dir, const json& config) {
+  SweepRow r;
+  r.index = config.at("index").get<size_t>();
+  r.id = config.at("id").get<std::string>();
+  r.settings = config.at("settings");
+  r.dir = dir;
+  const std::string summary_path = dir + "/summary.json";
+  try {
+    const json s = read_json(summary_path);
+    const json done = read_json(dir + "/" + kSweepDoneFile);
+    const json& best = s.at("best");
+    r.val_accuracy = best.at("val_accuracy").get<double>();
+    r.val_loss = best.at("val_loss").get<double>();
+    r.best_epoch = s.at("selected_epoch").get<int>();
+    r.test_accuracy = best.at("test_accuracy").get<double>();
+    r.test_loss = best.at("test_loss").get<double>();
+    r.final_test_accuracy = s.at("final").at("test_accuracy").get<double>();
+    r.seconds = done.at("seconds").get<double>();
+  } catch (const json::exception& e) {
+    throw Error(ErrorKind::kCorrupt, fmt::format("{}: unexpected content ({})", dir, e.what()));
+  }
+  return r;
+}
+
+std::string setting_text(const json& v) {
+  if (v.is_boolean()) return v.get<bool>() ? "true" : "false";
+  if (v.is_number_float()) return format_number(v.get<double>());
+  return v.dump();
+}
+
+// Keys of config_settings_json, in its canonical order.
+const char* const kSettingKeys[] = {"lr",     "weight_decay", "dropout",   "hidden", "batch",
+                                    "epochs", "standardize",  "all_crops", "seed"};
+
+json row_json(const SweepRow& r, size_t rank) {
+  return {{"rank", rank},
+          {"id", r.id},
+          {"index", r.index},
+          {"settings", r.settings},
+          {"val_accuracy", r.val_accuracy},
+          {"val_loss", r.val_loss},
+          {"best_epoch", r.best_epoch},
+          {"test_accuracy", r.test_accuracy},
+          {"test_loss", r.test_loss},
+          {"final_test_accuracy", r.final_test_accuracy},
+          {"seconds", r.seconds},
+          {"dir", r.dir}};
+}
+
+std::string shell_word(const std::string& s) {
+  if (!s.empty() && s.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                        "0123456789-_./=:+,") == std::string::npos)
+    return s;
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
+}  // namespace
+
+std::vector<SweepRow> finished_rows(const json& sweep, const std::vector<std::string>& dirs) {
+  std::vector<SweepRow> rows;
+  for (const json& c : sweep.at("configurations")) {
+    const std::string id = c.at("id").get<std::string>();
+    for (const std::string& d : dirs) {
+      const std::string dir = d + "/" + id;
+      std::error_code ec;
+      if (fs::exists(dir + "/" + kSweepDoneFile, ec)) {
+        rows.push_back(read_row(dir, c));
+        break;
+      }
+    }
+  }
+  return rows;
+}
+
+void rank_rows(std::vector<SweepRow>* rows) {
+  std::sort(rows->begin(), rows->end(), [](const SweepRow& a, const SweepRow& b) {
+    if (a.val_accuracy != b.val_accuracy) return a.val_accuracy > b.val_accuracy;
+    if (a.val_loss != b.val_loss) return a.val_loss < b.val_loss;
+    return a.index < b.index;
+  });
+}
+
+std::string single_run_command(const json& sweep, const SweepRow& r) {
+  const json& s = r.settings;
+  std::string cmd = fmt::format(
+      "train_head --train {} --test {} --out RUN_DIR --epochs {} --batch {} --lr {} --hidden {} "
+      "--dropout {} --weight-decay {} --seed {} --val-fraction {}",
+      shell_word(sweep.value("train_cache", "TRAIN")),
+      shell_word(sweep.value("test_cache", "TEST")), setting_text(s.at("epochs")),
+      setting_text(s.at("batch")), setting_text(s.at("lr")), setting_text(s.at("hidden")),
+      setting_text(s.at("dropout")), setting_text(s.at("weight_decay")), setting_text(s.at("seed")),
+      setting_text(sweep.at("identity").at("val_fraction")));
+  if (s.at("standardize").get<bool>()) cmd += " --standardize";
+  if (s.at("all_crops").get<bool>()) cmd += " --all-crops";
+  return cmd;
+}
+
+void write_sweep_results(const std::string& dir, const json& sweep,
+                         const std::vector<SweepRow>& ranked) {
+  const size_t total = sweep.at("configurations").size();
+  std::string csv = "rank,id";
+  for (const char* k : kSettingKeys) csv += std::string(",") + k;
+  csv +=
+      ",val_accuracy,val_loss,best_epoch,test_accuracy,test_loss,final_test_accuracy,seconds,"
+      "dir\n";
+  json rows = json::array();
+  for (size_t i = 0; i < ranked.size(); ++i) {
+    const SweepRow& r = ranked[i];
+    csv += fmt::format("{},{}", i + 1, r.id);
+    for (const char* k : kSettingKeys) csv += "," + setting_text(r.settings.at(k));
+    csv += fmt::format(",{},{},{},{},{},{},{:.3f},{}\n", format_number(r.val_accuracy),
+                       format_number(r.val_loss), r.best_epoch, format_number(r.test_accuracy),
+                       format_number(r.test_loss), format_number(r.final_test_accuracy), r.seconds,
+                       csv_field(r.dir));
+    rows.push_back(row_json(r, i + 1));
+  }
+  write_file_atomically(dir + "/results.csv", csv);
+  const json head = {{"sweep", sweep.at("identity_hash")},
+                     {"configurations", total},
+                     {"finished", ranked.size()},
+                     {"complete", ranked.size() == total},
+                     {"selection", "val_accuracy, then val_loss (the test set is never used)"}};
+  json results = head;
+  results["rows"] = rows;
+  write_file_atomically(dir + "/results.json", results.dump(2) + "\n");
+  json best = head;
+  if (!ranked.empty()) {
+    best["best"] = row_json(ranked.front(), 1);
+    best["head"] = ranked.front().dir + "/head.bin";
+    best["command"] = single_run_command(sweep, ranked.front());
+  } else {
+    best["best"] = nullptr;
+  }
+  write_file_atomically(dir + "/best.json", best.dump(2) + "\n");
+}
+
+std::string top_table(const json& sweep, const std::vector<SweepRow>& ranked, size_t k) {
+  std::vector<std::string> keys;  // swept keys, as config_settings_json spells them
+  for (auto it = sweep.at("identity").at("spec").begin();
+       it != sweep.at("identity").at("spec").end(); ++it) {
+    std::string key = it.key();
+    std::replace(key.begin(), key.end(), '-', '_');
+    keys.push_back(key);
+  }
+  std::string s = fmt::format("{:>4} {:<12}", "rank", "id");
+  for (const std::string& key : keys) s += fmt::format(" {:>12}", key);
+  s += fmt::format(" {:>8} {:>5} {:>9} {:>8}\n", "val_acc", "epoch", "test_acc", "seconds");
+  for (size_t i = 0; i < ranked.size() && i < k; ++i) {
+    const SweepRow& r = ranked[i];
+    s += fmt::format("{:>4} {:<12}", i + 1, r.id);
+    for (const std::string& key : keys)
+      s += fmt::format(" {:>12}", setting_text(r.settings.at(key)));
+    s += fmt::format(" {:>7.2f}% {:>5} {:>8.2f}% {:>8.1f}\n", 100 * r.val_accuracy, r.best_epoch,
+                     100 * r.test_accuracy, r.seconds);
+  }
+  return s;
+}
+
+}  // namespace vggcache

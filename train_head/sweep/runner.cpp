@@ -1,0 +1,336 @@
+#include "train_head/sweep/runner.h"
+
+#include <fmt/core.h>
+#include <spdlog/spdlog.h>
+#include <tbb/parallel_for.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <set>
+
+#include "common/error.h"
+#include "common/file_util.h"
+#include "common/progress.h"  // seconds_since
+#include "head/feature_check.h"
+#include "head/feature_source.h"
+#include "head/linalg.h"
+#include "report/sweep.h"
+#include "train_head/batch_schedule.h"
+#include "train_head/cache_checks.h"
+#include "train_head/compact_step.h"
+#include "train_head/run_outputs.h"
+#include "train_head/sweep/plan.h"
+#include "train_head/sweep/progress.h"
+#include "train_head/sweep/results.h"
+#include "train_head/sweep/sources.h"
+#include "train_head/sweep/spec.h"
+#include "train_head/trainer.h"
+
+namespace vggcache {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+// MemAvailable from /proc/meminfo; 8 GiB where it cannot be read.
+uint64_t memory_available() {
+  std::ifstream in("/proc/meminfo");
+  for (std::string line; std::getline(in, line);) {
+    unsigned long long kb = 0;
+    if (std::sscanf(line.c_str(), "MemAvailable: %llu kB", &kb) == 1) return kb * 1024;
+  }
+  return 8ull << 30;
+}
+
+void remove_dir(const std::string& path) {
+  std::error_code ec;
+  fs::remove_all(path, ec);
+  if (ec) throw Error(ErrorKind::kIo, "cannot remove " + path + ": " + ec.message());
+}
+
+bool is_done(const std::string& config_dir) {
+  std::error_code ec;
+  return fs::exists(config_dir + "/" + kSweepDoneFile, ec);
+}
+
+// What configurations with one seed share: the val split and (when asked) the standardizer.
+struct SeedData {
+  ImageSplit split;
+  Standardizer standardizer;       // computed when a configuration standardizes
+  Standardizer head_standardizer;  // the same over the full-width vectors, for head.bin
+};
+
+// The two caches read in one vector form, and what units on that form share: locked readers
+// (units gather concurrently) and resident test and validation vectors. A configuration trains
+// on the vectors its single run would (training_vectors(): the map unstandardised, the window
+// means standardised), so its results are that run's, byte for byte.
+struct FormSources {
+  FormSources(const TrainParams& base, VectorForm form)
+      : train(base.train_cache, base.verify, form),
+        test(base.test_cache, base.verify, form),
+        locked_train(train),
+        locked_test(test) {}
+  FeatureSource* test_source() {
+    return test_resident ? static_cast<FeatureSource*>(test_resident.get()) : &locked_test;
+  }
+  FeatureSource* val_source(uint64_t seed) {
+    auto it = val.find(seed);
+    return it != val.end() ? static_cast<FeatureSource*>(it->second.get()) : &locked_train;
+  }
+  CacheSource train, test;
+  LockedSource locked_train, locked_test;
+  std::unique_ptr<ResidentSource> test_resident;            // null: read from the test cache
+  std::map<uint64_t, std::unique_ptr<ResidentSource>> val;  // per seed; absent: read the cache
+};
+
+struct SweepContext {
+  const TrainParams* base = nullptr;
+  const SweepPlan* plan = nullptr;
+  const CacheMeta* train_meta = nullptr;
+  const CacheMeta* test_meta = nullptr;
+  // The form each setting of --standardize reads (index 0: off, 1: on), and the sources per form.
+  VectorForm form[2] = {VectorForm::kPooled, VectorForm::kPooled};
+  std::map<VectorForm, std::unique_ptr<FormSources>> sources;
+  int dim = 0, classes = 0, test_images = 0;  // dim: the full width the head is made for
+  int64_t test_vectors = 0;
+  std::map<uint64_t, SeedData> seeds;
+  Standardizer none, head_none;  // what a run without --standardize uses and stores
+  SweepProgress* progress = nullptr;
+  std::atomic<uint64_t> peak_rss_anon{0};
+};
+
+std::string tmp_dir(const SweepContext& ctx, const std::string& id) {
+  return ctx.base->out_dir + "/.tmp-" + id;
+}
+
+// Estimated cost of one epoch of a configuration (see train_head/sweep/progress.h).
+double epoch_work(const SweepContext& ctx, const TrainParams& p, int64_t train_vectors,
+                  int64_t val_vectors) {
+  return static_cast<double>(p.hidden) *
+         static_cast<double>(3 * train_vectors + val_vectors + ctx.test_vectors);
+}
+
+// Trains one unit (configurations on one schedule) and publishes each configuration's directory.
+void run_unit(SweepContext& ctx, const SweepUnit& unit) {
+  const auto t0 = std::chrono::steady_clock::now();
+  std::vector<TrainParams> ps;
+  std::vector<HeadWeights> inits;
+  std::vector<std::string> tmps;
+  std::vector<std::unique_ptr<MetricsLog>> logs;
+  for (size_t i : unit) {
+    const SweepConfig& c = ctx.plan->configs[i];
+    TrainParams p = c.params;
+    p.out_dir = ctx.base->out_dir + "/" + c.id;
+    ps.push_back(p);
+    tmps.push_back(tmp_dir(ctx, c.id));
+    remove_dir(tmps.back());
+    make_directories(tmps.back());
+    logs.push_back(std::make_unique<MetricsLog>(tmps.back()));
+  }
+  inits.resize(ps.size());  // 25 MB of random numbers each at hidden 256: made in parallel
+  tbb::parallel_for(size_t{0}, ps.size(), [&](size_t h) {
+    inits[h] = init_head({ctx.dim, ps[h].hidden, ctx.classes}, ps[h].seed);
+  });
+  SeedData& sd = ctx.seeds.at(ps.front().seed);
+  FormSources& src = *ctx.sources.at(ctx.form[ps.front().standardize]);
+  TrainSetup setup;
+  setup.train = &src.locked_train;
+  setup.test = src.test_source();
+  setup.val = src.val_source(ps.front().seed);
+  setup.train_images = sd.split.train;
+  setup.val_images = sd.split.val;
+  setup.standardizer = ps.front().standardize ? &sd.standardizer : &ctx.none;
+  setup.keep_final_weights = false;
+  setup.after_step = [&ctx] {
+    const uint64_t now = process_memory().rss_anon;
+    uint64_t seen = ctx.peak_rss_anon.load();
+    while (now > seen && !ctx.peak_rss_anon.compare_exchange_weak(seen, now)) {
+    }
+  };
+  const int64_t val_vectors = static_cast<int64_t>(sd.split.val.size()) * src.train.crops();
+  ctx.progress->started(unit.size());
+  std::vector<TrainOutcome> outs =
+      run_training_shared(ps, setup, std::move(inits), [&](size_t h, const EpochMetrics& m) {
+        logs[h]->append(m);
+        ctx.progress->worked(epoch_work(ctx, ps[h], m.vectors, val_vectors));
+      });
+  const double seconds = seconds_since(t0);
+  // Each configuration is written and published on its own (a head.bin is 25 MB at hidden 256):
+  // in parallel, so one unit's heads do not queue behind each other.
+  tbb::parallel_for(size_t{0}, unit.size(), [&](size_t h) {
+    const SweepConfig& c = ctx.plan->configs[unit[h]];
+    logs[h].reset();  // closes metrics.jsonl
+    write_run_outputs(tmps[h], ps[h], *ctx.train_meta, *ctx.test_meta, sd.split, ctx.test_images,
+                      ps[h].standardize ? sd.head_standardizer : ctx.head_none, outs[h],
+                      ctx.peak_rss_anon.load());
+    write_json_file(tmps[h] + "/" + kSweepDoneFile, {{"id", c.id},
+                                                     {"index", c.index},
+                                                     {"settings", config_settings_json(c.params)},
+                                                     {"seconds", seconds}});
+    // The rename publishes the directory whole: <id>/ exists only complete.
+    const std::string final_dir = ctx.base->out_dir + "/" + c.id;
+    remove_dir(final_dir);
+    std::error_code ec;
+    fs::rename(tmps[h], final_dir, ec);
+    if (ec)
+      throw Error(ErrorKind::kIo,
+                  "cannot rename " + tmps[h] + " to " + final_dir + ": " + ec.message());
+    const EpochMetrics& best = outs[h].epochs.at(outs[h].selected_epoch - 1);
+    ctx.progress->finished(c.id, best.val_accuracy);
+  });
+}
+
+// Reads SWEEP_DIR/sweep.json if there is one and refuses another sweep's.
+void check_existing_sweep(const std::string& dir, const SweepPlan& plan) {
+  const std::string path = dir + "/sweep.json";
+  std::error_code ec;
+  if (!fs::exists(path, ec)) return;
+  std::ifstream in(path);
+  json stored = json::parse(in, nullptr, /*allow_exceptions=*/false);
+  if (stored.is_discarded())
+    throw Error(ErrorKind::kCorrupt, path + " is not valid JSON; use another --out directory");
+  check_same_sweep(stored, plan.identity, dir);
+}
+
+// ", compact first layer (...)" for the sweep's log line, one part per vector form in use.
+std::string compact_note(const SweepContext& ctx) {
+  std::string parts;
+  for (const auto& [form, src] : ctx.sources) {
+    if (!src->train.compact()) continue;
+    const bool both = ctx.sources.size() > 1;
+    parts += (parts.empty() ? "" : "; ") + compact_summary(src->train.compact()) +
+             (both ? (form == ctx.form[1] ? " when standardised" : " otherwise") : "");
+  }
+  return parts.empty() ? "" : ", compact first layer (" + parts + ")";
+}
+
+}  // namespace
+
+int run_sweep(const TrainParams& base, const SweepParams& sweep) {
+  const SweepSpec spec = load_sweep_spec(sweep.spec);
+  SweepContext ctx;
+  for (bool standardize : {false, true})
+    ctx.form[standardize] =
+        training_vectors(base.train_cache, base.test_cache, base.full_width, standardize);
+  auto sources = [&](bool standardize) -> FormSources& {
+    std::unique_ptr<FormSources>& s = ctx.sources[ctx.form[standardize]];
+    if (!s) s = std::make_unique<FormSources>(base, ctx.form[standardize]);
+    return *s;
+  };
+  const FormSources& first = sources(base.standardize);
+  const CacheSource &train = first.train, &test = first.test;
+  check_training_caches(train.meta(), base.train_cache, test.meta(), base.test_cache);
+  const SweepPlan plan =
+      make_sweep_plan(spec, sweep, base, train.meta().fingerprint(), test.meta().fingerprint());
+  const std::string& dir = base.out_dir;
+  make_directories(dir);
+  check_existing_sweep(dir, plan);
+  const json sweep_doc = sweep_json(plan, base);
+  write_file_atomically(dir + "/sweep.json", sweep_doc.dump(2) + "\n");
+
+  // This run's slice; what an earlier run finished is kept, what it left unfinished is redone.
+  const std::vector<size_t> slice =
+      shard_configs(plan.configs, sweep.shard_index, sweep.shard_count);
+  std::vector<size_t> pending;
+  for (size_t i : slice) {
+    const std::string id_dir = dir + "/" + plan.configs[i].id;
+    if (is_done(id_dir)) continue;
+    remove_dir(dir + "/.tmp-" + plan.configs[i].id);
+    remove_dir(id_dir);
+    pending.push_back(i);
+  }
+
+  ctx.base = &base;
+  ctx.plan = &plan;
+  ctx.train_meta = &train.meta();
+  ctx.test_meta = &test.meta();
+  ctx.dim = static_cast<int>(train.meta().dim);
+  ctx.head_none = full_width_standardizer(ctx.none, train);
+  ctx.classes = static_cast<int>(train.meta().classes.size());
+  ctx.test_images = static_cast<int>(test.images().size());
+  ctx.test_vectors = static_cast<int64_t>(test.images().size()) * test.crops();
+
+  // Shared per seed: split and standardizer; per form and seed: resident validation vectors; per
+  // form: the test vectors. Resident copies take at most a quarter of the available memory; the
+  // rest is read from the cache as a single run does.
+  const uint64_t available = memory_available();
+  uint64_t resident_budget = available / 4;
+  auto make_resident = [&](FeatureSource& from, const std::vector<uint32_t>& images) {
+    const uint64_t bytes = ResidentSource::bytes_for(from, images.size());
+    if (bytes > resident_budget) return std::unique_ptr<ResidentSource>();
+    resident_budget -= bytes;
+    return std::make_unique<ResidentSource>(from, images);
+  };
+  double total_work = 0.0;
+  for (size_t i : pending) {
+    const TrainParams& p = plan.configs[i].params;
+    FormSources& src = sources(p.standardize);
+    if (!src.test_resident) src.test_resident = make_resident(src.test, src.test.images());
+    auto [it, fresh] = ctx.seeds.try_emplace(p.seed);
+    SeedData& sd = it->second;
+    if (fresh) sd.split = split_images(train.images(), base.val_fraction, p.seed);
+    if (!src.val.count(p.seed)) {
+      std::unique_ptr<ResidentSource> val = make_resident(src.train, sd.split.val);
+      if (val) src.val[p.seed] = std::move(val);
+    }
+    if (p.standardize && sd.standardizer.empty()) {
+      sd.standardizer = compute_standardizer(src.train, sd.split.train);
+      sd.head_standardizer = full_width_standardizer(sd.standardizer, src.train);
+    }
+    const int64_t per_epoch =
+        static_cast<int64_t>(sd.split.train.size()) * (p.all_crops ? train.crops() : 1);
+    total_work += p.epochs * epoch_work(ctx, p, per_epoch,
+                                        static_cast<int64_t>(sd.split.val.size()) * train.crops());
+  }
+
+  const int parallel = sweep.parallel > 0
+                           ? sweep.parallel
+                           : default_parallel(plan.configs, pending, ctx.dim, ctx.classes,
+                                              available / 2, base.threads);
+  const std::vector<SweepWave> waves = plan_waves(plan.configs, pending, parallel);
+  size_t units = 0;
+  for (const SweepWave& w : waves) units += w.size();
+  fmt::print("train_head sweep {}: {} configurations ({}){}, {} already finished, {} to train\n",
+             plan.identity_hash, plan.configs.size(), sweep.samples > 0 ? "random" : "grid",
+             sweep.shard_count > 1 ? fmt::format("; shard {}/{} holds {}", sweep.shard_index,
+                                                 sweep.shard_count, slice.size())
+                                   : "",
+             slice.size() - pending.size(), pending.size());
+  if (!pending.empty())
+    fmt::print(
+        "train_head sweep: {} training images × {} crops ({} held out for selection), {} test "
+        "images; {} units on shared batches, up to {} configurations at once, {} threads, {}{}\n",
+        train.images().size() - ctx.seeds.begin()->second.split.val.size(), train.crops(),
+        ctx.seeds.begin()->second.split.val.size(), test.images().size(), units, parallel,
+        base.threads, blas_backend(), compact_note(ctx));
+  std::fflush(stdout);
+
+  SweepProgress progress(slice.size(), slice.size() - pending.size(), total_work, base.quiet);
+  ctx.progress = &progress;
+  for (const SweepWave& wave : waves)
+    tbb::parallel_for(size_t{0}, wave.size(), [&](size_t u) { run_unit(ctx, wave[u]); });
+
+  std::vector<SweepRow> rows = finished_rows(sweep_doc, {dir});
+  rank_rows(&rows);
+  write_sweep_results(dir, sweep_doc, rows);
+  write_sweep_report(dir);  // SWEEP_DIR/report.html, from results.json
+  fmt::print("{}", top_table(sweep_doc, rows, 5));
+  if (!rows.empty())
+    fmt::print("best (by validation accuracy): {}  val acc {:.2f}% (epoch {}), test acc {:.2f}%\n",
+               rows.front().dir, 100 * rows.front().val_accuracy, rows.front().best_epoch,
+               100 * rows.front().test_accuracy);
+  fmt::print(
+      "train_head sweep: {} configurations trained in {:.1f} s; {} of {} finished; results "
+      "in {}/results.csv{}\n",
+      pending.size(), progress.seconds(), rows.size(), plan.configs.size(), dir,
+      rows.size() < plan.configs.size() ? " (merge shards with train_head --collect DIR...)" : "");
+  return 0;
+}
+
+}  // namespace vggcache
