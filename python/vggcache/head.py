@@ -1,4 +1,4 @@
-"""Trained heads: ``RUN_DIR/head.bin`` (train_head/README.md, train_head/head_file.cpp).
+"""Trained heads: ``RUN_DIR/head.bin`` (head/head_file.h, head/head_file.cpp).
 
 Format version 1, little-endian: magic ``VGGHEAD\\0`` (8 bytes) | u32 version (1) | u32 N |
 N bytes of JSON header, zero-padded to a multiple of 16 | float32 row-major tensors at the

@@ -91,7 +91,7 @@ TEST(Adam, WeightDecayIsL2OnTheGradient) {
   EXPECT_LT(p[0], 2.0f);
 }
 
-// adam_update runs as the widest clone the CPU has (train_head/simd.h); it must give the floats of
+// adam_update runs as the widest clone the CPU has (head/simd.h); it must give the floats of
 // the plain formula, element by element, including the tail that does not fill a vector.
 TEST(Adam, VectorisedUpdateEqualsTheScalarFormulaBitForBit) {
   AdamConfig c;
