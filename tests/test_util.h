@@ -63,7 +63,7 @@ inline double rounding_bound(double terms, int rounds = 1) {
 // How far two float32 evaluations of VGG16's features may differ, relative to the largest
 // feature: each 3×3 convolution sums 9·C_in terms, and its rounding carries through ReLU and
 // max-pooling (neither amplifies a difference) into the next layer, so the thirteen layers'
-// bounds add up (7.5e-5). It depends only on the lengths of the sums, not on the kernels oneDNN
+// bounds add up (7.2e-5). It depends only on the lengths of the sums, not on the kernels oneDNN
 // or OpenBLAS pick.
 inline double vgg16_features_bound() {
   double b = 0;
