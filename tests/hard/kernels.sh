@@ -80,49 +80,40 @@ summarise() {
     >>"$LOGDIR/all.tsv" 2>/dev/null
 }
 
-# OpenBLAS: the head's GEMMs (ours and PyTorch's reference alike: both processes inherit it).
-blas_tests=(
-  "test_compact|*"
-  "test_train_parity|*"
-  "test_train_units|*"
-  "test_sweep_cli|*EqualsItsSingleRun*:*EqualSingleRunsToo*"
-)
-STAT=${KERNELS_STAT:-Haswell}
-for core in auto Haswell SkylakeX Cooperlake Zen Sandybridge; do
-  lack=$(missing "$core")
-  if [ -n "$lack" ]; then
-    echo "   OpenBLAS $core: not runnable on this CPU (lacks $lack)"
-    echo "numerics under OpenBLAS $core|0|not runnable on this CPU (lacks $lack)|-" >>"$SUM"
-    continue
-  fi
-  passed=0 failed=0
-  env=""
-  [ "$core" = auto ] || env="OPENBLAS_CORETYPE=$core"
-  for t in "${blas_tests[@]}"; do run "blas-$core" "$env" "${t%%|*}" "${t#*|}"; done
-  if [ "$STAT" = all ] || [ "$STAT" = "$core" ]; then
-    run "blas-$core" "$env" test_train_stat_parity "*"
-  fi
-  summarise "blas-$core" "OpenBLAS $core"
-done
+# each_kernel LIBRARY PREFIX "KERNEL..." "VAR..." TEST...: the tests (binary|gtest filter) under
+# each kernel of the library that this CPU can run, the kernel forced through each VAR ("auto":
+# none forced); the statistical parity test too under $STAT.
+each_kernel() {
+  local lib=$1 prefix=$2 kernels=$3 vars=$4 kernel lack env v t
+  shift 4
+  for kernel in $kernels; do
+    lack=$(missing "$kernel")
+    if [ -n "$lack" ]; then
+      echo "   $lib $kernel: not runnable on this CPU (lacks $lack)"
+      echo "numerics under $lib $kernel|0|not runnable on this CPU (lacks $lack)|-" >>"$SUM"
+      continue
+    fi
+    passed=0 failed=0 env=""
+    if [ "$kernel" != auto ]; then
+      for v in $vars; do env+="$v=$kernel "; done
+    fi
+    for t in "$@"; do run "$prefix-$kernel" "$env" "${t%%|*}" "${t#*|}"; done
+    if [ "$prefix" = blas ] && { [ "$STAT" = all ] || [ "$STAT" = "$kernel" ]; }; then
+      run "$prefix-$kernel" "$env" test_train_stat_parity "*"
+    fi
+    summarise "$prefix-$kernel" "$lib $kernel"
+  done
+}
 
+STAT=${KERNELS_STAT:-Haswell}
+# OpenBLAS: the head's GEMMs (ours and PyTorch's reference alike: both processes inherit it).
+each_kernel OpenBLAS blas "auto Haswell SkylakeX Cooperlake Zen Sandybridge" OPENBLAS_CORETYPE \
+  "test_compact|*" "test_train_parity|*" "test_train_units|*" \
+  "test_sweep_cli|*EqualsItsSingleRun*:*EqualSingleRunsToo*"
 # oneDNN: VGG16's convolutions in LibTorch (ours and torchvision's reference alike).
-dnn_tests=(
-  "test_vgg16|Vgg16Test.*"
-  "test_extract_resume|*CropsDoNotDependOnThreadsOrBatch*"
+each_kernel oneDNN dnn "auto AVX2 AVX512_CORE AVX512_CORE_VNNI AVX512_CORE_BF16" \
+  "ONEDNN_MAX_CPU_ISA DNNL_MAX_CPU_ISA" \
+  "test_vgg16|Vgg16Test.*" "test_extract_resume|*CropsDoNotDependOnThreadsOrBatch*" \
   "test_predict|*AgreesWithTrainHead*:*Tta*"
-)
-for isa in auto AVX2 AVX512_CORE AVX512_CORE_VNNI AVX512_CORE_BF16; do
-  lack=$(missing "$isa")
-  if [ -n "$lack" ]; then
-    echo "   oneDNN $isa: not runnable on this CPU (lacks $lack)"
-    echo "numerics under oneDNN $isa|0|not runnable on this CPU (lacks $lack)|-" >>"$SUM"
-    continue
-  fi
-  passed=0 failed=0
-  env=""
-  [ "$isa" = auto ] || env="ONEDNN_MAX_CPU_ISA=$isa DNNL_MAX_CPU_ISA=$isa"
-  for t in "${dnn_tests[@]}"; do run "dnn-$isa" "$env" "${t%%|*}" "${t#*|}"; done
-  summarise "dnn-$isa" "oneDNN max ISA $isa"
-done
 echo "   per comparison: $LOGDIR/all.tsv"
 exit $status
