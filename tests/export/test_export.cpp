@@ -1,0 +1,304 @@
+// vggcache-export end to end on a small carbike64 split with features from random:1 weights:
+// Debian's torch loads the .pth with torch.load(F, weights_only=True) into torchvision's vgg16
+// whose classifier is the head, and its probabilities on the test images equal predict's (heads
+// with and without --standardize, two classes and a three-class softmax head); the sidecar; and
+// the refusals (other weights, corrupt or foreign head files, a head of another input size,
+// --format onnx, an existing output).
+#include <fmt/core.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <stdexcept>
+
+#include "common/sha256.h"
+#include "head/head_file.h"
+#include "test_util.h"
+
+namespace fs = std::filesystem;
+
+namespace vggcache {
+namespace {
+
+using testing::shell_quote;
+
+constexpr int kPerClass = 12;
+constexpr double kTolerance = 1e-5;
+
+struct ToolRun {
+  int rc = -1;
+  std::string output;  // stdout and stderr
+};
+
+ToolRun tool(const std::string& name, const std::string& args) {
+  ToolRun r;
+  r.rc = testing::run_command(shell_quote(testing::bin_dir() + "/" + name) + " " + args, &r.output);
+  return r;
+}
+
+void must(const ToolRun& r, const std::string& what) {
+  if (r.rc != 0)
+    throw std::runtime_error(what + " failed (" + std::to_string(r.rc) + "):\n" + r.output);
+}
+
+// DIR/<class>/ with kPerClass images of carbike64's SPLIT each; a third class, when asked, is
+// made of other car images (a synthetic class, only there to exercise the softmax head).
+void make_split(const std::string& carbike, const std::string& split, const std::string& dir,
+                bool three) {
+  std::vector<std::pair<std::string, int>> classes = {{"bicycle", 0}, {"car", 0}};
+  if (three) classes.emplace_back("van", kPerClass);
+  for (const auto& [cls, first] : classes) {
+    fs::create_directories(fs::path(dir) / cls);
+    const std::string src = cls == "van" ? "car" : cls;
+    for (int i = 0; i < kPerClass; ++i)
+      fs::copy_file(fmt::format("{}/{}/{}/{}_{:04d}.jpg", carbike, split, src, src, first + i),
+                    fmt::format("{}/{}/{}_{:04d}.jpg", dir, cls, cls, i));
+  }
+}
+
+// One dataset (two or three classes): splits, caches (random:1, 64 px) and heads on demand.
+struct Data {
+  std::string dir, test_split, train_split;
+
+  Data(const std::string& carbike, const std::string& root, bool three)
+      : dir(root), test_split(root + "/test"), train_split(root + "/train") {
+    make_split(carbike, "test", test_split, three);
+    make_split(carbike, "train", train_split, three);
+    must(tool("extract", "--data " + shell_quote(test_split) + " --out " +
+                             shell_quote(dir + "/test.cache") +
+                             " --weights random:1 --eval --threads 2 --quiet"),
+         "extract (test)");
+    must(tool("extract", "--data " + shell_quote(train_split) + " --out " +
+                             shell_quote(dir + "/train.cache") +
+                             " --weights random:1 --crops 2 --threads 2 --quiet"),
+         "extract (train)");
+  }
+
+  // A head trained briefly with a tiny learning rate, so probabilities stay away from 0 and 1.
+  std::string head(const std::string& name, const std::string& flags) {
+    const std::string run = dir + "/" + name;
+    if (!fs::exists(run + "/head.bin"))
+      must(tool("train_head", "--train " + shell_quote(dir + "/train.cache") + " --test " +
+                                  shell_quote(dir + "/test.cache") + " --out " + shell_quote(run) +
+                                  " --epochs 3 --lr 1e-5 --hidden 16 --threads 2 --quiet " + flags),
+           "train_head " + name);
+    return run + "/head.bin";
+  }
+};
+
+struct World {
+  testing::TempDir tmp;
+  std::unique_ptr<Data> two, three;
+};
+
+World& world() {
+  static World w;
+  return w;
+}
+Data& two_classes(const std::string& carbike) {
+  World& w = world();
+  if (!w.two) w.two = std::make_unique<Data>(carbike, w.tmp / "two", false);
+  return *w.two;
+}
+Data& three_classes(const std::string& carbike) {
+  World& w = world();
+  if (!w.three) w.three = std::make_unique<Data>(carbike, w.tmp / "three", true);
+  return *w.three;
+}
+
+// path → probabilities, from a CSV whose probability columns are the ones named p_<class> (the
+// test's paths hold no commas or quotes, so fields split on commas).
+std::map<std::string, std::vector<double>> read_probs(const std::string& file,
+                                                      std::vector<std::string>* order = nullptr) {
+  std::istringstream in(testing::read_file(file));
+  std::string line;
+  std::getline(in, line);
+  std::vector<size_t> cols;
+  {
+    std::stringstream ss(line);
+    size_t i = 0;
+    for (std::string x; std::getline(ss, x, ','); ++i)
+      if (x.rfind("p_", 0) == 0) cols.push_back(i);
+  }
+  std::map<std::string, std::vector<double>> rows;
+  while (std::getline(in, line)) {
+    std::vector<std::string> f;
+    std::stringstream ss(line);
+    for (std::string x; std::getline(ss, x, ',');) f.push_back(x);
+    std::vector<double> p;
+    for (size_t c : cols) p.push_back(std::stod(f.at(c)));
+    if (order) order->push_back(f[0]);
+    rows[f[0]] = p;
+  }
+  return rows;
+}
+
+// predict on the test split, vggcache-export, then PyTorch on the exported model; returns the
+// largest difference of any probability.
+double export_and_compare(Data& d, const std::string& head, const std::string& name) {
+  const std::string pred = d.dir + "/" + name + ".predict.csv";
+  must(tool("predict", "--weights random:1 --head " + shell_quote(head) + " --out " +
+                           shell_quote(pred) + " --threads 2 --quiet " + shell_quote(d.test_split)),
+       "predict");
+  const std::string model = d.dir + "/" + name + ".pth";
+  must(tool("vggcache-export",
+            "--weights random:1 --head " + shell_quote(head) + " --out " + shell_quote(model)),
+       "vggcache-export");
+  std::vector<std::string> paths;
+  auto want = read_probs(pred, &paths);
+  EXPECT_EQ(paths.size(), want.size());
+  std::string cmd = testing::python() + " " +
+                    shell_quote(testing::source_dir() + "/tests/py/ref_export_load.py") + " " +
+                    shell_quote(model) + " " + shell_quote(d.dir + "/" + name + ".torch.csv");
+  for (const auto& p : paths) cmd += " " + shell_quote(p);
+  std::string out;
+  int rc = testing::run_command(cmd, &out);
+  EXPECT_EQ(rc, 0) << out;
+  if (rc != 0) return INFINITY;
+  auto got = read_probs(d.dir + "/" + name + ".torch.csv");
+  EXPECT_EQ(got.size(), want.size());
+  double worst = 0;
+  bool away_from_0_and_1 = false;
+  for (const auto& [path, p] : want) {
+    auto it = got.find(path);
+    if (it == got.end()) {
+      ADD_FAILURE() << path << " missing from PyTorch's output";
+      continue;
+    }
+    EXPECT_EQ(it->second.size(), p.size());
+    for (size_t c = 0; c < p.size() && c < it->second.size(); ++c) {
+      EXPECT_NEAR(it->second[c], p[c], kTolerance) << path << " class " << c;
+      worst = std::max(worst, std::abs(it->second[c] - p[c]));
+      away_from_0_and_1 |= p[c] > 0.01 && p[c] < 0.99;
+    }
+  }
+  EXPECT_TRUE(away_from_0_and_1) << "saturated probabilities would make the comparison vacuous";
+  testing::report_numerics("PyTorch on the exported " + name + " vs predict", worst, kTolerance);
+  return worst;
+}
+
+TEST(Export, PyTorchGivesPredictsProbabilities) {
+  VGGCACHE_REQUIRE_CARBIKE(carbike);
+  Data& d = two_classes(carbike);
+  export_and_compare(d, d.head("plain", ""), "plain");
+}
+
+TEST(Export, StandardisationFoldedIntoTheFirstLinear) {
+  VGGCACHE_REQUIRE_CARBIKE(carbike);
+  Data& d = two_classes(carbike);
+  export_and_compare(d, d.head("std", "--standardize"), "std");
+}
+
+TEST(Export, SoftmaxHeadOfThreeClasses) {
+  VGGCACHE_REQUIRE_CARBIKE(carbike);
+  Data& d = three_classes(carbike);
+  export_and_compare(d, d.head("std3", "--standardize"), "std3");
+}
+
+TEST(Export, SidecarDescribesTheModel) {
+  VGGCACHE_REQUIRE_CARBIKE(carbike);
+  Data& d = two_classes(carbike);
+  const std::string head = d.head("std", "--standardize");
+  const std::string model = d.dir + "/sidecar.pth";
+  must(tool("vggcache-export", "--weights random:1 --head " + shell_quote(head) + " --out " +
+                                   shell_quote(model) + " --quiet"),
+       "vggcache-export");
+  nlohmann::json j = nlohmann::json::parse(testing::read_file(model + ".json"));
+  EXPECT_EQ(j["format"], "pth");
+  EXPECT_EQ(j["file"], "sidecar.pth");
+  EXPECT_EQ(j["sha256"], sha256_file(model));
+  EXPECT_EQ(j["classes"], (std::vector<std::string>{"bicycle", "car"}));
+  EXPECT_EQ(j["weights"]["name"], "random:1");
+  EXPECT_EQ(j["weights"]["random"], true);
+  EXPECT_EQ(j["head_file"]["sha256"], sha256_file(head));
+  EXPECT_EQ(j["head"]["hidden"], 16);
+  EXPECT_EQ(j["head"]["output"], "sigmoid");
+  EXPECT_EQ(j["head"]["standardize"], true);
+  EXPECT_TRUE(j.contains("standardization"));
+  EXPECT_EQ(j["preprocessing"]["size"], 64);
+  EXPECT_EQ(j["preprocessing"]["mean"], (std::vector<double>{0.485, 0.456, 0.406}));
+  EXPECT_EQ(j["preprocessing"]["std"], (std::vector<double>{0.229, 0.224, 0.225}));
+  EXPECT_NE(j["load"].get<std::string>().find("weights_only=True"), std::string::npos);
+  EXPECT_EQ(j["vggcache_version"], VGGCACHE_VERSION);
+}
+
+// A refused export: exit code `rc`, every `needle` in the message, nothing written.
+void expect_refused(const std::string& args, const std::string& out, int rc,
+                    const std::vector<std::string>& needles) {
+  ToolRun r = tool("vggcache-export", args + " --out " + shell_quote(out));
+  EXPECT_EQ(r.rc, rc) << r.output;
+  for (const auto& n : needles) EXPECT_NE(r.output.find(n), std::string::npos) << n << r.output;
+  EXPECT_FALSE(fs::exists(out)) << out;
+  EXPECT_FALSE(fs::exists(out + ".json")) << out;
+}
+
+TEST(Export, RefusesOtherWeights) {
+  VGGCACHE_REQUIRE_CARBIKE(carbike);
+  Data& d = two_classes(carbike);
+  const std::string head = d.head("plain", "");
+  expect_refused("--weights random:2 --head " + shell_quote(head), d.dir + "/w2.pth", 1,
+                 {"random:1", "random:2", head});
+}
+
+TEST(Export, RefusesCorruptAndForeignHeadFiles) {
+  VGGCACHE_REQUIRE_CARBIKE(carbike);
+  Data& d = two_classes(carbike);
+  std::string bytes = testing::read_file(d.head("plain", ""));
+  bytes[bytes.size() / 2] ^= 0x40;
+  const std::string corrupt = d.dir + "/corrupt.bin", foreign = d.dir + "/foreign.bin";
+  testing::write_file(corrupt, bytes);
+  testing::write_file(foreign, "not a head at all\n");
+  for (const std::string& head : {corrupt, foreign})
+    expect_refused("--weights random:1 --head " + shell_quote(head), d.dir + "/bad.pth", 1, {head});
+  expect_refused("--weights random:1 --head " + shell_quote(d.dir + "/missing.bin"),
+                 d.dir + "/bad.pth", 1, {"missing.bin"});
+}
+
+TEST(Export, RefusesAHeadOfAnotherInputSize) {
+  VGGCACHE_REQUIRE_CARBIKE(carbike);
+  Data& d = two_classes(carbike);
+  HeadFile h = load_head(d.head("plain", ""));
+  h.weights = init_head(HeadShape{100, 4, 2}, 1);
+  const std::string head = d.dir + "/dim100.bin";
+  save_head(head, h);
+  expect_refused("--weights random:1 --head " + shell_quote(head), d.dir + "/dim.pth", 1,
+                 {head, "100", "25088"});
+}
+
+TEST(Export, RefusesOnnxForNowAndUnknownFormats) {
+  VGGCACHE_REQUIRE_CARBIKE(carbike);
+  Data& d = two_classes(carbike);
+  const std::string head = shell_quote(d.head("plain", ""));
+  expect_refused("--format onnx --weights random:1 --head " + head, d.dir + "/m.onnx", 2,
+                 {"onnx", "not supported yet"});
+  expect_refused("--format tflite --weights random:1 --head " + head, d.dir + "/m.tfl", 2,
+                 {"tflite", "unknown format"});
+}
+
+TEST(Export, KeepsAnExistingOutputUnlessOverwrite) {
+  VGGCACHE_REQUIRE_CARBIKE(carbike);
+  Data& d = two_classes(carbike);
+  const std::string head = shell_quote(d.head("plain", ""));
+  const std::string out = d.dir + "/existing.pth";
+  testing::write_file(out, "precious\n");
+  ToolRun r =
+      tool("vggcache-export", "--weights random:1 --head " + head + " --out " + shell_quote(out));
+  EXPECT_EQ(r.rc, 1) << r.output;
+  EXPECT_NE(r.output.find(out), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("--overwrite"), std::string::npos) << r.output;
+  EXPECT_EQ(testing::read_file(out), "precious\n");
+  EXPECT_FALSE(fs::exists(out + ".json"));
+  r = tool("vggcache-export", "--weights random:1 --head " + head + " --out " + shell_quote(out) +
+                                  " --overwrite --quiet");
+  EXPECT_EQ(r.rc, 0) << r.output;
+  EXPECT_NE(testing::read_file(out), "precious\n");
+  EXPECT_TRUE(fs::exists(out + ".json"));
+}
+
+}  // namespace
+}  // namespace vggcache
