@@ -2,6 +2,7 @@
 
 #include <fmt/core.h>
 
+#include <cmath>
 #include <filesystem>
 
 #include "common/error.h"
@@ -49,6 +50,15 @@ void check_exportable(const HeadFile& head, const std::string& head_path) {
                 fmt::format("head {} takes {} features; only heads on VGG16's pooled {} features "
                             "export to torchvision's vgg16 layout",
                             head_path, head.weights.shape.dim, kVgg16PooledDim));
+  // Folding divides by std: a zero, negative or non-finite one (never written by train_head)
+  // would put infinities into the model instead of failing here.
+  const Standardizer& s = head.standardizer;
+  for (size_t j = 0; j < s.std.size(); ++j)
+    if (!(s.std[j] > 0) || !std::isfinite(s.std[j]) || !std::isfinite(s.mean[j]))
+      throw Error(ErrorKind::kCorrupt,
+                  fmt::format("head {}: standardisation of feature {} is mean {}, std {}; "
+                              "cannot fold it into the first layer",
+                              head_path, j, s.mean[j], s.std[j]));
 }
 
 OrderedStateDict torchvision_state_dict(const HeadFile& head, const StateDict& features) {

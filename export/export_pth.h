@@ -23,7 +23,8 @@ namespace vggcache {
 inline constexpr int kVgg16PooledDim = 512 * 7 * 7;
 
 // Refuses a head that cannot take torchvision vgg16's pooled features: Error(kMismatch) naming
-// the file when its input is not 25088-d.
+// the file when its input is not 25088-d, Error(kCorrupt) when its standardisation cannot be
+// folded (a std that is not positive and finite, a non-finite mean).
 void check_exportable(const HeadFile& head, const std::string& head_path);
 
 // features.N.{weight,bias} in torchvision's order, then classifier.0.{weight,bias} (the folded

@@ -290,6 +290,17 @@ TEST(Export, RefusesAHeadOfAnotherInputSize) {
                  {head, "100", "25088"});
 }
 
+TEST(Export, RefusesAStandardisationThatCannotBeFolded) {
+  VGGCACHE_REQUIRE_CARBIKE(carbike);
+  Data& d = two_classes(carbike);
+  HeadFile h = load_head(d.head("std", "--standardize"));
+  h.standardizer.std[7] = 0;  // a well-formed file, CRC and all, that no training writes
+  const std::string head = d.dir + "/std0.bin";
+  save_head(head, h);
+  expect_refused("--weights random:1 --head " + shell_quote(head), d.dir + "/std0.pth", 1,
+                 {head, "feature 7", "std 0"});
+}
+
 TEST(Export, RefusesOnnxForNowAndUnknownFormats) {
   VGGCACHE_REQUIRE_CARBIKE(carbike);
   Data& d = two_classes(carbike);
