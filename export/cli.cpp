@@ -7,8 +7,8 @@
 namespace vggcache {
 
 std::string validate_export_params(const ExportParams& p) {
-  if (p.format == "onnx") return "--format onnx is not supported yet; use --format pth";
-  if (p.format != "pth") return fmt::format("--format {}: unknown format (pth)", p.format);
+  if (p.format != "pth" && p.format != "onnx")
+    return fmt::format("--format {}: unknown format (pth, onnx)", p.format);
   if (p.out.empty()) return "--out must name a file";
   return "";
 }
@@ -18,7 +18,8 @@ ParseStatus parse_export_args(int argc, char** argv, ExportParams* params) {
   CLI::App app{
       "vggcache-export: write a head trained by train_head, with the VGG16 weights its features "
       "came from, as a model PyTorch loads (--format pth: torchvision vgg16 state_dict whose "
-      "classifier is the head), plus OUT.json describing it"};
+      "classifier is the head, plus OUT.json describing it) or an ONNX runtime runs (--format "
+      "onnx: image to probabilities, metadata in the model)"};
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   app.add_option("--weights", p.weights,
                  "the VGG16 weights the head's features came from: .pth file or random:SEED")
@@ -26,7 +27,7 @@ ParseStatus parse_export_args(int argc, char** argv, ExportParams* params) {
   app.add_option("--head", p.head, "RUN_DIR/head.bin written by train_head")->required();
   app.add_option("--out", p.out, "the model file to write (atomically); OUT.json beside it")
       ->required();
-  app.add_option("--format", p.format, "pth (default); onnx is not supported yet");
+  app.add_option("--format", p.format, "pth (default) or onnx");
   app.add_flag("--overwrite", p.overwrite, "replace existing OUT and OUT.json");
   app.add_flag("--quiet", p.quiet, "no summary line");
   try {

@@ -11,8 +11,7 @@ namespace vggcache {
 // to return at once (common/cli.h: 2 for usage errors).
 ParseStatus parse_export_args(int argc, char** argv, ExportParams* params);
 
-// "" when `p` can be run, else a message naming the flag. Formats known but not written yet
-// ("onnx") are refused here with a message saying so.
+// "" when `p` can be run, else a message naming the flag.
 std::string validate_export_params(const ExportParams& p);
 
 }  // namespace vggcache

@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "common/error.h"
+#include "export/fold.h"
 
 namespace vggcache {
 
@@ -19,23 +20,6 @@ TensorData tensor(std::vector<int64_t> shape, std::vector<float> values) {
   t.shape = std::move(shape);
   t.values = std::move(values);
   return t;
-}
-
-// W1' = W1 / std, b1' = b1 − W1'·mean, in float64, each result rounded once.
-void fold_standardizer(const HeadWeights& w, const Standardizer& s, std::vector<float>* w1,
-                       std::vector<float>* b1) {
-  const size_t dim = w.shape.dim, hidden = w.shape.hidden;
-  w1->resize(hidden * dim);
-  b1->resize(hidden);
-  for (size_t h = 0; h < hidden; ++h) {
-    double shift = 0;
-    for (size_t j = 0; j < dim; ++j) {
-      const double scaled = double(w.w1[h * dim + j]) / double(s.std[j]);
-      (*w1)[h * dim + j] = static_cast<float>(scaled);
-      shift += scaled * double(s.mean[j]);
-    }
-    (*b1)[h] = static_cast<float>(double(w.b1[h]) - shift);
-  }
 }
 
 std::string output_module(const HeadFile& head) {
@@ -74,10 +58,9 @@ OrderedStateDict torchvision_state_dict(const HeadFile& head, const StateDict& f
   }
   const HeadWeights& w = head.weights;
   const int64_t dim = w.shape.dim, hidden = w.shape.hidden, outputs = w.shape.outputs();
-  std::vector<float> w1 = w.w1, b1 = w.b1;
-  if (!head.standardizer.empty()) fold_standardizer(w, head.standardizer, &w1, &b1);
-  sd.emplace_back("classifier.0.weight", tensor({hidden, dim}, std::move(w1)));
-  sd.emplace_back("classifier.0.bias", tensor({hidden}, std::move(b1)));
+  FoldedFirstLayer first = fold_first_layer(head);
+  sd.emplace_back("classifier.0.weight", tensor({hidden, dim}, std::move(first.w)));
+  sd.emplace_back("classifier.0.bias", tensor({hidden}, std::move(first.b)));
   sd.emplace_back("classifier.3.weight", tensor({outputs, hidden}, w.w2));
   sd.emplace_back("classifier.3.bias", tensor({outputs}, w.b2));
   return sd;

@@ -2,8 +2,8 @@
 // Debian's torch loads the .pth with torch.load(F, weights_only=True) into torchvision's vgg16
 // whose classifier is the head, and its probabilities on the test images equal predict's (heads
 // with and without --standardize, two classes and a three-class softmax head); the sidecar; and
-// the refusals (other weights, corrupt or foreign head files, a head of another input size,
-// --format onnx, an existing output).
+// the refusals, for both formats where they apply (other weights, corrupt or foreign head files,
+// a head of another input size, an unknown format, an existing output). ONNX: test_export_onnx.
 #include <fmt/core.h>
 #include <gtest/gtest.h>
 
@@ -17,6 +17,7 @@
 #include <stdexcept>
 
 #include "common/sha256.h"
+#include "export/export_fixture.h"
 #include "head/head_file.h"
 #include "test_util.h"
 
@@ -25,9 +26,7 @@ namespace fs = std::filesystem;
 namespace vggcache {
 namespace {
 
-using testing::shell_quote;
-
-constexpr int kPerClass = 12;
+using namespace export_test;
 constexpr double kTolerance = 1e-5;  // the issue's: PyTorch on the export vs predict
 // The exported classifier's own rounding (folded standardisation included) against the original
 // head in float64 on the same (torchvision) features: ~3e-7 measured here. Far below what a fold
@@ -35,114 +34,6 @@ constexpr double kTolerance = 1e-5;  // the issue's: PyTorch on the export vs pr
 // features' (torchvision's NCHW convolutions vs extract's channels-last ones, ~3e-6 of the largest
 // feature, which standardisation's 1/std amplifies: the rest of the difference to predict).
 constexpr double kFoldBound = 2e-6;
-
-struct ToolRun {
-  int rc = -1;
-  std::string output;  // stdout and stderr
-};
-
-ToolRun tool(const std::string& name, const std::string& args) {
-  ToolRun r;
-  r.rc = testing::run_command(shell_quote(testing::bin_dir() + "/" + name) + " " + args, &r.output);
-  return r;
-}
-
-void must(const ToolRun& r, const std::string& what) {
-  if (r.rc != 0)
-    throw std::runtime_error(what + " failed (" + std::to_string(r.rc) + "):\n" + r.output);
-}
-
-// DIR/<class>/ with kPerClass images of carbike64's SPLIT each; a third class, when asked, is
-// made of other car images (a synthetic class, only there to exercise the softmax head).
-void make_split(const std::string& carbike, const std::string& split, const std::string& dir,
-                bool three) {
-  std::vector<std::pair<std::string, int>> classes = {{"bicycle", 0}, {"car", 0}};
-  if (three) classes.emplace_back("van", kPerClass);
-  for (const auto& [cls, first] : classes) {
-    fs::create_directories(fs::path(dir) / cls);
-    const std::string src = cls == "van" ? "car" : cls;
-    for (int i = 0; i < kPerClass; ++i)
-      fs::copy_file(fmt::format("{}/{}/{}/{}_{:04d}.jpg", carbike, split, src, src, first + i),
-                    fmt::format("{}/{}/{}_{:04d}.jpg", dir, cls, cls, i));
-  }
-}
-
-// One dataset (two or three classes): splits, caches (random:1, 64 px) and heads on demand.
-struct Data {
-  std::string dir, test_split, train_split;
-
-  Data(const std::string& carbike, const std::string& root, bool three)
-      : dir(root), test_split(root + "/test"), train_split(root + "/train") {
-    make_split(carbike, "test", test_split, three);
-    make_split(carbike, "train", train_split, three);
-    must(tool("extract", "--data " + shell_quote(test_split) + " --out " +
-                             shell_quote(dir + "/test.cache") +
-                             " --weights random:1 --eval --threads 2 --quiet"),
-         "extract (test)");
-    must(tool("extract", "--data " + shell_quote(train_split) + " --out " +
-                             shell_quote(dir + "/train.cache") +
-                             " --weights random:1 --crops 2 --threads 2 --quiet"),
-         "extract (train)");
-  }
-
-  // A head trained briefly with a tiny learning rate, so probabilities stay away from 0 and 1.
-  std::string head(const std::string& name, const std::string& flags) {
-    const std::string run = dir + "/" + name;
-    if (!fs::exists(run + "/head.bin"))
-      must(tool("train_head", "--train " + shell_quote(dir + "/train.cache") + " --test " +
-                                  shell_quote(dir + "/test.cache") + " --out " + shell_quote(run) +
-                                  " --epochs 3 --lr 1e-5 --hidden 16 --threads 2 --quiet " + flags),
-           "train_head " + name);
-    return run + "/head.bin";
-  }
-};
-
-struct World {
-  testing::TempDir tmp;
-  std::unique_ptr<Data> two, three;
-};
-
-World& world() {
-  static World w;
-  return w;
-}
-Data& two_classes(const std::string& carbike) {
-  World& w = world();
-  if (!w.two) w.two = std::make_unique<Data>(carbike, w.tmp / "two", false);
-  return *w.two;
-}
-Data& three_classes(const std::string& carbike) {
-  World& w = world();
-  if (!w.three) w.three = std::make_unique<Data>(carbike, w.tmp / "three", true);
-  return *w.three;
-}
-
-// path → probabilities, from a CSV whose probability columns are the ones named p_<class> (the
-// test's paths hold no commas or quotes, so fields split on commas).
-std::map<std::string, std::vector<double>> read_probs(const std::string& file,
-                                                      std::vector<std::string>* order = nullptr) {
-  std::istringstream in(testing::read_file(file));
-  std::string line;
-  std::getline(in, line);
-  std::vector<size_t> cols;
-  {
-    std::stringstream ss(line);
-    size_t i = 0;
-    for (std::string x; std::getline(ss, x, ','); ++i)
-      if (x.rfind("p_", 0) == 0) cols.push_back(i);
-  }
-  std::map<std::string, std::vector<double>> rows;
-  while (std::getline(in, line)) {
-    std::vector<std::string> f;
-    std::stringstream ss(line);
-    for (std::string x; std::getline(ss, x, ',');) f.push_back(x);
-    std::vector<double> p;
-    for (size_t c : cols) p.push_back(std::stod(f.at(c)));
-    if (order) order->push_back(f[0]);
-    rows[f[0]] = p;
-  }
-  return rows;
-}
 
 // predict on the test split, vggcache-export, then PyTorch on the exported model; returns the
 // largest difference of any probability.
@@ -247,22 +138,13 @@ TEST(Export, SidecarDescribesTheModel) {
   EXPECT_EQ(j["vggcache_version"], VGGCACHE_VERSION);
 }
 
-// A refused export: exit code `rc`, every `needle` in the message, nothing written.
-void expect_refused(const std::string& args, const std::string& out, int rc,
-                    const std::vector<std::string>& needles) {
-  ToolRun r = tool("vggcache-export", args + " --out " + shell_quote(out));
-  EXPECT_EQ(r.rc, rc) << r.output;
-  for (const auto& n : needles) EXPECT_NE(r.output.find(n), std::string::npos) << n << r.output;
-  EXPECT_FALSE(fs::exists(out)) << out;
-  EXPECT_FALSE(fs::exists(out + ".json")) << out;
-}
-
 TEST(Export, RefusesOtherWeights) {
   VGGCACHE_REQUIRE_CARBIKE(carbike);
   Data& d = two_classes(carbike);
   const std::string head = d.head("plain", "");
-  expect_refused("--weights random:2 --head " + shell_quote(head), d.dir + "/w2.pth", 1,
-                 {"random:1", "random:2", head});
+  for (const std::string format : {"pth", "onnx"})
+    expect_refused("--format " + format + " --weights random:2 --head " + shell_quote(head),
+                   d.dir + "/w2." + format, 1, {"random:1", "random:2", head});
 }
 
 TEST(Export, RefusesCorruptAndForeignHeadFiles) {
@@ -274,7 +156,9 @@ TEST(Export, RefusesCorruptAndForeignHeadFiles) {
   testing::write_file(corrupt, bytes);
   testing::write_file(foreign, "not a head at all\n");
   for (const std::string& head : {corrupt, foreign})
-    expect_refused("--weights random:1 --head " + shell_quote(head), d.dir + "/bad.pth", 1, {head});
+    for (const std::string format : {"pth", "onnx"})
+      expect_refused("--format " + format + " --weights random:1 --head " + shell_quote(head),
+                     d.dir + "/bad." + format, 1, {head});
   expect_refused("--weights random:1 --head " + shell_quote(d.dir + "/missing.bin"),
                  d.dir + "/bad.pth", 1, {"missing.bin"});
 }
@@ -301,14 +185,11 @@ TEST(Export, RefusesAStandardisationThatCannotBeFolded) {
                  {head, "feature 7", "std 0"});
 }
 
-TEST(Export, RefusesOnnxForNowAndUnknownFormats) {
+TEST(Export, RefusesUnknownFormats) {
   VGGCACHE_REQUIRE_CARBIKE(carbike);
   Data& d = two_classes(carbike);
-  const std::string head = shell_quote(d.head("plain", ""));
-  expect_refused("--format onnx --weights random:1 --head " + head, d.dir + "/m.onnx", 2,
-                 {"onnx", "not supported yet"});
-  expect_refused("--format tflite --weights random:1 --head " + head, d.dir + "/m.tfl", 2,
-                 {"tflite", "unknown format"});
+  expect_refused("--format tflite --weights random:1 --head " + shell_quote(d.head("plain", "")),
+                 d.dir + "/m.tfl", 2, {"tflite", "unknown format"});
 }
 
 TEST(Export, KeepsAnExistingOutputUnlessOverwrite) {

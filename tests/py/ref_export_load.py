@@ -50,19 +50,23 @@ def main():
     assert not m.training
 
     pre = side["preprocessing"]
-    size = pre["size"]
-    tf = T.Compose([
-        T.Resize((size, size), interpolation=T.InterpolationMode.BILINEAR),
-        T.ToTensor(),
-        T.Normalize(pre["mean"], pre["std"]),
-    ])
-    x = torch.stack([tf(Image.open(p).convert("RGB")) for p in images])
+    x = eval_inputs(images, pre["size"], pre["mean"], pre["std"])
     with torch.no_grad():
         y = m(x).double()
         feats = torch.flatten(m.avgpool(m.features(x)), 1).double().numpy()
     write(out_path, side, images, two_columns(y.numpy()))
     if head_path:
         write(out_path + ".exact", side, images, exact_head(head_path, feats))
+
+
+def eval_inputs(images, size, mean, std):
+    """N × 3 × size × size float32: predict's eval view of each image, in torchvision."""
+    tf = T.Compose([
+        T.Resize((size, size), interpolation=T.InterpolationMode.BILINEAR),
+        T.ToTensor(),
+        T.Normalize(mean, std),
+    ])
+    return torch.stack([tf(Image.open(p).convert("RGB")) for p in images])
 
 
 def two_columns(p):
