@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "common/cache_meta.h"
+#include "weights/pth_reader.h"
 
 namespace vggcache {
 
@@ -44,5 +45,10 @@ struct NetOptions {
 // VGG16 features + avgpool(7, 7) + flatten. Sets LibTorch's thread counts, loads the weights and
 // fills `id`. Throws Error(kBadWeights / kInvalidArgument) with a clear message.
 std::unique_ptr<FeatureNet> make_vgg16_net(const NetOptions& options, WeightsIdentity* id);
+
+// The tensors of VGG16's `features` exactly as make_vgg16_net() computes with them, from FILE or
+// random:SEED (generated as extract generates them), named as in torchvision's state_dict
+// ("features.N.weight" / "features.N.bias", float32). Fills `id`; throws as make_vgg16_net().
+StateDict load_vgg16_features(const std::string& weights, WeightsIdentity* id);
 
 }  // namespace vggcache

@@ -8,6 +8,7 @@
 
 #include "common/error.h"
 #include "common/sha256.h"
+#include "extract/feature_net.h"
 
 namespace vggcache {
 
@@ -186,6 +187,26 @@ torch::Tensor Vgg16Features::forward_prepool(const torch::Tensor& x) {
   return run_features(features_, device_, x).to(torch::kCPU).contiguous();
 }
 
+StateDict Vgg16Features::state_dict() const {
+  StateDict sd;
+  auto seq = features_;
+  for (auto& [index, conv] : convs(seq)) {
+    for (auto* which : {"weight", "bias"}) {
+      const torch::Tensor& param = std::string(which) == "weight" ? conv->weight : conv->bias;
+      torch::Tensor t = param.detach().to(torch::kCPU).contiguous();  // NCHW again
+      TensorData d;
+      d.shape = t.sizes().vec();
+      d.values.assign(t.data_ptr<float>(), t.data_ptr<float>() + t.numel());
+      sd[fmt::format("features.{}.{}", index, which)] = std::move(d);
+    }
+  }
+  return sd;
+}
+
+StateDict load_vgg16_features(const std::string& spec, WeightsIdentity* id) {
+  return load_vgg16(spec, torch::kCPU, id).state_dict();
+}
+
 Vgg16Features load_vgg16(const std::string& spec, torch::Device device, WeightsIdentity* id) {
   const std::string kRandom = "random:";
   if (spec.rfind(kRandom, 0) == 0) {
@@ -210,7 +231,8 @@ Vgg16Features load_vgg16(const std::string& spec, torch::Device device, WeightsI
   if (!std::filesystem::is_regular_file(spec, ec)) {
     throw Error(
         ErrorKind::kInvalidArgument,
-        fmt::format("--weights {}: no such file (give a .pth state_dict file or random:SEED)", spec));
+        fmt::format("--weights {}: no such file (give a .pth state_dict file or random:SEED)",
+                    spec));
   }
   std::string sha = sha256_file(spec);
   StateDict sd = read_state_dict(spec, [](const std::string& name) {

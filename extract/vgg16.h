@@ -26,6 +26,9 @@ class Vgg16Features {
   torch::Tensor forward_prepool(const torch::Tensor& x);
 
   torch::Device device() const { return device_; }
+  // The convolutions' weights and biases as torchvision names them ("features.N.weight", NCHW,
+  // float32, on the CPU): a copy of what forward() computes with.
+  StateDict state_dict() const;
 
  private:
   void build();
