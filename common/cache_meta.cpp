@@ -144,6 +144,11 @@ json CacheMeta::to_json() const {
       {"extra", extra.is_null() ? json::object() : extra}};
   // Only shards carry the field, so whole caches keep exactly the JSON they always had.
   if (shard.present()) j["shard"] = shard_json(shard);
+  // Likewise only other cuts than pool5: pool5 caches keep their JSON and fingerprints.
+  if (cut != "pool5") {
+    j["cut"] = cut;
+    j["cut_shape"] = cut_shape;
+  }
   return j;
 }
 
@@ -177,6 +182,8 @@ CacheMeta CacheMeta::from_json(const json& j) {
     m.records = j.at("records").get<uint64_t>();
     m.next_image = j.at("next_image").get<uint32_t>();
     m.extra = j.value("extra", json::object());
+    m.cut = j.value("cut", std::string("pool5"));
+    if (j.contains("cut_shape")) m.cut_shape = j.at("cut_shape").get<std::vector<int>>();
     if (j.contains("shard")) {
       const auto& s = j.at("shard");
       m.shard = {s.at("index").get<uint32_t>(), s.at("count").get<uint32_t>(),
@@ -196,6 +203,18 @@ CacheMeta CacheMeta::from_json(const json& j) {
                   "malformed cache metadata: prepool-f32 needs prepool_shape {C, h, w} with "
                   "C*h*w == payload_floats and C*49 == dim");
   }
+  if (m.cut != "pool5" && m.cut != "pool4")
+    throw Error(ErrorKind::kSchema, fmt::format("cache cut '{}' is not supported (this build "
+                                                "reads pool5 and pool4)",
+                                                m.cut));
+  if (m.cut == "pool4") {
+    const auto& s = m.cut_shape;
+    if (m.codec != Codec::kRawF32 || s.size() != 3 || s[0] <= 0 || s[1] <= 0 || s[2] <= 0 ||
+        static_cast<uint64_t>(s[0]) * s[1] * s[2] != m.dim)
+      throw Error(ErrorKind::kCorrupt,
+                  "malformed cache metadata: a pool4 cache needs codec raw-f32 and cut_shape "
+                  "{C, h, w} with C*h*w == dim");
+  }
   if (j.contains("shard") && (m.shard.count == 0 || m.shard.index >= m.shard.count ||
                               m.shard.first > m.shard.end || m.shard.end > m.images.size()))
     throw Error(ErrorKind::kCorrupt,
@@ -210,7 +229,8 @@ CacheMeta CacheMeta::from_json(const json& j) {
 std::string CacheMeta::first_difference(const CacheMeta& a, const CacheMeta& b) {
   json ja = a.to_json(), jb = b.to_json();
   // Settings, then data identity. Progress fields (records, next_image, skipped, complete, extra,
-  // tool_version) are state, not settings.
+  // tool_version) are state, not settings. The cut first: it decides what every other one means.
+  if (a.cut != b.cut) return fmt::format("cut: {} vs {}", a.cut, b.cut);
   for (const char* key : {"codec", "dim", "payload_floats", "prepool_shape", "classes"}) {
     if (ja[key] != jb[key]) return fmt::format("{}: {} vs {}", key, ja[key].dump(), jb[key].dump());
   }
@@ -246,6 +266,7 @@ std::string CacheMeta::feature_fingerprint() const {
             {"mean", p["mean"]},
             {"std", p["std"]},
             {"interpolation", p["interpolation"]}};
+  if (cut != "pool5") f["cut"] = cut;
   std::string s = f.dump();
   return sha256_hex(s.data(), s.size()).substr(0, 16);
 }

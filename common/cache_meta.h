@@ -73,6 +73,10 @@ struct CacheMeta {
   uint32_t dim = 25088;              // logical feature dimension (after decoding)
   uint32_t payload_floats = 25088;   // floats stored per record (== dim for raw-f32)
   std::vector<int> prepool_shape;    // {C, h, w} for kPrepoolF32, empty otherwise
+  std::string cut = "pool5";         // the VGG16 layer records come from: "pool5" (the pooled
+                                     //   vector, or its pre-pool map), or "pool4" (the map after
+                                     //   features[23], block 5's input, raw-f32: for fine-tuning)
+  std::vector<int> cut_shape;        // {C, h, w} of a pool4 record (C·h·w = dim); empty for pool5
   std::vector<std::string> classes;  // label order (sorted folder names)
   std::string source_dir;            // split directory as given (informational)
   std::vector<ImageEntry> images;
@@ -100,7 +104,8 @@ struct CacheMeta {
   // slice counts as a setting: a shard never resumes as another shard or as a whole cache.
   static std::string first_difference(const CacheMeta& a, const CacheMeta& b);
   // Fingerprint of the feature settings (weights identity, size, normalisation, interpolation,
-  // codec-independent dim): what a trained head must match at predict time.
+  // codec-independent dim, and the cut when it is not pool5): what a trained head must match at
+  // predict time. pool5 caches keep the fingerprint they had before cuts existed.
   std::string feature_fingerprint() const;
   // Identity of the cache's content and settings (sha256 of to_json() without the extra,
   // tool_version and source_dir fields, 16 hex digits): what a sweep records for each cache,

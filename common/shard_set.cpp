@@ -51,6 +51,8 @@ CacheMeta settings_of(const CacheMeta& m) {
   s.dim = m.dim;
   s.payload_floats = m.payload_floats;
   s.prepool_shape = m.prepool_shape;
+  s.cut = m.cut;
+  s.cut_shape = m.cut_shape;
   s.classes = m.classes;
   s.weights = m.weights;
   s.preprocess = m.preprocess;

@@ -16,6 +16,11 @@ std::string validate_extract_params(const ExtractParams& p) {
   if (std::string err = validate_view_params(p); !err.empty()) return err;
   if (p.codec != "auto" && p.codec != "raw-f32" && p.codec != "prepool-f32")
     return fmt::format("--codec must be auto, raw-f32 or prepool-f32 (got {})", p.codec);
+  if (p.cut != "pool5" && p.cut != "pool4")
+    return fmt::format("--cut must be pool5 or pool4 (got {})", p.cut);
+  if (p.cut == "pool4" && p.codec == "prepool-f32")
+    return "--codec prepool-f32 stores the map before pool5's average pooling; with --cut pool4 "
+           "records are the pool4 map itself (raw-f32)";
   return "";
 }
 
@@ -43,6 +48,10 @@ ParseStatus parse_extract_args(int argc, char** argv, ExtractParams* params) {
                  "record encoding: auto (prepool-f32 below 224 px, else raw-f32), raw-f32 "
                  "(the 25088-d vector) or prepool-f32 (the smaller pre-pool map, expanded exactly "
                  "on read)")
+      ->capture_default_str();
+  app.add_option("--cut", p.cut,
+                 "layer the records come from: pool5 (VGG16's features, for a head) or pool4 "
+                 "(block 5's input, 512 x size/16 x size/16, for fine-tuning block 5)")
       ->capture_default_str();
   app.add_flag("--strict", p.strict, "an undecodable image is an error instead of a skip");
   app.add_flag("--overwrite", p.overwrite, "replace a cache made with different settings");

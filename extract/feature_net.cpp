@@ -4,6 +4,7 @@
 
 #include <cstring>
 
+#include "common/error.h"
 #include "extract/vgg16.h"
 
 namespace vggcache {
@@ -36,6 +37,18 @@ class Vgg16Net : public FeatureNet {
     return {512, side, side};
   }
 
+  std::vector<int> pool4_shape(int size) const override {
+    int side = size;
+    for (int pool = 0; pool < 4; ++pool) side /= 2;
+    return {512, side, side};
+  }
+
+  void forward_pool4(const float* in, int n, int size, float* out) override {
+    torch::Tensor x = torch::from_blob(const_cast<float*>(in), {n, 3, size, size}, torch::kFloat32);
+    torch::Tensor z = net_.forward_pool4(x);  // n × 512 × h × w, CPU, contiguous (NCHW)
+    std::memcpy(out, z.data_ptr<float>(), sizeof(float) * static_cast<size_t>(z.numel()));
+  }
+
   void forward_prepool(const float* in, int n, int size, float* out) override {
     torch::Tensor x = torch::from_blob(const_cast<float*>(in), {n, 3, size, size}, torch::kFloat32);
     torch::Tensor z = net_.forward_prepool(x);  // n × 512 × h × w, CPU, contiguous (NCHW)
@@ -47,6 +60,14 @@ class Vgg16Net : public FeatureNet {
 };
 
 }  // namespace
+
+std::vector<int> FeatureNet::pool4_shape(int) const {
+  throw Error(ErrorKind::kInvalidArgument, "this network has no pool4 layer (--cut pool4)");
+}
+
+void FeatureNet::forward_pool4(const float*, int, int, float*) {
+  throw Error(ErrorKind::kInvalidArgument, "this network has no pool4 layer (--cut pool4)");
+}
 
 std::unique_ptr<FeatureNet> make_vgg16_net(const NetOptions& options, WeightsIdentity* id) {
   // Explicit thread counts: Debian's LibTorch starts with one intra-op thread. The inter-op pool

@@ -34,6 +34,12 @@ class FeatureNet {
   virtual std::vector<int> prepool_shape(int size) const = 0;
   // in as forward(); out: n × C × h × w floats, the map that forward() would pool. Not thread-safe.
   virtual void forward_prepool(const float* in, int n, int size, float* out) = 0;
+  // {C, h, w} of VGG16's pool4 map for size × size views (the input of block 5): 512 ×
+  // (size halved, rounded down, four times)². Networks without that layer throw
+  // Error(kInvalidArgument).
+  virtual std::vector<int> pool4_shape(int size) const;
+  // in as forward(); out: n × C × h × w floats, the pool4 map. Not thread-safe.
+  virtual void forward_pool4(const float* in, int n, int size, float* out);
 };
 
 struct NetOptions {

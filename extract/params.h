@@ -22,6 +22,8 @@ struct ExtractParams : ViewParams {  // --scale --ratio --flip --seed --batch --
   std::string codec = "auto";  // --codec auto|raw-f32|prepool-f32: how records store a view;
                                //   auto = prepool-f32 when VGG16's last map is smaller than
                                //   7×7 (size < 224), else raw-f32
+  std::string cut = "pool5";   // --cut pool5|pool4: the layer records come from; pool4 stores
+                               //   block 5's input map (raw-f32) for fine-tuning block 5
   uint32_t shard_index = 0;    // --shard I/N (or auto): extract only the I-th of N slices of the
   uint32_t shard_count = 0;    //   image list (common/shard_set.h); 0 = no --shard, every image
 

@@ -140,6 +140,14 @@ uint32_t images_per_chunk(int batch, int crops) {
 // vector only repeats its values); raw-f32 otherwise. An explicit --codec wins. With auto, an
 // existing cache keeps the codec it was made with, so caches from before auto existed resume.
 void choose_codec(const ExtractParams& p, FeatureNet& net, CacheMeta* m) {
+  if (p.cut == "pool4") {  // the map itself is the record: nothing to pool, nothing to compact
+    m->cut = "pool4";
+    m->cut_shape = net.pool4_shape(p.size);
+    m->codec = Codec::kRawF32;
+    m->dim = m->payload_floats =
+        static_cast<uint32_t>(m->cut_shape[0] * m->cut_shape[1] * m->cut_shape[2]);
+    return;
+  }
   const std::vector<int> shape = net.prepool_shape(p.size);
   Codec codec = shape[1] * shape[2] < 49 ? Codec::kPrepoolF32 : Codec::kRawF32;
   if (p.codec != "auto") {
@@ -252,11 +260,13 @@ ExtractSummary run_extract(const ExtractParams& p, const FolderScan& scan, Featu
 
   const uint32_t per_chunk = images_per_chunk(p.batch, pre.crops);
   const uint32_t n_images = writer->meta().end_image();  // a shard stops at its slice's end
-  // Floats stored per view: the pooled vector (raw-f32) or the pre-pool map (prepool-f32).
+  // Floats stored per view: the pooled vector (raw-f32), the pre-pool map (prepool-f32) or the
+  // pool4 map (cut pool4).
   const uint32_t dim = writer->meta().payload_floats;
   const bool prepool = writer->meta().codec == Codec::kPrepoolF32;
-  spdlog::info("codec {}: {} bytes per record", codec_name(writer->meta().codec),
-               record_bytes(dim));
+  const bool pool4 = writer->meta().cut == "pool4";
+  spdlog::info("cut {}, codec {}: {} bytes per record", writer->meta().cut,
+               codec_name(writer->meta().codec), record_bytes(dim));
   tbb::task_arena arena(p.threads);
   auto launch = [&](uint32_t first) {
     uint32_t end = std::min(n_images, first + per_chunk);
@@ -289,7 +299,9 @@ ExtractSummary run_extract(const ExtractParams& p, const FolderScan& scan, Featu
     for (size_t b = 0; b < n; b += p.batch) {
       const int nb = static_cast<int>(std::min<size_t>(p.batch, n - b));
       const float* in = c->input.data + b * view_floats;
-      if (prepool)
+      if (pool4)
+        net.forward_pool4(in, nb, pre.size, features->data() + b * dim);
+      else if (prepool)
         net.forward_prepool(in, nb, pre.size, features->data() + b * dim);
       else
         net.forward(in, nb, pre.size, features->data() + b * dim);

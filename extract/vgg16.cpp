@@ -75,8 +75,9 @@ void finalize(torch::nn::Sequential& seq, torch::Device device) {
   }
 }
 
-torch::Tensor run_features(torch::nn::Sequential& seq, torch::Device device,
-                           const torch::Tensor& x) {
+// The first `layers` modules of `features` (all of them by default: the pool5 map).
+torch::Tensor run_features(torch::nn::Sequential& seq, torch::Device device, const torch::Tensor& x,
+                           size_t layers = SIZE_MAX) {
   if (x.dim() != 4 || x.size(1) != 3 || x.scalar_type() != torch::kFloat32) {
     throw Error(
         ErrorKind::kInvalidArgument,
@@ -86,7 +87,10 @@ torch::Tensor run_features(torch::nn::Sequential& seq, torch::Device device,
   // non_blocking: from pinned host memory the copy overlaps with work already queued on the GPU.
   torch::Tensor in =
       x.to(device, /*non_blocking=*/true).contiguous(torch::MemoryFormat::ChannelsLast);
-  return seq->forward(in);  // n × 512 × s/32 × s/32
+  if (layers >= seq->size()) return seq->forward(in);  // n × 512 × s/32 × s/32
+  size_t i = 0;
+  for (auto it = seq->begin(); it != seq->end() && i < layers; ++it, ++i) in = it->forward(in);
+  return in;
 }
 
 }  // namespace
@@ -185,6 +189,12 @@ torch::Tensor Vgg16Features::forward(const torch::Tensor& x) {
 torch::Tensor Vgg16Features::forward_prepool(const torch::Tensor& x) {
   c10::InferenceMode guard;
   return run_features(features_, device_, x).to(torch::kCPU).contiguous();
+}
+
+torch::Tensor Vgg16Features::forward_pool4(const torch::Tensor& x) {
+  c10::InferenceMode guard;
+  // features[23] is the fourth max-pool: 24 modules give block 5's input.
+  return run_features(features_, device_, x, 24).to(torch::kCPU).contiguous();
 }
 
 StateDict Vgg16Features::state_dict() const {

@@ -24,6 +24,8 @@ class Vgg16Features {
   torch::Tensor forward(const torch::Tensor& x);
   // Same, but returns the pre-pool map n × 512 × h × w (for the compact codec).
   torch::Tensor forward_prepool(const torch::Tensor& x);
+  // The pool4 map n × 512 × s/16 × s/16 (features[0..23], block 5's input; extract --cut pool4).
+  torch::Tensor forward_pool4(const torch::Tensor& x);
 
   torch::Device device() const { return device_; }
   // The convolutions' weights and biases as torchvision names them ("features.N.weight", NCHW,

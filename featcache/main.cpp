@@ -28,6 +28,7 @@ int cmd_info(const std::string& dir, bool with_images) {
                         {"classes", m.classes},
                         {"complete", m.complete},
                         {"codec", j["codec"]},
+                        {"cut", m.cut},
                         {"bytes_per_record", record_bytes(m.payload_floats)},
                         {"skipped", j["skipped"]},
                         {"settings", {{"weights", j["weights"]}, {"preprocess", j["preprocess"]}}},
@@ -37,6 +38,7 @@ int cmd_info(const std::string& dir, bool with_images) {
                         {"source_dir", m.source_dir},
                         {"extra", j["extra"]}};
   if (m.shard.present()) out["shard"] = j["shard"];
+  if (m.cut == "pool4") out["cut_shape"] = m.cut_shape;  // C × h × w of each record
   if (is_shard_set(dir)) out["shard_set"] = read_shard_manifest(dir);
   if (with_images) out["image_list"] = j["images"];
   std::printf("%s\n", out.dump(2).c_str());

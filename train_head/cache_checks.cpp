@@ -10,6 +10,13 @@ namespace vggcache {
 
 void check_training_caches(const CacheMeta& train, const std::string& train_dir,
                            const CacheMeta& test, const std::string& test_dir) {
+  for (const auto& [meta, dir] : {std::pair{&train, &train_dir}, {&test, &test_dir}})
+    if (meta->cut != "pool5")
+      throw Error(ErrorKind::kMismatch,
+                  fmt::format("cache {} holds {} maps (extract --cut {}), the input of VGG16's "
+                              "block 5; this version trains heads on pool5 features only "
+                              "(extract with --cut pool5)",
+                              *dir, meta->cut, meta->cut));
   check_caches_pair(train, train_dir, test, test_dir);
   if (train.classes.size() < 2)
     throw Error(ErrorKind::kInvalidArgument,

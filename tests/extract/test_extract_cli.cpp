@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <nlohmann/json.hpp>
 #include <set>
 
 #include "common/cache.h"
@@ -149,6 +150,7 @@ TEST_F(ExtractCli, OutOfRangeFlagsAreUsageErrorsNamingTheFlag) {
       {"--batch 0", "--batch"},       {"--size 16", "--size"},
       {"--threads 0", "--threads"},   {"--device tpu", "--device"},
       {"--crops abc", "--crops"},     {"--no-such-flag", "--no-such-flag"},
+      {"--cut pool3", "--cut"},       {"--cut pool4 --codec prepool-f32", "--codec"},
   };
   for (const auto& [flag, name] : cases) {
     std::string out;
@@ -200,6 +202,7 @@ TEST_F(ExtractCli, DifferentSettingsAreRefusedUnlessOverwrite) {
       {"--scale 0.25,1", "preprocess.scale"},
       {"--weights random:4", "weights.name"},
       {"--eval", "preprocess."},  // the first differing key: crops (1 with --eval)
+      {"--cut pool4", "cut: pool5 vs pool4"},
   };
   for (const auto& [flag, setting] : cases) {
     EXPECT_EQ(run_extract_cmd(args(cache, flag), &out), 1) << flag << "\n" << out;
@@ -212,6 +215,42 @@ TEST_F(ExtractCli, DifferentSettingsAreRefusedUnlessOverwrite) {
   auto reader = CacheReader::open(cache);
   EXPECT_EQ(reader->meta().preprocess.seed, 2u);
   EXPECT_EQ(reader->record_count(), 2u * kPerClass * kCrops);
+}
+
+// --cut pool4: block 5's input maps (512 × 2 × 2 at 32 px) in a raw-f32 cache that featcache
+// shows as such; train_head refuses it by name rather than train a head on the wrong layer.
+TEST_F(ExtractCli, Pool4CutIsStoredShownAndNotTrainedAsAHead) {
+  VGGCACHE_REQUIRE_CARBIKE(carbike);
+  const std::string cache = tmp_ / "pool4";
+  std::string out;
+  ASSERT_EQ(run_extract_cmd(args(cache, "--cut pool4"), &out), 0) << out;
+  auto reader = CacheReader::open(cache);
+  EXPECT_EQ(reader->meta().cut, "pool4");
+  EXPECT_EQ(reader->meta().cut_shape, (std::vector<int>{512, 2, 2}));
+  EXPECT_EQ(reader->meta().dim, 2048u);
+  EXPECT_EQ(reader->meta().codec, Codec::kRawF32);
+  EXPECT_EQ(reader->record_count(), 2u * kPerClass * kCrops);
+
+  ASSERT_EQ(
+      testing::run_command(
+          shell_quote(testing::bin_dir() + "/featcache") + " info " + shell_quote(cache), &out),
+      0)
+      << out;
+  const nlohmann::json info = nlohmann::json::parse(out.substr(out.find('{')));
+  EXPECT_EQ(info["cut"], "pool4");
+  EXPECT_EQ(info["cut_shape"], nlohmann::json::parse("[512, 2, 2]"));
+  EXPECT_EQ(info["dim"], 2048);
+
+  const std::string run = tmp_ / "run";
+  EXPECT_EQ(testing::run_command(shell_quote(testing::bin_dir() + "/train_head") + " --train " +
+                                     shell_quote(cache) + " --test " + shell_quote(cache) +
+                                     " --out " + shell_quote(run) + " --epochs 1 --quiet",
+                                 &out),
+            1)
+      << out;
+  EXPECT_NE(out.find(cache), std::string::npos) << out;
+  EXPECT_NE(out.find("pool4"), std::string::npos) << out;
+  EXPECT_FALSE(std::filesystem::exists(run + "/head.bin"));
 }
 
 }  // namespace

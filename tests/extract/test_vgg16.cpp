@@ -232,6 +232,52 @@ TEST_F(Vgg16Test, ExtractEvalCacheMatchesTorchvision) {
                            testing::vgg16_features_bound());
 }
 
+// `extract --cut pool4`: block 5's input map, torchvision's features[:24], in a raw-f32 cache
+// whose metadata names the cut and the map's shape.
+TEST_F(Vgg16Test, ExtractPool4CacheMatchesTorchvision) {
+  VGGCACHE_REQUIRE_CARBIKE(carbike);
+  TempDir tmp;
+  for (const auto& rel : sample_images()) {
+    fs::create_directories(fs::path(tmp / "split") / fs::path(rel).parent_path());
+    fs::copy_file(carbike + "/test/" + rel, tmp / ("split/" + rel));
+  }
+  std::string out;
+  ASSERT_EQ(testing::run_command(
+                fmt::format("{} --data {} --out {} --weights {} --eval --size {} --threads 2 "
+                            "--batch 3 --cut pool4 --quiet",
+                            testing::shell_quote(testing::bin_dir() + "/extract"),
+                            testing::shell_quote(tmp / "split"), testing::shell_quote(tmp / "c"),
+                            testing::shell_quote(ref("vgg16_zip.pth")), kSize),
+                &out),
+            0)
+      << out;
+  auto reader = CacheReader::open(tmp / "c");
+  const CacheMeta& m = reader->meta();
+  constexpr int kSide = kSize / 16, kMap = 512 * kSide * kSide;
+  EXPECT_EQ(m.cut, "pool4");
+  EXPECT_EQ(m.cut_shape, (std::vector<int>{512, kSide, kSide}));
+  EXPECT_EQ(m.codec, Codec::kRawF32);
+  EXPECT_EQ(m.dim, uint32_t(kMap));
+  ASSERT_EQ(reader->record_count(), sample_images().size());
+  std::vector<float> want = read_f32(ref("ref.pool4.f32"));
+  ASSERT_EQ(want.size(), sample_images().size() * kMap);
+  ReadTxn txn = reader->begin();
+  txn.seek_first();
+  RecordView v;
+  size_t i = 0;
+  double worst = 0;
+  const double bound = testing::vgg16_features_bound(10);
+  while (txn.next(&v)) {
+    ASSERT_EQ(v.header.payload_floats, uint32_t(kMap));
+    const double d = max_rel_diff(v.data, want.data() + i * kMap, kMap);
+    EXPECT_LE(d, bound) << sample_images()[i];
+    worst = std::max(worst, d);
+    ++i;
+  }
+  EXPECT_EQ(i, sample_images().size());
+  testing::report_numerics("extract --cut pool4 cache vs torchvision features[:24]", worst, bound);
+}
+
 TEST_F(Vgg16Test, LegacyAndZipFormatsGiveIdenticalFeatures) {
   VGGCACHE_REQUIRE_CARBIKE(carbike);
   Vgg16Features legacy = load_vgg16(ref("vgg16_legacy.pth"), torch::kCPU, nullptr);

@@ -10,6 +10,7 @@ IMAGE paths are relative to --root. For each image, the torchvision eval view:
 PIL open + convert("RGB") (ImageFolder's loader), Resize((size, size)), ToTensor, Normalize(ImageNet),
 then vgg16().features + avgpool + flatten. Writes
   OUT.features.f32  n x 25088 float32, little-endian, row-major
+  OUT.pool4.f32     n x 512 x size/16 x size/16 float32: features[:24], block 5's input
   OUT.input.f32     n x 3 x size x size float32: the network input, so the C++ side can check the
                     network alone on exactly the same tensor
 --weights FILE loads a torchvision state_dict (features.* are used); random:SEED is
@@ -72,8 +73,10 @@ def main():
     net = torch.nn.Sequential(model.features, model.avgpool, torch.nn.Flatten(1))
     with torch.inference_mode():
         y = net(x)  # n x 25088
+        pool4 = model.features[:24](x)
     x.numpy().astype("<f4").tofile(args.out + ".input.f32")
     y.numpy().astype("<f4").tofile(args.out + ".features.f32")
+    pool4.numpy().astype("<f4").tofile(args.out + ".pool4.f32")
     return 0
 
 
