@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <ostream>
 #include <random>
 #include <vector>
 
@@ -76,6 +77,9 @@ struct Case {
   int n, h, w;
   const char* name;
 };
+void PrintTo(const Case& c, std::ostream* os) {
+  *os << c.name << " (" << c.n << " × 512 × " << c.h << " × " << c.w << ")";
+}
 
 class Block5VsTorch : public ::testing::TestWithParam<Case> {};
 
