@@ -5,7 +5,8 @@
 // over FIXED blocks of whole images, run as TBB tasks. The blocks depend only on the shape (about
 // 256 output pixels each), never on the thread count, and the weight gradient's per-block sums are
 // joined by tbb::parallel_deterministic_reduce, whose split tree is fixed too: every result is
-// bitwise the same for any number of threads.
+// bitwise the same for any number of threads. That needs sgemm() itself single-threaded: tools
+// call configure_blas_for_tbb() once at start-up, as train_head does.
 //
 // Thread-safety: the functions keep no state; concurrent calls are safe when their outputs differ.
 // Errors: a non-positive dimension throws Error(kInvalidArgument).

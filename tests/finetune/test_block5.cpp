@@ -15,6 +15,7 @@
 #include "common/error.h"
 #include "finetune/block5.h"
 #include "finetune/conv3x3.h"
+#include "head/linalg.h"
 #include "test_util.h"
 
 namespace vggcache {
@@ -250,6 +251,7 @@ TEST(Conv3x3, MatchesDirectConvolution) {
 // Enough 4 × 4 images for several blocks, so the weight gradient goes through the reduction tree.
 TEST(Conv3x3, BitwiseSameForAnyThreadCount) {
   const Conv3x3Shape s{40, 64, 32, 4, 4};
+  configure_blas_for_tbb();
   std::mt19937 rng(11);
   const std::vector<float> x = normal(static_cast<size_t>(s.n) * s.c_in * 16, 1.0f, rng);
   const std::vector<float> weight = normal(static_cast<size_t>(s.c_out) * s.c_in * 9, 0.1f, rng);
