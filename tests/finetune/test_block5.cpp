@@ -10,6 +10,7 @@
 #include <cstring>
 #include <ostream>
 #include <random>
+#include <thread>
 #include <vector>
 
 #include "common/error.h"
@@ -274,6 +275,33 @@ TEST(Conv3x3, BitwiseSameForAnyThreadCount) {
     EXPECT_EQ(std::memcmp(one.data(), many.data(), one.size() * sizeof(float)), 0)
         << threads << " threads";
   }
+}
+
+// forward() and backward() are const and keep their state in the caller's activations: two
+// threads on one Block5 get what one thread alone gets (and TSan, in check-hard, sees no race).
+TEST(Block5, ConcurrentBatchesOnOneBlockAgreeWithSerial) {
+  std::mt19937 rng(21);
+  const Block5 net = random_block5(rng);
+  const std::vector<float> x = pool4_like(static_cast<size_t>(2) * kC * 16, rng);
+  const std::vector<float> d_out = normal(static_cast<size_t>(2) * kBlock5OutputDim, 0.01f, rng);
+  auto run = [&] {
+    Block5Activations act;
+    std::vector<float> result = net.forward(x, 2, 4, 4, &act);
+    const Block5Gradients g = net.backward(act, d_out);
+    for (int i = 0; i < 3; ++i) {
+      result.insert(result.end(), g.weight[i].begin(), g.weight[i].end());
+      result.insert(result.end(), g.bias[i].begin(), g.bias[i].end());
+    }
+    return result;
+  };
+  const std::vector<float> serial = run();
+  std::vector<float> a, b;
+  std::thread ta([&] { a = run(); });
+  std::thread tb([&] { b = run(); });
+  ta.join();
+  tb.join();
+  EXPECT_TRUE(a == serial);
+  EXPECT_TRUE(b == serial);
 }
 
 template <typename F>
