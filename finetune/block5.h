@@ -25,7 +25,7 @@ constexpr int kBlock5Channels = 512;
 constexpr int kBlock5OutputDim = kBlock5Channels * 7 * 7;  // 25088
 
 // What forward() leaves for backward(), per batch: 4 · n × 512 × h × w floats (the input and
-// three ReLU outputs) and pool5's choices, 9 MB for 64 crops at 64 px, 106 MB at 224 px.
+// three ReLU outputs) and pool5's choices, 9 MB for 64 crops at 64 px, 109 MB at 224 px.
 // Public so tests and callers can inspect it; only forward() should fill it.
 struct Block5Activations {
   int n = 0, h = 0, w = 0;  // the input's shape (× 512 channels)
