@@ -1,0 +1,75 @@
+// VGG16's block 5 from pool4 maps to the head's input, for fine-tuning on the CPU:
+//   conv5_1 → ReLU → conv5_2 → ReLU → conv5_3 → ReLU → MaxPool2d(2, 2) → AdaptiveAvgPool2d((7, 7))
+//   → flatten,
+// torchvision's vgg16().features[24:31] + avgpool, in float32 (finetune/conv3x3.h does the convs).
+//
+// Shapes: the input x is n × 512 × h × w (NCHW; VGG16's pool4 output for s-pixel crops has
+// h = w = s/16: 4 × 4 at 64 px, 14 × 14 at 224 px), h, w ≥ 2; the output is n × 25088 (512 × 7 × 7,
+// row-major, as torch.flatten(1) orders it).
+//
+// Thread-safety: forward() and backward() are const and keep everything a backward pass needs in
+// a Block5Activations the caller owns, so threads may run batches on one Block5 at once, each with
+// its own activations, as long as nobody calls set_layer() meanwhile. Both run TBB tasks inside,
+// and their results are bitwise the same for any thread count (see conv3x3.h).
+//
+// Errors: bad shapes, missing or mis-sized weights throw Error with a message saying which.
+#pragma once
+#include <array>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace vggcache {
+
+constexpr int kBlock5Channels = 512;
+constexpr int kBlock5OutputDim = kBlock5Channels * 7 * 7;  // 25088
+
+// What forward() leaves for backward(), per batch: 4 · n × 512 × h × w floats (the input and
+// three ReLU outputs) and pool5's choices, 9 MB for 64 crops at 64 px, 109 MB at 224 px.
+// Public so tests and callers can inspect it; only forward() should fill it.
+struct Block5Activations {
+  int n = 0, h = 0, w = 0;  // the input's shape (× 512 channels)
+  std::vector<float> x;     // the input, n × 512 × h × w (conv5_1's weight gradient needs it)
+  // Each conv's output after its ReLU, n × 512 × h × w: the next conv's input, and > 0 exactly
+  // where the ReLU passed the gradient (as PyTorch's ReLU backward decides it).
+  std::array<std::vector<float>, 3> relu;
+  // pool5's choice per output, n × 512 × ⌊h/2⌋ × ⌊w/2⌋: the index within the h × w plane of the
+  // first maximum of its 2 × 2 window in row-major order (PyTorch's choice on ties).
+  std::vector<int32_t> pool_argmax;
+};
+
+// Gradients for the six tensors, in the state_dict's layout: weight[i] is
+// features.{24,26,28}.weight (512 × 512 × 3 × 3), bias[i] features.{24,26,28}.bias (512).
+struct Block5Gradients {
+  std::array<std::vector<float>, 3> weight;
+  std::array<std::vector<float>, 3> bias;
+};
+
+class Block5 {
+ public:
+  // The state_dict names of layer i's tensors (i = 0, 1, 2: conv5_1..conv5_3), e.g.
+  // "features.24.weight".
+  static std::string weight_name(int layer);
+  static std::string bias_name(int layer);
+
+  // Layer i's weight (512 × 512 × 3 × 3 floats) and bias (512). Throws on a wrong size.
+  void set_layer(int layer, std::vector<float> weight, std::vector<float> bias);
+  const std::vector<float>& weight(int layer) const { return weight_.at(layer); }
+  const std::vector<float>& bias(int layer) const { return bias_.at(layer); }
+
+  // out (n × 25088) from x (n × 512 × h × w, x.size() must match); fills *act for backward().
+  std::vector<float> forward(const std::vector<float>& x, int n, int h, int w,
+                             Block5Activations* act) const;
+
+  // The gradients of a loss from d_out = ∂loss/∂out (n × 25088) for the batch act came from. When
+  // d_x is not null it receives ∂loss/∂x (n × 512 × h × w); pool4 inputs do not need it.
+  Block5Gradients backward(const Block5Activations& act, const std::vector<float>& d_out,
+                           std::vector<float>* d_x = nullptr) const;
+
+ private:
+  void check_ready() const;
+  std::array<std::vector<float>, 3> weight_;
+  std::array<std::vector<float>, 3> bias_;
+};
+
+}  // namespace vggcache

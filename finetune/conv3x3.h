@@ -1,0 +1,35 @@
+// 3×3 convolution, stride 1, padding 1, as VGG16's conv layers: NCHW float32, weights in
+// torchvision's layout (c_out × c_in × 3 × 3) and a bias of c_out.
+//
+// Both passes lower the convolution to GEMMs (im2col + sgemm() of head/linalg.h, single-threaded)
+// over FIXED blocks of whole images, run as TBB tasks. The blocks depend only on the shape (about
+// 256 output pixels each), never on the thread count, and the weight gradient's per-block sums are
+// joined by tbb::parallel_deterministic_reduce, whose split tree is fixed too: every result is
+// bitwise the same for any number of threads. That needs sgemm() itself single-threaded: tools
+// call configure_blas_for_tbb() once at start-up, as train_head does.
+//
+// Thread-safety: the functions keep no state; concurrent calls are safe when their outputs differ.
+// Errors: a non-positive dimension throws Error(kInvalidArgument).
+#pragma once
+
+namespace vggcache {
+
+struct Conv3x3Shape {
+  int n = 0;      // images
+  int c_in = 0;   // input channels
+  int c_out = 0;  // output channels
+  int h = 0;      // height of input and output
+  int w = 0;      // width of input and output
+};
+
+// y (n × c_out × h × w) = conv(x (n × c_in × h × w), weight (c_out × c_in × 3 × 3)) + bias.
+void conv3x3_forward(const Conv3x3Shape& s, const float* x, const float* weight, const float* bias,
+                     float* y);
+
+// From dy (n × c_out × h × w), the gradient of a loss with respect to y: d_weight (c_out × c_in ×
+// 3 × 3), d_bias (c_out), both overwritten, and, when d_x is not null, d_x (n × c_in × h × w).
+// x and weight are the forward pass's.
+void conv3x3_backward(const Conv3x3Shape& s, const float* x, const float* weight, const float* dy,
+                      float* d_weight, float* d_bias, float* d_x);
+
+}  // namespace vggcache
