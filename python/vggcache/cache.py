@@ -97,7 +97,9 @@ class Cache:
 
     Attributes: ``path``, ``meta`` (the parsed metadata; a set's combined metadata), ``classes``,
     ``dim`` (25088), ``codec`` (``"raw-f32"`` / ``"prepool-f32"``), ``payload_floats``,
-    ``prepool_shape`` (``(C, h, w)`` or None), ``image_paths`` (relative paths, image order),
+    ``prepool_shape`` (``(C, h, w)`` or None), ``cut`` (``"pool5"``, or ``"pool4"``: records are
+    block 5's input maps, ``vectors()`` rows reshape to ``cut_shape`` = ``(C, h, w)``; None for
+    pool5), ``image_paths`` (relative paths, image order),
     ``is_shard_set``, ``verify``, ``feature_fingerprint`` (what a head trained on it records). ``len(cache)`` is the number of records stored.
     """
 
@@ -131,6 +133,8 @@ class Cache:
         self._codec_id = CODEC_IDS[self.codec]
         self.payload_floats = int(m["payload_floats"])
         self.prepool_shape = tuple(m["prepool_shape"]) if self.codec == "prepool-f32" else None
+        self.cut = m.get("cut", "pool5")
+        self.cut_shape = tuple(m["cut_shape"]) if self.cut == "pool4" else None
         self.image_paths = [_meta.image_path(e) for e in m["images"]]
         self.complete = bool(m["complete"])
         self.feature_fingerprint = _meta.feature_fingerprint(m)

@@ -60,6 +60,15 @@ def validate_meta(m, where):
             raise CorruptError(f"{where}: malformed cache metadata: prepool-f32 needs "
                                "prepool_shape {C, h, w} with C*h*w == payload_floats and "
                                "C*49 == dim")
+    cut = m.get("cut", "pool5")
+    if cut not in ("pool5", "pool4"):
+        raise SchemaError(f"{where}: cache cut '{cut}' is not supported (this reader reads pool5 "
+                          "and pool4)")
+    if cut == "pool4":
+        s = m.get("cut_shape", [])
+        if (m["codec"] != "raw-f32" or len(s) != 3 or min(s) <= 0 or s[0] * s[1] * s[2] != dim):
+            raise CorruptError(f"{where}: malformed cache metadata: a pool4 cache needs codec "
+                               "raw-f32 and cut_shape {C, h, w} with C*h*w == dim")
     if "shard" in m:
         s = m["shard"]
         if not (s["count"] > 0 and s["index"] < s["count"] and s["first"] <= s["end"]
@@ -96,8 +105,10 @@ def read_shard_manifest(set_dir):
 
 
 def _settings(m):
-    return {k: m[k] for k in ("codec", "dim", "payload_floats", "prepool_shape", "classes",
-                              "weights", "preprocess")}
+    s = {k: m[k] for k in ("codec", "dim", "payload_floats", "prepool_shape", "classes",
+                           "weights", "preprocess")}
+    s["cut"] = m.get("cut", "pool5")
+    return s
 
 
 def _describe(d, m):
@@ -192,5 +203,7 @@ def feature_fingerprint(m):
     p = m["preprocess"]
     f = {"weights": w["name"] if w["random"] else w["sha256"], "dim": m["dim"], "size": p["size"],
          "mean": p["mean"], "std": p["std"], "interpolation": p["interpolation"]}
+    if m.get("cut", "pool5") != "pool5":  # pool5 caches keep the fingerprint they always had
+        f["cut"] = m["cut"]
     text = json.dumps(f, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]

@@ -2,7 +2,7 @@
 """Tests of the pure-Python reader (python/vggcache) against the C++ tools.
 
 Usage: test_python_reader.py BUILD_DIR. Builds small caches from carbike64 with the real
-`extract` (prepool-f32, raw-f32, a two-shard set), then checks that the reader gives exactly what
+`extract` (prepool-f32, raw-f32, a pool4 cut, a two-shard set), then checks that the reader gives exactly what
 `featcache export` writes (vectors bit for bit, labels, the index CSV), that damaged records and
 unknown/incomplete/truncated caches are refused naming the problem, that `head_module` reproduces
 `train_head`'s predictions.csv, and that VggCacheDataset yields the reader's vectors.
@@ -158,6 +158,8 @@ def body(tmp):
     t = time.time()
     run("extract", *common, "--out", pp)
     run("extract", *common, "--out", raw, "--codec", "raw-f32")
+    pool4 = os.path.join(tmp, "pool4")
+    run("extract", *common, "--out", pool4, "--cut", "pool4")
     for i in range(2):
         run("extract", *common, "--out", os.path.join(shards, f"shard-{i}"), "--shard", f"{i}/2")
     run("featcache", "make-set", shards, os.path.join(shards, "shard-1"),
@@ -183,6 +185,15 @@ def body(tmp):
                 assert rec.vector() is rec.payload and not rec.payload.flags.writeable
                 assert not rec.payload.flags.owndata
         X["raw"] = same_as_export(raw, os.path.join(ex, "raw"))
+
+    @check("pool4 cache (extract --cut pool4) equals featcache export; same fingerprint as C++")
+    def _():
+        with vggcache.open_cache(pool4) as c:
+            assert c.cut == "pool4" and c.cut_shape == (512, 4, 4) and c.dim == 8192
+            assert c.codec == "raw-f32" and len(c) == 80
+        with vggcache.open_cache(raw) as c:
+            assert c.cut == "pool5" and c.cut_shape is None
+        same_as_export(pool4, os.path.join(ex, "pool4"))  # compares the fingerprints too
 
     @check("shard set reads as one cache, equal to featcache export of the set")
     def _():
