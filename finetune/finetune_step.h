@@ -8,7 +8,7 @@
 // Shapes: x is n × 512 × h × w (pool4 maps, see block5.h), labels n class indices; block 5's
 // output is n × 25088, so the head's dim must be 25088 (kBlock5OutputDim).
 // Ownership: the FineTuner owns its Block5, its HeadWeights, the optimizer state (two moments per
-// tensor for Adam, one buffer for SGD: 2× or 1× the 13.4 M parameters at hidden 256) and the
+// tensor for Adam, one buffer for SGD: 2× or 1× the 13.5 M parameters at hidden 256) and the
 // activations of the last batch (Block5Activations, ~9 MB for 64 crops at 64 px).
 // Thread-safety: none; one thread drives a FineTuner. Inside, block 5 and the head's first layer
 // run TBB tasks over fixed blocks, so a step's result is the same for any thread count.

@@ -5,9 +5,11 @@
 // rounding alone: each step's loss within 1e-5 relative (the figure of issue #15), and the final
 // weights within the rounding bound of tests/test_util.h (see weight_bound() and run_parity()).
 // Also: a frozen block 5 stays bit-identical while the head follows train_head's HeadOptimizer on
-// block 5's outputs (dropout on), and bad configurations and labels throw.
+// block 5's outputs (dropout on), the thread count changes no bit, and bad configurations and
+// labels throw.
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <tbb/global_control.h>
 
 #include <algorithm>
 #include <cmath>
@@ -300,6 +302,31 @@ TEST(FineTuneFreeze, Block5StaysAndHeadFollowsHeadOptimizer) {
   EXPECT_GT(worst, 0.0);  // two implementations: equal only by accident
   testing::report_numerics("finetune frozen: head vs HeadOptimizer, largest difference / lr",
                            worst / cfg.lr, 0.1);
+}
+
+// Every part runs over blocks fixed by the shapes, so the thread count changes no bit.
+TEST(FineTuneThreads, BitwiseSameForAnyThreadCount) {
+  configure_blas_for_tbb();
+  const Problem p = make_problem(2, 31);
+  FineTuneConfig cfg = sgd_config();
+  cfg.dropout = 0.3;
+  auto run = [&](int threads) {
+    tbb::global_control limit(tbb::global_control::max_allowed_parallelism, threads);
+    FineTuner ft(p.block5, p.head, cfg);
+    std::vector<int32_t> labels;
+    std::vector<double> losses;
+    for (int s = 0; s < 2; ++s) {
+      const std::vector<float> x = batch_of(p, s, &labels);
+      losses.push_back(ft.step(x, kBatch, kH, kW, labels.data(), s).loss);
+    }
+    std::vector<float> all;
+    for (const Named& t : tensors(ft.block5(), ft.head()))
+      all.insert(all.end(), t.values.begin(), t.values.end());
+    return std::pair{losses, all};
+  };
+  const auto one = run(1), three = run(3);
+  EXPECT_EQ(one.first, three.first);
+  EXPECT_TRUE(one.second == three.second);
 }
 
 template <typename F>
