@@ -56,6 +56,10 @@ class Block5 {
   void set_layer(int layer, std::vector<float> weight, std::vector<float> bias);
   const std::vector<float>& weight(int layer) const { return weight_.at(layer); }
   const std::vector<float>& bias(int layer) const { return bias_.at(layer); }
+  // The same values for an optimizer to update in place (set_layer() fixed their sizes; an unset
+  // layer gives an empty vector's data). Not while another thread runs forward() or backward().
+  float* weight_data(int layer) { return weight_.at(layer).data(); }
+  float* bias_data(int layer) { return bias_.at(layer).data(); }
 
   // out (n × 25088) from x (n × 512 × h × w, x.size() must match); fills *act for backward().
   std::vector<float> forward(const std::vector<float>& x, int n, int h, int w,

@@ -8,9 +8,8 @@
 #include <algorithm>
 
 #include "common/error.h"
+#include "head/head_step_parts.h"
 #include "head/linalg.h"
-#include "head/loss.h"
-#include "head/rng.h"
 
 namespace vggcache {
 
@@ -179,21 +178,8 @@ StepStats HeadOptimizer::step(const float* x, const int32_t* labels, int n, uint
 
   // Forward. h = x · W1ᵀ + b1 (n × hidden), the hot GEMM.
   forward_first_layer(x, n);
-  // a = dropout(relu(h)); keep holds the combined ReLU/dropout factor for the backward pass:
-  // 0 where the unit is off or dropped, 1/(1 − p) where kept (scaling in training only).
-  const float scale = dropout_ > 0.0f ? 1.0f / (1.0f - dropout_) : 1.0f;
-  // One hash per value (25,600 at batch 100, hidden 256): split over the threads; each value's
-  // mask depends only on its index, so the split does not change it.
-  const uint64_t key = hash_key_prefix(seed_, static_cast<uint64_t>(Stream::kDropout), step_key);
-  tbb::parallel_for(
-      tbb::blocked_range<size_t>(0, nh, 4096), [&](const tbb::blocked_range<size_t>& r) {
-        for (size_t i = r.begin(); i != r.end(); ++i) {
-          const bool kept = dropout_ <= 0.0f || unit_float(hash_key_last(key, i)) >= dropout_;
-          const float k = (h_[i] > 0.0f && kept) ? scale : 0.0f;
-          keep_[i] = k;
-          a_[i] = h_[i] * k;
-        }
-      });
+  // a = dropout(relu(h)); keep holds the combined ReLU/dropout factor for the backward pass.
+  relu_dropout(h_.data(), nh, dropout_, seed_, step_key, keep_.data(), a_.data());
   CRowMap a(a_.data(), n, hd);
   CRowMap w2(w_.w2.data(), o, hd);
   RowMap z(z_.data(), n, o);
@@ -201,17 +187,10 @@ StepStats HeadOptimizer::step(const float* x, const int32_t* labels, int n, uint
   z.rowwise() += Eigen::Map<const Eigen::RowVectorXf>(w_.b2.data(), o);
 
   // Loss and ∂loss/∂z (n × outputs).
+  const LossAndCorrect lc = loss_and_correct(z_.data(), labels, n, o, dz_.data());
   StepStats st;
-  if (o == 1) {
-    st.loss = bce_with_sigmoid(z_.data(), labels, n, dz_.data(), nullptr);
-    for (int i = 0; i < n; ++i) st.correct += ((z_[i] > 0.0f ? 1 : 0) == labels[i]);
-  } else {
-    st.loss = softmax_cross_entropy(z_.data(), labels, n, o, dz_.data(), nullptr);
-    for (int i = 0; i < n; ++i) {
-      const float* zi = z_.data() + static_cast<size_t>(i) * o;
-      st.correct += (std::max_element(zi, zi + o) - zi) == labels[i];
-    }
-  }
+  st.loss = lc.loss;
+  st.correct = lc.correct;
 
   // Backward through the second layer and the activations (small: n × hidden).
   CRowMap dz(dz_.data(), n, o);

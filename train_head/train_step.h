@@ -13,7 +13,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "train_head/adam.h"
+#include "head/adam.h"
 #include "head/head_model.h"
 
 namespace vggcache {

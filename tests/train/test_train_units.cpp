@@ -8,15 +8,15 @@
 #include <set>
 
 #include "common/error.h"
-#include "train_fixtures.h"
-#include "train_head/adam.h"
-#include "train_head/batch_schedule.h"
+#include "head/adam.h"
 #include "head/evaluate.h"
 #include "head/feature_check.h"
 #include "head/head_file.h"
 #include "head/head_model.h"
 #include "head/loss.h"
 #include "head/rng.h"
+#include "train_fixtures.h"
+#include "train_head/batch_schedule.h"
 #include "train_head/trainer.h"
 
 namespace vggcache {

@@ -1,4 +1,4 @@
-#include "train_head/adam.h"
+#include "head/adam.h"
 
 #include <cmath>
 

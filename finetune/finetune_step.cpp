@@ -1,0 +1,183 @@
+#include "finetune/finetune_step.h"
+
+#include <tbb/blocked_range.h>
+#include <tbb/parallel_for.h>
+#include <tbb/partitioner.h>
+
+#include <algorithm>
+#include <string>
+
+#include "common/error.h"
+#include "finetune/sgd.h"
+#include "head/adam.h"
+#include "head/head_step_parts.h"
+#include "head/linalg.h"
+
+namespace vggcache {
+
+namespace {
+
+// Columns per task of the head's first-layer backward GEMMs. Their sums run over n or hidden,
+// never over the split columns, so the split changes no result.
+constexpr int kBlockCols = 1024;
+// Values per task of the elementwise updates.
+constexpr size_t kUpdateChunk = 1 << 16;
+
+void check_config(const FineTuneConfig& c) {
+  auto bad = [](const std::string& what) {
+    throw Error(ErrorKind::kInvalidArgument, "fine-tuning: " + what);
+  };
+  if (!(c.lr > 0)) bad("lr must be > 0, got " + std::to_string(c.lr));
+  if (!(c.lr_block5 > 0)) bad("lr_block5 must be > 0, got " + std::to_string(c.lr_block5));
+  if (!(c.dropout >= 0 && c.dropout < 1)) bad("dropout must be in [0, 1)");
+  if (!(c.momentum >= 0 && c.momentum < 1)) bad("momentum must be in [0, 1)");
+  if (!(c.beta1 >= 0 && c.beta1 < 1 && c.beta2 >= 0 && c.beta2 < 1)) bad("betas must be in [0, 1)");
+  if (!(c.eps > 0)) bad("eps must be > 0");
+  if (!(c.weight_decay >= 0)) bad("weight_decay must be ≥ 0");
+}
+
+void column_sums(const float* m, int rows, int cols, float* out) {
+  std::fill(out, out + cols, 0.0f);
+  for (int i = 0; i < rows; ++i)
+    for (int j = 0; j < cols; ++j) out[j] += m[static_cast<size_t>(i) * cols + j];
+}
+
+}  // namespace
+
+FineTuner::FineTuner(Block5 block5, HeadWeights head, const FineTuneConfig& config)
+    : block5_(std::move(block5)), head_(std::move(head)), config_(config) {
+  check_config(config_);
+  const HeadShape& sh = head_.shape;
+  if (sh.dim != kBlock5OutputDim)
+    throw Error(ErrorKind::kMismatch, "fine-tuning: the head takes " + std::to_string(sh.dim) +
+                                          " features, block 5 gives " +
+                                          std::to_string(kBlock5OutputDim));
+  if (sh.hidden < 1 || sh.classes < 2 ||
+      head_.w1.size() != static_cast<size_t>(sh.hidden) * sh.dim ||
+      head_.b1.size() != static_cast<size_t>(sh.hidden) ||
+      head_.w2.size() != static_cast<size_t>(sh.outputs()) * sh.hidden ||
+      head_.b2.size() != static_cast<size_t>(sh.outputs()))
+    throw Error(ErrorKind::kMismatch, "fine-tuning: the head's weights do not match its shape");
+  for (int i = 0; i < 3; ++i) {
+    if (block5_.weight(i).empty())
+      throw Error(ErrorKind::kInvalidArgument,
+                  "fine-tuning: " + Block5::weight_name(i) + " was never set (set_layer)");
+    params_[2 * i] = {block5_.weight_data(i), block5_.weight(i).size(), true, {}, {}, {}};
+    params_[2 * i + 1] = {block5_.bias_data(i), block5_.bias(i).size(), true, {}, {}, {}};
+  }
+  params_[6] = {head_.w1.data(), head_.w1.size(), false, {}, {}, {}};
+  params_[7] = {head_.b1.data(), head_.b1.size(), false, {}, {}, {}};
+  params_[8] = {head_.w2.data(), head_.w2.size(), false, {}, {}, {}};
+  params_[9] = {head_.b2.data(), head_.b2.size(), false, {}, {}, {}};
+  const bool adam = config_.optimizer == FineTuneOptimizer::kAdam;
+  for (Param& p : params_) {
+    if (p.block5 && config_.freeze_block5) continue;  // never stepped: no state
+    p.grad.resize(p.size);
+    p.s1.assign(p.size, 0.0f);  // torch's zero moments; SGD's buffer is set on the first step
+    if (adam) p.s2.assign(p.size, 0.0f);
+  }
+}
+
+FineTuneStats FineTuner::step(const std::vector<float>& x, int n, int h, int w,
+                              const int32_t* labels, uint64_t step_key) {
+  const int classes = head_.shape.classes;
+  for (int i = 0; i < n; ++i)
+    if (labels[i] < 0 || labels[i] >= classes)
+      throw Error(ErrorKind::kInvalidArgument,
+                  "fine-tuning: label " + std::to_string(labels[i]) + " of item " +
+                      std::to_string(i) + " is not one of " + std::to_string(classes) + " classes");
+  const std::vector<float> feat = block5_.forward(x, n, h, w, &act_);  // throws on bad shapes
+  FineTuneStats stats;
+  head_forward_backward(feat.data(), n, labels, step_key, &stats);
+  if (!config_.freeze_block5) {
+    Block5Gradients g = block5_.backward(act_, d_feat_);
+    for (int i = 0; i < 3; ++i) {
+      params_[2 * i].grad = std::move(g.weight[i]);
+      params_[2 * i + 1].grad = std::move(g.bias[i]);
+    }
+  }
+  ++t_;
+  update();
+  return stats;
+}
+
+void FineTuner::head_forward_backward(const float* feat, int n, const int32_t* labels,
+                                      uint64_t step_key, FineTuneStats* stats) {
+  const int d = head_.shape.dim, hd = head_.shape.hidden, o = head_.shape.outputs();
+  const size_t nh = static_cast<size_t>(n) * hd;
+  h_.resize(nh);
+  keep_.resize(nh);
+  a_.resize(nh);
+  dh_.resize(nh);
+  z_.resize(static_cast<size_t>(n) * o);
+  dz_.resize(z_.size());
+
+  linear_forward(feat, n, d, head_.w1.data(), head_.b1.data(), hd, h_.data());
+  relu_dropout(h_.data(), nh, static_cast<float>(config_.dropout), config_.seed, step_key,
+               keep_.data(), a_.data());
+  linear_forward(a_.data(), n, hd, head_.w2.data(), head_.b2.data(), o, z_.data());
+  const LossAndCorrect lc = loss_and_correct(z_.data(), labels, n, o, dz_.data());
+  stats->loss = lc.loss;
+  stats->correct = lc.correct;
+
+  // Second layer: ∂W2 (o × hidden) = dzᵀ · a, ∂b2 = Σ_rows dz, ∂a (n × hidden) = dz · W2.
+  sgemm(true, false, o, hd, n, 1.0f, dz_.data(), o, a_.data(), hd, 0.0f, params_[8].grad.data(),
+        hd);
+  column_sums(dz_.data(), n, o, params_[9].grad.data());
+  sgemm(false, false, n, hd, o, 1.0f, dz_.data(), o, head_.w2.data(), hd, 0.0f, dh_.data(), hd);
+  for (size_t i = 0; i < nh; ++i) dh_[i] *= keep_[i];
+  column_sums(dh_.data(), n, hd, params_[7].grad.data());
+
+  // First layer, split over fixed column blocks of dim: ∂W1 (hidden × dim) = dhᵀ · feat and, for
+  // block 5, ∂feat (n × dim) = dh · W1 with the W1 of this forward pass (updates come after).
+  const bool need_dfeat = !config_.freeze_block5;
+  if (need_dfeat) d_feat_.resize(static_cast<size_t>(n) * d);
+  const int blocks = (d + kBlockCols - 1) / kBlockCols;
+  float* g_w1 = params_[6].grad.data();
+  tbb::parallel_for(
+      tbb::blocked_range<int>(0, blocks, 1),
+      [&](const tbb::blocked_range<int>& r) {
+        for (int b = r.begin(); b != r.end(); ++b) {
+          const int c0 = b * kBlockCols, cw = std::min(kBlockCols, d - c0);
+          sgemm(true, false, hd, cw, n, 1.0f, dh_.data(), hd, feat + c0, d, 0.0f, g_w1 + c0, d);
+          if (need_dfeat)
+            sgemm(false, false, n, cw, hd, 1.0f, dh_.data(), hd, head_.w1.data() + c0, d, 0.0f,
+                  d_feat_.data() + c0, d);
+        }
+      },
+      tbb::simple_partitioner());
+}
+
+void FineTuner::update() {
+  const FineTuneConfig& c = config_;
+  const bool adam = c.optimizer == FineTuneOptimizer::kAdam;
+  AdamConfig ac;
+  ac.beta1 = c.beta1;
+  ac.beta2 = c.beta2;
+  ac.eps = c.eps;
+  ac.weight_decay = c.weight_decay;
+  ac.lr = c.lr;
+  const AdamStep adam_head = adam_step(ac, t_);
+  ac.lr = c.lr_block5;
+  const AdamStep adam_block5 = adam_step(ac, t_);
+  SgdStep sgd_head{static_cast<float>(c.lr), static_cast<float>(c.momentum),
+                   static_cast<float>(c.weight_decay), t_ == 1};
+  SgdStep sgd_block5 = sgd_head;
+  sgd_block5.lr = static_cast<float>(c.lr_block5);
+
+  for (Param& p : params_) {
+    if (p.block5 && c.freeze_block5) continue;
+    const size_t chunks = (p.size + kUpdateChunk - 1) / kUpdateChunk;
+    tbb::parallel_for(size_t{0}, chunks, [&](size_t k) {
+      const size_t i0 = k * kUpdateChunk, len = std::min(kUpdateChunk, p.size - i0);
+      if (adam)
+        adam_update(p.p + i0, p.s1.data() + i0, p.s2.data() + i0, p.grad.data() + i0, len,
+                    p.block5 ? adam_block5 : adam_head);
+      else
+        sgd_update(p.p + i0, p.s1.data() + i0, p.grad.data() + i0, len,
+                   p.block5 ? sgd_block5 : sgd_head);
+    });
+  }
+}
+
+}  // namespace vggcache

@@ -1,0 +1,91 @@
+// One training step of VGG16's block 5 and the head together, from cached pool4 maps:
+//   block 5 forward → head forward (training mode) → loss → head backward, including ∂loss/∂(head
+//   input) → block 5 backward → the optimizer's update of all ten tensors,
+// as PyTorch does it for nn.Sequential(block 5, head) with two parameter groups: block 5's six
+// tensors at lr_block5, the head's four at lr. The optimizer is torch.optim.Adam (head/adam.h) or
+// torch.optim.SGD with momentum (finetune/sgd.h); weight decay applies to both groups.
+//
+// Shapes: x is n × 512 × h × w (pool4 maps, see block5.h), labels n class indices; block 5's
+// output is n × 25088, so the head's dim must be 25088 (kBlock5OutputDim).
+// Ownership: the FineTuner owns its Block5, its HeadWeights, the optimizer state (two moments per
+// tensor for Adam, one buffer for SGD: 2× or 1× the 13.5 M parameters at hidden 256) and the
+// activations of the last batch (Block5Activations, ~9 MB for 64 crops at 64 px).
+// Thread-safety: none; one thread drives a FineTuner. Inside, block 5 and the head's first layer
+// run TBB tasks over fixed blocks, so a step's result is the same for any thread count.
+// Errors: a head of another dim or with missing weights throws Error(kMismatch); an unset block 5
+// layer, a bad config (learning rate ≤ 0, dropout outside [0, 1), momentum or a β outside
+// [0, 1), eps ≤ 0, weight decay < 0) or a label outside the classes throws
+// Error(kInvalidArgument); bad input shapes throw as Block5::forward() does. A throwing step()
+// leaves the weights and the optimizer state as they were.
+#pragma once
+#include <array>
+#include <cstdint>
+#include <vector>
+
+#include "finetune/block5.h"
+#include "head/head_model.h"
+
+namespace vggcache {
+
+enum class FineTuneOptimizer { kAdam, kSgd };
+
+struct FineTuneConfig {
+  FineTuneOptimizer optimizer = FineTuneOptimizer::kAdam;
+  double lr = 1e-3;                               // the head's learning rate
+  double lr_block5 = 1e-4;                        // block 5's (a second torch param group)
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;  // Adam
+  double momentum = 0.9;                          // SGD
+  double weight_decay = 0.0;  // L2 added to the gradient, both groups (torch's weight_decay)
+  double dropout = 0.0;       // the head's Dropout(p)
+  // Train the head only: block 5 still runs forward, but gets no gradient and never changes.
+  bool freeze_block5 = false;
+  uint64_t seed = 0;  // dropout masks: as HeadOptimizer's, they depend on (seed, step_key, index)
+};
+
+struct FineTuneStats {
+  double loss = 0.0;  // mean loss of the batch, before the update (as PyTorch reports it)
+  int correct = 0;    // predictions equal to the label (training mode: dropout on)
+};
+
+class FineTuner {
+ public:
+  FineTuner(Block5 block5, HeadWeights head, const FineTuneConfig& config);
+  // The optimizer addresses the tensors it owns by pointer.
+  FineTuner(const FineTuner&) = delete;
+  FineTuner& operator=(const FineTuner&) = delete;
+
+  // One step on x (n × 512 × h × w) with labels (n). `step_key` names the step for the dropout
+  // mask; callers pass the global step index.
+  FineTuneStats step(const std::vector<float>& x, int n, int h, int w, const int32_t* labels,
+                     uint64_t step_key);
+
+  const Block5& block5() const { return block5_; }
+  const HeadWeights& head() const { return head_; }
+  int64_t steps_taken() const { return t_; }
+
+ private:
+  // One of the ten tensors: where it lives, its group's learning rate and its optimizer state
+  // (Adam: s1 = m, s2 = v; SGD: s1 = the momentum buffer).
+  struct Param {
+    float* p = nullptr;
+    size_t size = 0;
+    bool block5 = false;
+    std::vector<float> grad, s1, s2;
+  };
+  void head_forward_backward(const float* feat, int n, const int32_t* labels, uint64_t step_key,
+                             FineTuneStats* stats);
+  void update();
+
+  Block5 block5_;
+  HeadWeights head_;
+  FineTuneConfig config_;
+  int64_t t_ = 0;
+  std::array<Param, 10>
+      params_;  // block 5's w1, b1, w2, b2, w3, b3, then the head's w1, b1, w2, b2
+  Block5Activations act_;
+  // Workspaces reused across steps: hidden (n × hidden) pre-activation, keep factors and
+  // activations; logits and their gradient (n × outputs); ∂loss/∂hidden; ∂loss/∂(block 5 output).
+  std::vector<float> h_, keep_, a_, z_, dz_, dh_, d_feat_;
+};
+
+}  // namespace vggcache
