@@ -27,6 +27,30 @@ std::string validate_train_params(const TrainParams& p) {
 
 namespace {
 
+// The k-NN flags once parsed: "" or the usage error. K and T are checked whenever given, so
+// `--knn 0` is refused rather than taken for "no k-NN".
+std::string apply_knn_args(const CLI::App& app, const TrainParams& p, bool has_sweep) {
+  const bool knn = app.count("--knn") > 0;
+  if (!knn) {
+    for (const char* flag : {"--knn-vote", "--knn-temperature"})
+      if (app.count(flag) > 0) return fmt::format("{} needs --knn", flag);
+    return "";
+  }
+  if (p.knn < 1) return fmt::format("--knn must be >= 1 (got {})", p.knn);
+  if (p.knn_vote != "uniform" && p.knn_vote != "weighted")
+    return fmt::format("--knn-vote must be 'uniform' or 'weighted' (got '{}')", p.knn_vote);
+  if (!(p.knn_temperature > 0.0 && p.knn_temperature < 1e6))
+    return fmt::format("--knn-temperature must be > 0 (got {})", p.knn_temperature);
+  // Nothing is trained or selected: a training flag with --knn is a mistake, not a no-op.
+  for (const char* flag :
+       {"--epochs", "--batch", "--lr", "--hidden", "--dropout", "--weight-decay", "--seed",
+        "--val-fraction", "--standardize", "--all-crops", "--full-width"})
+    if (app.count(flag) > 0)
+      return fmt::format("{} does not apply to --knn (nothing is trained)", flag);
+  if (has_sweep && app.count("--sweep") > 0) return "--sweep cannot be combined with --knn";
+  return "";
+}
+
 // Sweep defaults and checks once the flags are parsed; "" or the usage error.
 std::string apply_sweep_args(const CLI::App& app, const std::string& shard, TrainParams* p,
                              SweepParams* sweep) {
@@ -85,6 +109,12 @@ ParseStatus parse_train_args(int argc, char** argv, TrainParams* params, SweepPa
   app.add_flag("--full-width", p.full_width,
                "train on the 25088-d vectors even from prepool-f32 caches (the reference path; "
                "default there: the compact first layer, same results)");
+  app.add_option("--knn", p.knn,
+                 "classify by the K nearest training vectors (cosine) instead of training a head");
+  app.add_option("--knn-vote", p.knn_vote, "k-NN votes: uniform (majority) or weighted (e^{s/T})")
+      ->capture_default_str();
+  app.add_option("--knn-temperature", p.knn_temperature, "T of weighted k-NN votes")
+      ->capture_default_str();
   bool no_verify = false;
   app.add_flag("--no-verify", no_verify)->group("");  // hidden: skip record checksums
   std::string shard;
@@ -111,6 +141,7 @@ ParseStatus parse_train_args(int argc, char** argv, TrainParams* params, SweepPa
   if (app.count("--threads") == 0)
     p.threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   std::string err = validate_train_params(p);
+  if (err.empty()) err = apply_knn_args(app, p, sweep != nullptr);
   if (err.empty() && sweep) err = apply_sweep_args(app, shard, &p, sweep);
   if (!report_usage_error("train_head", err)) return ParseStatus::exit(2);
   return ParseStatus::proceed();

@@ -26,6 +26,10 @@ struct TrainParams {
   bool verify = true;         // --no-verify (hidden) skips record checksums while reading
   bool full_width = false;    // --full-width: train on the 25088-d vectors even when both caches
                               //   are prepool-f32 (default there: the compact first layer)
+  // k-NN instead of a trained head (head/knn.h); the training flags do not apply then.
+  int knn = 0;                       // --knn K: neighbours (>= 1); 0 = not given: train a head
+  std::string knn_vote = "uniform";  // --knn-vote uniform|weighted
+  double knn_temperature = 0.07;     // --knn-temperature T: weighted votes e^{s/T} (> 0)
 };
 
 // The flags of a sweep (`train_head --sweep SPEC`, train_head/sweep/*.h); the TrainParams around

@@ -84,8 +84,6 @@ ProcessMemory process_memory() {
   return m;
 }
 
-namespace {
-
 json eval_json(const EvalResult& r, const std::vector<std::string>& classes) {
   std::vector<double> prec, rec;
   precision_recall(r.confusion, &prec, &rec);
@@ -109,8 +107,6 @@ json cache_json(const CacheMeta& m, const std::string& dir, int images) {
           {"crops", m.preprocess.crops},
           {"view", m.preprocess.eval ? "eval" : "train"}};
 }
-
-}  // namespace
 
 json summary_json(const RunInfo& info, const TrainOutcome& out) {
   const TrainParams& p = info.params;
