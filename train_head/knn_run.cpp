@@ -82,8 +82,11 @@ int run_knn(const TrainParams& p) {
                  report.images_missing, report.images_shown, test.meta().source_dir);
   std::vector<double> prec, rec;
   precision_recall(r.confusion, &prec, &rec);
-  fmt::print("test accuracy {:.2f}% ({} images), loss {:.4f}\n", 100 * r.accuracy, r.images,
-             r.loss);
+  fmt::print(
+      "test accuracy {:.2f}% ({} images), balanced accuracy {:.2f}%, macro F1 {:.4f}, "
+      "loss {:.4f}\n",
+      100 * r.accuracy, r.images, 100 * balanced_accuracy(r.confusion), macro_f1(r.confusion),
+      r.loss);
   fmt::print("{:>12} {:>9} {:>9}\n", "class", "precision", "recall");
   for (size_t c = 0; c < prec.size(); ++c)
     fmt::print("{:>12} {:>8.2f}% {:>8.2f}%\n", train.meta().classes[c], 100 * prec[c],

@@ -8,6 +8,7 @@ Usage: test_knn_sklearn.py BUILD_DIR. Builds small caches from carbike64 with th
   * uniform votes, three views: each image's p_<class> is the mean of its views' predict_proba and
     the prediction that mean's argmax, ties to the lowest class index;
   * weighted votes: the DINO rule e^{s/T} over sklearn's neighbours (s = 1 − cosine distance);
+  * the summary's accuracy, balanced_accuracy and macro_f1 equal sklearn.metrics' on them;
   * K larger than the training vectors is refused naming both numbers.
 sklearn runs in float64 on the exported float32 vectors (the exact reference); our similarities
 are float32, so probabilities are compared to 1e-6 and classes exactly.
@@ -44,6 +45,7 @@ if not os.path.isdir(os.path.join(CARBIKE, "train")):
     skip(f"carbike64 not found at {CARBIKE} (set VGGCACHE_CARBIKE)")
 try:
     import numpy as np
+    from sklearn.metrics import balanced_accuracy_score, f1_score
     from sklearn.neighbors import KNeighborsClassifier
 except ImportError as e:
     skip(f"{e} (scripts/install-deps.sh installs python3-sklearn)")
@@ -136,7 +138,12 @@ def main():
                 diff = np.abs(m.predict_proba(Q1) - prob).max()
                 assert diff < 1e-6, f"K {k}: p_<class> differs from predict_proba by {diff}"
                 acc = float(np.mean(want == y1))
-                assert abs(s["selected_test"]["accuracy"] - acc) < 1e-12, (s, acc)
+                sel = s["selected_test"]
+                assert abs(sel["accuracy"] - acc) < 1e-12, (sel, acc)
+                bal = balanced_accuracy_score(y1, want)
+                f1 = f1_score(y1, want, average="macro")
+                assert abs(sel["balanced_accuracy"] - bal) < 1e-12, (sel, bal)
+                assert abs(sel["macro_f1"] - f1) < 1e-12, (sel, f1)
                 ties = int(np.sum(np.abs(prob[:, 0] - prob[:, 1]) < 1e-9))
                 print(f"  K {k}: {len(pred)} views identical to sklearn ({ties} tied votes), "
                       f"accuracy {acc:.4f}")
