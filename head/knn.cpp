@@ -31,9 +31,11 @@ bool better(const Neighbour& a, const Neighbour& b) {
 
 // Scales each row of x (n × d) to unit L2 norm; zero rows stay zero (similarity 0, as sklearn's
 // normalize() leaves them). Norms are summed in double so long rows lose nothing.
-void normalise_rows(float* x, int64_t n, int d) {
+void normalise_rows(float* x, int64_t n, int d, const std::vector<float>& scale) {
   tbb::parallel_for(int64_t{0}, n, [&](int64_t i) {
     float* r = x + i * d;
+    if (!scale.empty())
+      for (int j = 0; j < d; ++j) r[j] *= scale[j];
     double ss = 0.0;
     for (int j = 0; j < d; ++j) ss += static_cast<double>(r[j]) * r[j];
     if (ss > 0.0) {
@@ -75,13 +77,25 @@ void check_knn_params(const KnnParams& p, int64_t train_vectors) {
                 fmt::format("--knn-temperature must be > 0 (got {})", p.temperature));
 }
 
+std::vector<float> compact_column_scale(const CompactLayout& layout) {
+  std::vector<float> s(static_cast<size_t>(layout.dim()));
+  for (int c = 0; c < layout.channels(); ++c)
+    for (int k = 0; k < layout.windows(); ++k)
+      s[static_cast<size_t>(c) * layout.windows() + k] =
+          static_cast<float>(std::sqrt(static_cast<double>(layout.cells(k))));
+  return s;
+}
+
 KnnNeighbours knn_search(FeatureSource& train, const std::vector<Item>& items, const float* queries,
                          int m, const KnnParams& p) {
   check_knn_params(p, static_cast<int64_t>(items.size()));
   const int d = train.dim(), k = p.k;
+  if (!p.column_scale.empty() && p.column_scale.size() != static_cast<size_t>(d))
+    throw Error(ErrorKind::kInvalidArgument,
+                fmt::format("k-NN: {} column factors for {} columns", p.column_scale.size(), d));
   const int block = p.train_block > 0 ? p.train_block : default_train_block(d);
   std::vector<float> q(queries, queries + static_cast<size_t>(m) * d);
-  normalise_rows(q.data(), m, d);
+  normalise_rows(q.data(), m, d, p.column_scale);
 
   // Per query, a heap of its best k so far (worst on top); k·m entries in all.
   std::vector<Neighbour> heaps(static_cast<size_t>(m) * k);
@@ -93,7 +107,7 @@ KnnNeighbours knn_search(FeatureSource& train, const std::vector<Item>& items, c
   for (size_t t0 = 0; t0 < items.size(); t0 += block) {
     const int b = static_cast<int>(std::min<size_t>(block, items.size() - t0));
     train.gather(items.data() + t0, b, nullptr, t.data());
-    normalise_rows(t.data(), b, d);
+    normalise_rows(t.data(), b, d, p.column_scale);
     tbb::parallel_for(0, tiles, [&](int tile) {
       const int q0 = tile * kQueryTile, qn = std::min(kQueryTile, m - q0);
       float* s = sims.data() + static_cast<size_t>(tile) * kQueryTile * block;

@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "head/compact_layout.h"
 #include "head/evaluate.h"
 #include "head/feature_source.h"
 
@@ -37,11 +38,22 @@ KnnVote parse_knn_vote(const std::string& s);
 struct KnnParams {
   int k = 20;  // neighbours (1 ≤ k ≤ training vectors)
   KnnVote vote = KnnVote::kUniform;
-  double temperature = 0.07;              // weighted votes: T in e^{s/T} (> 0)
-  int train_block = 0;                    // training vectors per block; 0: from the dimension
-  int64_t max_query_bytes = 256ll << 20;  // queries held at once (more: the training set is
-                                          //   read once per chunk of queries)
+  double temperature = 0.07;  // weighted votes: T in e^{s/T} (> 0)
+  int train_block = 0;        // training vectors per block; 0: from the dimension
+  int64_t max_query_bytes =
+      256ll << 20;  // queries held at once (more: the training set is
+                    //   read once per chunk of queries)  // Empty, or one factor per column (d):
+                    //   every vector (training and query) is multiplied by it
+  // before normalising. compact_column_scale() gives the factors that make the window means of a
+  // prepool-f32 cache give the pooled vectors' similarities.
+  std::vector<float> column_scale;
 };
+
+// For the window means m of a prepool-f32 cache (VectorForm::kWindowMeans; the layout of its
+// CacheSource): √(cells of window k) for column c·K + k. Pooled vectors repeat window k's mean in
+// that many cells, so x·y = Σ cells_k·m_k·m'_k = (s∘m)·(s∘m'): the same cosines from C·K columns
+// instead of C·49 (4,608 instead of 25,088 at 64 px), equal up to float rounding.
+std::vector<float> compact_column_scale(const CompactLayout& layout);
 
 // Throws Error(kInvalidArgument) naming the problem: k < 1, k > train_vectors, T not > 0.
 void check_knn_params(const KnnParams& p, int64_t train_vectors);

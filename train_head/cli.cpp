@@ -42,9 +42,8 @@ std::string apply_knn_args(const CLI::App& app, const TrainParams& p, bool has_s
   if (!(p.knn_temperature > 0.0 && p.knn_temperature < 1e6))
     return fmt::format("--knn-temperature must be > 0 (got {})", p.knn_temperature);
   // Nothing is trained or selected: a training flag with --knn is a mistake, not a no-op.
-  for (const char* flag :
-       {"--epochs", "--batch", "--lr", "--hidden", "--dropout", "--weight-decay", "--seed",
-        "--val-fraction", "--standardize", "--all-crops", "--full-width"})
+  for (const char* flag : {"--epochs", "--batch", "--lr", "--hidden", "--dropout", "--weight-decay",
+                           "--seed", "--val-fraction", "--standardize", "--all-crops"})
     if (app.count(flag) > 0)
       return fmt::format("{} does not apply to --knn (nothing is trained)", flag);
   if (has_sweep && app.count("--sweep") > 0) return "--sweep cannot be combined with --knn";

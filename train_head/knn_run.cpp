@@ -11,6 +11,7 @@
 #include "head/predictions_csv.h"
 #include "report/run.h"
 #include "train_head/cache_checks.h"
+#include "train_head/compact_step.h"
 #include "train_head/run_outputs.h"
 
 namespace vggcache {
@@ -23,6 +24,7 @@ json knn_summary_json(const TrainParams& p, const CacheMeta& train_meta, const C
   const json settings = {{"knn", p.knn},
                          {"knn_vote", p.knn_vote},
                          {"knn_temperature", p.knn_temperature},
+                         {"full_width", p.full_width},
                          {"threads", p.threads},
                          {"blas", blas_backend()}};
   const json test = eval_json(r, train_meta.classes);
@@ -46,12 +48,17 @@ json knn_summary_json(const TrainParams& p, const CacheMeta& train_meta, const C
 }
 
 int run_knn(const TrainParams& p) {
-  // Cosine similarity is taken on the pooled vectors: a compact form would change the angles.
-  CacheSource train(p.train_cache, p.verify, VectorForm::kPooled);
-  CacheSource test(p.test_cache, p.verify, VectorForm::kPooled);
+  // Two prepool-f32 caches: search the window means, scaled so that their cosines are the pooled
+  // vectors' (compact_column_scale); --full-width searches the expanded pooled vectors instead.
+  // Never the map itself, whose dot products are not a weighted sum of its values' products:
+  // standardize = true is what makes training_vectors() choose the window means over the map.
+  const VectorForm form =
+      training_vectors(p.train_cache, p.test_cache, p.full_width, /*standardize=*/true);
+  CacheSource train(p.train_cache, p.verify, form), test(p.test_cache, p.verify, form);
   check_training_caches(train.meta(), p.train_cache, test.meta(), p.test_cache);
   make_directories(p.out_dir);
   KnnParams kp;
+  if (train.compact()) kp.column_scale = compact_column_scale(*train.compact());
   kp.k = p.knn;
   kp.vote = parse_knn_vote(p.knn_vote);
   kp.temperature = p.knn_temperature;
@@ -64,6 +71,10 @@ int run_knn(const TrainParams& p) {
       kp.k, p.knn_vote, kp.vote == KnnVote::kWeighted ? fmt::format(", T {}", kp.temperature) : "",
       train_vectors, train.images().size(), train.crops(), test.images().size(), test.crops(),
       train.dim(), p.threads, blas_backend());
+  if (train.compact())
+    fmt::print(
+        "train_head: k-NN on the {} window means of the {}-d pooled vectors (same cosines)\n",
+        train.compact()->dim(), train.compact()->full_dim());
 
   const auto t0 = std::chrono::steady_clock::now();
   EvalResult r = evaluate_knn(train, train.images(), test, test.images(), classes, kp);

@@ -26,6 +26,7 @@ struct TrainParams {
   bool verify = true;         // --no-verify (hidden) skips record checksums while reading
   bool full_width = false;    // --full-width: train on the 25088-d vectors even when both caches
                               //   are prepool-f32 (default there: the compact first layer)
+                              //   (--knn: search the pooled vectors, not the window means)
   // k-NN instead of a trained head (head/knn.h); the training flags do not apply then.
   int knn = 0;                       // --knn K: neighbours (>= 1); 0 = not given: train a head
   std::string knn_vote = "uniform";  // --knn-vote uniform|weighted

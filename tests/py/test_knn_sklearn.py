@@ -2,7 +2,8 @@
 """train_head --knn against scikit-learn on the same vectors (`featcache export`).
 
 Usage: test_knn_sklearn.py BUILD_DIR. Builds small caches from carbike64 with the real `extract`
-(prepool-f32, so the k-NN reads expanded pooled vectors through the feature source), then checks:
+(prepool-f32: the k-NN searches the scaled window means, or with --full-width the pooled vectors
+expanded by the feature source; the exports are the pooled vectors), then checks:
   * uniform votes, one view per test image: the predicted class of every view equals
     KNeighborsClassifier(n_neighbors=K, metric="cosine").predict, and p_<class> its predict_proba;
   * uniform votes, three views: each image's p_<class> is the mean of its views' predict_proba and
@@ -126,9 +127,10 @@ def main():
                 failures.append(name)
                 print(f"FAIL {name}: {e}", flush=True)
 
-        for k in (1, 4, 7):
-            def per_view(k=k):
-                (image, pred, prob), s = knn(te1, os.path.join(tmp, f"u1-{k}"), "--knn", str(k))
+        for k, extra in ((1, []), (4, []), (4, ["--full-width"]), (7, [])):
+            def per_view(k=k, extra=extra):
+                (image, pred, prob), s = knn(te1, os.path.join(tmp, f"u1-{k}-{len(extra)}"),
+                                             "--knn", str(k), *extra)
                 assert np.array_equal(image, img1)  # one view per image, in record order
                 m = KNeighborsClassifier(n_neighbors=k, metric="cosine").fit(X, y)
                 want = m.predict(Q1)
@@ -147,8 +149,8 @@ def main():
                 ties = int(np.sum(np.abs(prob[:, 0] - prob[:, 1]) < 1e-9))
                 print(f"  K {k}: {len(pred)} views identical to sklearn ({ties} tied votes), "
                       f"accuracy {acc:.4f}")
-            check(f"uniform K={k}: every view's class equals KNeighborsClassifier(metric=cosine)",
-                  per_view)
+            check(f"uniform K={k} {' '.join(extra) or '(window means)'}: every view's class "
+                  "equals KNeighborsClassifier(metric=cosine)", per_view)
 
         def averaged():
             k = 4  # even: ties between the two classes happen, and must go to class 0

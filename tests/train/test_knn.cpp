@@ -12,6 +12,7 @@
 #include <random>
 
 #include "common/error.h"
+#include "common/prepool.h"
 #include "head/knn.h"
 #include "train_fixtures.h"
 
@@ -192,6 +193,57 @@ TEST(KnnSearch, BlockedSearchMatchesNaiveAndAnyThreadCount) {
   p.train_block = 1000;  // one block: same neighbours
   KnnNeighbours c = knn_search(train, items, q.data(), m, p);
   EXPECT_EQ(a.index, c.index);
+}
+
+TEST(KnnSearch, ScaledWindowMeansGiveThePooledCosines) {
+  // Prepool maps of 3 channels at 3×5 (windows of unequal multiplicity): the window means scaled
+  // by compact_column_scale() have the dot products of the expanded 7×7 pooled vectors.
+  const CompactLayout layout(3, 3, 5);
+  const std::vector<float> scale = compact_column_scale(layout);
+  ASSERT_EQ(scale.size(), static_cast<size_t>(layout.dim()));
+  std::mt19937 rng(3);
+  std::uniform_real_distribution<float> u(0.0f, 1.0f);
+  std::vector<float> z(2 * layout.payload_floats());
+  for (float& v : z) v = u(rng);
+  std::vector<float> m(2 * layout.dim()), x(2 * layout.full_dim());
+  for (int i = 0; i < 2; ++i) {
+    layout.window_means(z.data() + i * layout.payload_floats(), m.data() + i * layout.dim());
+    expand_prepool(z.data() + i * layout.payload_floats(), 3, 3, 5,
+                   x.data() + i * layout.full_dim());
+  }
+  auto dot = [](const float* a, const float* b, int n, const float* s) {
+    double r = 0;
+    for (int j = 0; j < n; ++j) r += double(a[j]) * b[j] * (s ? double(s[j]) * s[j] : 1.0);
+    return r;
+  };
+  const int d = layout.dim(), f = layout.full_dim();
+  const double full = dot(x.data(), x.data() + f, f, nullptr);
+  const double compact = dot(m.data(), m.data() + d, d, scale.data());
+  EXPECT_NEAR(compact, full, 1e-5 * full);
+  EXPECT_NE(dot(m.data(), m.data() + d, d, nullptr), compact);  // unscaled: other angles
+
+  // The search on the scaled means finds what the search on the pooled vectors finds.
+  const int n = 40;
+  std::vector<float> zs(n * layout.payload_floats()), ms(n * d), xs(n * f);
+  for (float& v : zs) v = u(rng) * u(rng);
+  for (int i = 0; i < n; ++i) {
+    layout.window_means(zs.data() + i * layout.payload_floats(), ms.data() + i * d);
+    expand_prepool(zs.data() + i * layout.payload_floats(), 3, 3, 5, xs.data() + i * f);
+  }
+  MemorySource pooled(std::vector<float>(xs.begin() + 5 * f, xs.end()),
+                      std::vector<int32_t>(n - 5, 0), f, 1);
+  MemorySource means(std::vector<float>(ms.begin() + 5 * d, ms.end()),
+                     std::vector<int32_t>(n - 5, 0), d, 1);
+  KnnParams p;
+  p.k = 6;
+  KnnNeighbours want = knn_search(pooled, all_items(pooled.images(), 1), xs.data(), 5, p);
+  p.column_scale = scale;
+  KnnNeighbours got = knn_search(means, all_items(means.images(), 1), ms.data(), 5, p);
+  EXPECT_EQ(got.index, want.index);
+  for (size_t j = 0; j < got.sim.size(); ++j) EXPECT_NEAR(got.sim[j], want.sim[j], 1e-6);
+  p.column_scale.pop_back();
+  expect_error([&] { knn_search(means, all_items(means.images(), 1), ms.data(), 5, p); },
+               ErrorKind::kInvalidArgument, "column factors");
 }
 
 // The command on synthetic caches: outputs, and usage errors naming the flag.
