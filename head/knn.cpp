@@ -169,12 +169,27 @@ void knn_view_scores(const float* sim, const int32_t* labels, int k, int classes
 EvalResult evaluate_knn(FeatureSource& train, const std::vector<uint32_t>& train_images,
                         FeatureSource& test, const std::vector<uint32_t>& test_images, int classes,
                         const KnnParams& p) {
+  return std::move(
+      evaluate_knn_ks(train, train_images, test, test_images, classes, {p.k}, p).front());
+}
+
+std::vector<EvalResult> evaluate_knn_ks(FeatureSource& train,
+                                        const std::vector<uint32_t>& train_images,
+                                        FeatureSource& test,
+                                        const std::vector<uint32_t>& test_images, int classes,
+                                        const std::vector<int>& ks, const KnnParams& params) {
   if (train.dim() != test.dim())
     throw Error(ErrorKind::kMismatch,
                 fmt::format("k-NN: training vectors have {} dimensions, test vectors {}",
                             train.dim(), test.dim()));
+  if (ks.empty()) throw Error(ErrorKind::kInvalidArgument, "k-NN: no K given");
   const std::vector<Item> items = all_items(train_images, train.crops());
-  check_knn_params(p, static_cast<int64_t>(items.size()));
+  KnnParams p = params;
+  for (int k : ks) {
+    p.k = k;
+    check_knn_params(p, static_cast<int64_t>(items.size()));
+  }
+  p.k = *std::max_element(ks.begin(), ks.end());  // one search; smaller K read its prefix
   std::vector<int32_t> train_labels(items.size());
   for (size_t i = 0; i < items.size(); ++i) {
     train_labels[i] = train.label(items[i].image);
@@ -184,60 +199,68 @@ EvalResult evaluate_knn(FeatureSource& train, const std::vector<uint32_t>& train
                               items[i].image, train_labels[i], classes - 1));
   }
 
-  const int d = test.dim(), crops = test.crops(), k = p.k;
-  EvalResult r;
-  r.images = static_cast<int>(test_images.size());
-  r.confusion.assign(classes, std::vector<int64_t>(classes, 0));
-  r.probs.resize(test_images.size() * classes);
+  const int d = test.dim(), crops = test.crops(), stride = p.k;
+  std::vector<EvalResult> rs(ks.size());
+  std::vector<int64_t> correct(ks.size(), 0);
+  for (EvalResult& r : rs) {
+    r.images = static_cast<int>(test_images.size());
+    r.confusion.assign(classes, std::vector<int64_t>(classes, 0));
+    r.probs.resize(test_images.size() * classes);
+  }
   const int64_t per_chunk_vectors =
       std::max<int64_t>(crops, p.max_query_bytes / (4 * static_cast<int64_t>(d)));
   const size_t per_chunk = static_cast<size_t>(per_chunk_vectors / crops);  // images
   std::vector<int32_t> labels(test_images.size());
-  int64_t correct = 0;
   for (size_t i0 = 0; i0 < test_images.size(); i0 += per_chunk) {
     const size_t n = std::min(per_chunk, test_images.size() - i0);
     std::vector<uint32_t> chunk(test_images.begin() + i0, test_images.begin() + i0 + n);
+    for (size_t i = 0; i < n; ++i) {
+      labels[i0 + i] = test.label(chunk[i]);
+      if (labels[i0 + i] < 0 || labels[i0 + i] >= classes)
+        throw Error(ErrorKind::kCorrupt,
+                    fmt::format("k-NN: test image {} has label {} (expected 0..{})", chunk[i],
+                                labels[i0 + i], classes - 1));
+    }
     std::vector<Item> q_items = all_items(chunk, crops);
     std::vector<float> x(q_items.size() * d);
     test.gather(q_items.data(), static_cast<int>(q_items.size()), nullptr, x.data());
     KnnNeighbours nb = knn_search(train, items, x.data(), static_cast<int>(q_items.size()), p);
-    tbb::parallel_for(size_t{0}, n, [&](size_t i) {
-      std::vector<double> view(classes), sum(classes, 0.0);
-      std::vector<int32_t> nl(k);
-      for (int c = 0; c < crops; ++c) {
-        const size_t v = i * crops + c;
-        for (int j = 0; j < k; ++j) nl[j] = train_labels[nb.index[v * k + j]];
-        if (p.vote == KnnVote::kUniform) {
-          // Whole counts, divided once below: the mean is exact, so equal votes stay exact ties
-          // and the lowest-index rule (sklearn's) decides them.
-          for (int j = 0; j < k; ++j) sum[nl[j]] += 1.0;
-          continue;
+    for (size_t q = 0; q < ks.size(); ++q) {
+      const int k = ks[q];
+      EvalResult& r = rs[q];
+      tbb::parallel_for(size_t{0}, n, [&](size_t i) {
+        std::vector<double> view(classes), sum(classes, 0.0);
+        std::vector<int32_t> nl(k);
+        for (int c = 0; c < crops; ++c) {
+          const size_t v = i * crops + c;
+          for (int j = 0; j < k; ++j) nl[j] = train_labels[nb.index[v * stride + j]];
+          if (p.vote == KnnVote::kUniform) {
+            // Whole counts, divided once below: the mean is exact, so equal votes stay exact
+            // ties and the lowest-index rule (sklearn's) decides them.
+            for (int j = 0; j < k; ++j) sum[nl[j]] += 1.0;
+            continue;
+          }
+          knn_view_scores(nb.sim.data() + v * stride, nl.data(), k, classes, p.vote, p.temperature,
+                          view.data());
+          for (int cl = 0; cl < classes; ++cl) sum[cl] += view[cl];
         }
-        knn_view_scores(nb.sim.data() + v * k, nl.data(), k, classes, p.vote, p.temperature,
-                        view.data());
-        for (int cl = 0; cl < classes; ++cl) sum[cl] += view[cl];
+        const double div = p.vote == KnnVote::kUniform ? static_cast<double>(crops) * k : crops;
+        float* out = r.probs.data() + (i0 + i) * classes;
+        for (int cl = 0; cl < classes; ++cl) out[cl] = static_cast<float>(sum[cl] / div);
+      });
+      for (size_t i = 0; i < n; ++i) {
+        const int pred = predicted_class(r.probs.data() + (i0 + i) * classes, classes);
+        ++r.confusion[labels[i0 + i]][pred];
+        correct[q] += pred == labels[i0 + i];
       }
-      const double div = p.vote == KnnVote::kUniform ? static_cast<double>(crops) * k : crops;
-      float* out = r.probs.data() + (i0 + i) * classes;
-      for (int cl = 0; cl < classes; ++cl) out[cl] = static_cast<float>(sum[cl] / div);
-    });
-    for (size_t i = 0; i < n; ++i) {
-      const int32_t y = test.label(chunk[i]);
-      if (y < 0 || y >= classes)
-        throw Error(ErrorKind::kCorrupt, fmt::format("k-NN: test image {} has label {} (expected "
-                                                     "0..{})",
-                                                     chunk[i], y, classes - 1));
-      labels[i0 + i] = y;
-      const int pred = predicted_class(r.probs.data() + (i0 + i) * classes, classes);
-      ++r.confusion[y][pred];
-      correct += pred == y;
     }
   }
-  if (!test_images.empty()) {
-    r.loss = loss_from_probs(r.probs.data(), labels.data(), r.images, classes);
-    r.accuracy = static_cast<double>(correct) / r.images;
-  }
-  return r;
+  for (size_t q = 0; q < ks.size(); ++q)
+    if (!test_images.empty()) {
+      rs[q].loss = loss_from_probs(rs[q].probs.data(), labels.data(), rs[q].images, classes);
+      rs[q].accuracy = static_cast<double>(correct[q]) / rs[q].images;
+    }
+  return rs;
 }
 
 }  // namespace vggcache

@@ -85,4 +85,13 @@ EvalResult evaluate_knn(FeatureSource& train, const std::vector<uint32_t>& train
                         FeatureSource& test, const std::vector<uint32_t>& test_images, int classes,
                         const KnnParams& p);
 
+// evaluate_knn for several K at once (a sweep over K): one search for the largest, each smaller K
+// reading the first K of every neighbour list, which by the order above are its K nearest. Result
+// q is what evaluate_knn with K = ks[q] gives, bit for bit. p.k is ignored; every K is checked.
+std::vector<EvalResult> evaluate_knn_ks(FeatureSource& train,
+                                        const std::vector<uint32_t>& train_images,
+                                        FeatureSource& test,
+                                        const std::vector<uint32_t>& test_images, int classes,
+                                        const std::vector<int>& ks, const KnnParams& p);
+
 }  // namespace vggcache

@@ -3,6 +3,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace vggcache {
 
@@ -28,7 +29,7 @@ struct TrainParams {
                               //   are prepool-f32 (default there: the compact first layer)
                               //   (--knn: search the pooled vectors, not the window means)
   // k-NN instead of a trained head (head/knn.h); the training flags do not apply then.
-  int knn = 0;                       // --knn K: neighbours (>= 1); 0 = not given: train a head
+  std::vector<int> knn;  // --knn K[,K...]: neighbours (each >= 1), ascending; empty: train a head
   std::string knn_vote = "uniform";  // --knn-vote uniform|weighted
   double knn_temperature = 0.07;     // --knn-temperature T: weighted votes e^{s/T} (> 0)
 };

@@ -152,6 +152,17 @@ def main():
             check(f"uniform K={k} {' '.join(extra) or '(window means)'}: every view's class "
                   "equals KNeighborsClassifier(metric=cosine)", per_view)
 
+        def swept():
+            out = os.path.join(tmp, "sweep")
+            run("train_head", "--train", tr, "--test", te1, "--out", out, "--knn", "7,1,4")
+            got = [r["k"] for r in json.load(open(os.path.join(out, "knn_sweep.json")))["results"]]
+            assert got == [1, 4, 7], got
+            for k in (1, 4, 7):
+                _, pred, _ = read_predictions(os.path.join(out, f"k{k}"), classes)
+                want = KNeighborsClassifier(n_neighbors=k, metric="cosine").fit(X, y).predict(Q1)
+                assert np.array_equal(pred, want), (k, np.flatnonzero(pred != want))
+        check("--knn 7,1,4 (one search): each K's classes equal KNeighborsClassifier's", swept)
+
         def averaged():
             k = 4  # even: ties between the two classes happen, and must go to class 0
             (image, pred, prob), _ = knn(te3, os.path.join(tmp, "u3"), "--knn", str(k))

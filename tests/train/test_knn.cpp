@@ -296,7 +296,9 @@ TEST_F(KnnCli, BadFlagsAreUsageErrors) {
                             {"--knn 3 --knn-vote most", "--knn-vote must be"},
                             {"--knn 3 --knn-temperature 0", "--knn-temperature must be > 0"},
                             {"--knn-vote weighted", "--knn-vote needs --knn"},
-                            {"--knn 3 --lr 0.1", "--lr does not apply to --knn"}};
+                            {"--knn 3 --lr 0.1", "--lr does not apply to --knn"},
+                            {"--knn 3,x", "--knn takes K or a list"},
+                            {"--knn 4,0", "--knn must be >= 1 (got 0)"}};
   for (auto& c : cases) {
     testing::ToolRun r = testing::train_head(args(tmp_ / "bad", c[0]));
     EXPECT_EQ(r.rc, 2) << c[0] << ": " << r.output;
@@ -308,6 +310,29 @@ TEST_F(KnnCli, BadFlagsAreUsageErrors) {
   EXPECT_NE(big.output.find("--knn 61 exceeds the 60 training vectors"), std::string::npos)
       << big.output;
   EXPECT_TRUE(testing::train_head(args(tmp_ / "all", "--knn 60")).rc == 0);
+}
+
+TEST_F(KnnCli, SweepOverKEqualsSingleRuns) {
+  testing::ToolRun sweep = testing::train_head(args(tmp_ / "sweep", "--knn 5,1,3,3"));
+  ASSERT_EQ(sweep.rc, 0) << sweep.output;
+  json j = json::parse(testing::read_file(tmp_ / "sweep/knn_sweep.json"));
+  ASSERT_EQ(j["results"].size(), 3u);  // ascending, the repeated 3 once
+  EXPECT_EQ(j["results"][0]["k"], 1);
+  EXPECT_EQ(j["results"][2]["k"], 5);
+  for (int k : {1, 3, 5}) {
+    const std::string one = tmp_ / ("one" + std::to_string(k));
+    testing::ToolRun r = testing::train_head(args(one, "--knn " + std::to_string(k)));
+    ASSERT_EQ(r.rc, 0) << r.output;
+    const std::string dir = tmp_ / ("sweep/k" + std::to_string(k));
+    // One search for K 5 serves K 1 and 3: their neighbours are its lists' prefixes.
+    EXPECT_EQ(testing::read_file(dir + "/predictions.csv"),
+              testing::read_file(one + "/predictions.csv"))
+        << k;
+    json a = json::parse(testing::read_file(dir + "/summary.json"));
+    json b = json::parse(testing::read_file(one + "/summary.json"));
+    EXPECT_EQ(a["selected_test"], b["selected_test"]) << k;
+    EXPECT_EQ(a["settings"]["knn"], k);
+  }
 }
 
 }  // namespace
