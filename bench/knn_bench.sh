@@ -4,9 +4,11 @@
 # training crop (2 per image) searched for each test image, K 20, uniform votes, THREADS threads.
 # Both sides time the search alone (ours: summary.json's train_seconds, reading the cache
 # included; sklearn: fit + predict on arrays already in memory, float32 as exported) and must
-# agree on every prediction. Not a unit test. Usage: bench/knn_bench.sh [BUILD_DIR] [WORK_DIR]
+# agree on every prediction. Both caches are prepool-f32 (64 px), so train_head searches the
+# 4,608 scaled window means (README: k-NN); FULL_WIDTH=1 adds --full-width (the 25,088-d pooled
+# vectors, as sklearn gets them). Not a unit test. Usage: bench/knn_bench.sh [BUILD_DIR] [WORK_DIR]
 #   WORK_DIR  where features are extracted once and reused (default: /tmp/vggcache-knn-bench)
-# Env: VGGCACHE_CARBIKE, VGGCACHE_PYTHON, THREADS (default 2), K (default 20).
+# Env: VGGCACHE_CARBIKE, VGGCACHE_PYTHON, THREADS (default 2), K (default 20), FULL_WIDTH.
 . "$(dirname "$0")/common.sh"
 work="${2:-/tmp/vggcache-knn-bench}"
 k="${K:-20}"
@@ -14,7 +16,7 @@ mkdir -p "$work"
 bench_features "$work"
 
 "$build/bin/train_head" --train "$work/train" --test "$work/test" --out "$work/run" --knn "$k" \
-  --threads "$threads" > "$work/train_head.log"
+  --threads "$threads" ${FULL_WIDTH:+--full-width} > "$work/train_head.log"
 OMP_NUM_THREADS="$threads" OPENBLAS_NUM_THREADS="$threads" "$py" - "$work" "$k" "$threads" <<'PY'
 import csv, json, sys, time
 import numpy as np

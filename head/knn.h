@@ -36,14 +36,14 @@ const char* knn_vote_name(KnnVote v);
 KnnVote parse_knn_vote(const std::string& s);
 
 struct KnnParams {
-  int k = 20;  // neighbours (1 ≤ k ≤ training vectors)
-  KnnVote vote = KnnVote::kUniform;
-  double temperature = 0.07;  // weighted votes: T in e^{s/T} (> 0)
-  int train_block = 0;        // training vectors per block; 0: from the dimension
-  int64_t max_query_bytes =
-      256ll << 20;  // queries held at once (more: the training set is
-                    //   read once per chunk of queries)  // Empty, or one factor per column (d):
-                    //   every vector (training and query) is multiplied by it
+  int k = 20;                        // neighbours (1 ≤ k ≤ training vectors)
+  KnnVote vote = KnnVote::kUniform;  // how neighbours vote
+  double temperature = 0.07;         // weighted votes: T in e^{s/T} (> 0)
+  int train_block = 0;               // training vectors per block; 0: about 32 MiB of them
+  // Test vectors held at once; a larger test set is searched in chunks of this size, each chunk
+  // reading the whole training set once more.
+  int64_t max_query_bytes = int64_t{256} << 20;
+  // Empty, or one factor per column (d): every vector (training and query) is multiplied by it
   // before normalising. compact_column_scale() gives the factors that make the window means of a
   // prepool-f32 cache give the pooled vectors' similarities.
   std::vector<float> column_scale;
@@ -66,8 +66,10 @@ struct KnnNeighbours {
   std::vector<int64_t> index;
 };
 
-// Exact search of queries (m × d, row-major, not normalised; read only) among the vectors of
-// `items` in `train` (dim() = d). Gathers from `train` from the calling thread only.
+// Exact search of queries (m × d, row-major, not normalised; read only, not kept) among the
+// vectors of `items` in `train` (dim() = d). Memory: a copy of the queries, one training block
+// and m × k neighbours. Runs TBB tasks inside; gathers from `train` only from the calling thread,
+// so two searches may run at once on different sources, not on one.
 KnnNeighbours knn_search(FeatureSource& train, const std::vector<Item>& items, const float* queries,
                          int m, const KnnParams& p);
 
@@ -80,7 +82,7 @@ void knn_view_scores(const float* sim, const int32_t* labels, int k, int classes
 // per image and tallies as evaluate_head() does: probs (images × classes) are the image scores,
 // loss is their NLL (loss_from_probs), confusion and accuracy from the predicted classes.
 // Throws Error(kInvalidArgument) for bad params, Error(kMismatch) when the dimensions differ,
-// Error(kCorrupt) for a training label outside [0, classes).
+// Error(kCorrupt) for a training or test label outside [0, classes).
 EvalResult evaluate_knn(FeatureSource& train, const std::vector<uint32_t>& train_images,
                         FeatureSource& test, const std::vector<uint32_t>& test_images, int classes,
                         const KnnParams& p);
