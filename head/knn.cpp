@@ -1,6 +1,7 @@
 #include "head/knn.h"
 
 #include <fmt/core.h>
+#include <tbb/enumerable_thread_specific.h>
 #include <tbb/parallel_for.h>
 
 #include <algorithm>
@@ -103,14 +104,17 @@ KnnNeighbours knn_search(FeatureSource& train, const std::vector<Item>& items, c
   auto worse = [](const Neighbour& a, const Neighbour& b) { return better(a, b); };
   std::vector<float> t(static_cast<size_t>(block) * d);
   const int tiles = (m + kQueryTile - 1) / kQueryTile;
-  std::vector<float> sims(static_cast<size_t>(tiles) * kQueryTile * block);
+  // One tile's similarities (64 × block) per thread, reused: memory bounded by the thread count,
+  // not by the number of queries.
+  tbb::enumerable_thread_specific<std::vector<float>> tile_sims(
+      [&] { return std::vector<float>(static_cast<size_t>(kQueryTile) * block); });
   for (size_t t0 = 0; t0 < items.size(); t0 += block) {
     const int b = static_cast<int>(std::min<size_t>(block, items.size() - t0));
     train.gather(items.data() + t0, b, nullptr, t.data());
     normalise_rows(t.data(), b, d, p.column_scale);
     tbb::parallel_for(0, tiles, [&](int tile) {
       const int q0 = tile * kQueryTile, qn = std::min(kQueryTile, m - q0);
-      float* s = sims.data() + static_cast<size_t>(tile) * kQueryTile * block;
+      float* s = tile_sims.local().data();
       sgemm(false, true, qn, b, d, 1.0f, q.data() + static_cast<size_t>(q0) * d, d, t.data(), d,
             0.0f, s, b);
       for (int i = 0; i < qn; ++i) {
@@ -207,8 +211,10 @@ std::vector<EvalResult> evaluate_knn_ks(FeatureSource& train,
     r.confusion.assign(classes, std::vector<int64_t>(classes, 0));
     r.probs.resize(test_images.size() * classes);
   }
-  const int64_t per_chunk_vectors =
-      std::max<int64_t>(crops, p.max_query_bytes / (4 * static_cast<int64_t>(d)));
+  // Queries per chunk: their vectors (4·d bytes each) and neighbour lists (16·K bytes each) both
+  // within max_query_bytes, whatever the dimension.
+  const int64_t per_chunk_vectors = std::max<int64_t>(
+      crops, p.max_query_bytes / (4 * std::max<int64_t>(d, 4 * static_cast<int64_t>(p.k))));
   const size_t per_chunk = static_cast<size_t>(per_chunk_vectors / crops);  // images
   std::vector<int32_t> labels(test_images.size());
   for (size_t i0 = 0; i0 < test_images.size(); i0 += per_chunk) {

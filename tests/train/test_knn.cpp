@@ -195,6 +195,29 @@ TEST(KnnSearch, BlockedSearchMatchesNaiveAndAnyThreadCount) {
   EXPECT_EQ(a.index, c.index);
 }
 
+TEST(KnnEvaluate, ChunkedTestSetGivesTheSameResult) {
+  // Test images searched one per chunk (max_query_bytes too small for two) against all at once.
+  const int d = 9, crops = 2;
+  std::mt19937 rng(11);
+  std::normal_distribution<float> g;
+  std::vector<float> t(50 * d), q(17 * crops * d);
+  for (float& v : t) v = g(rng);
+  for (float& v : q) v = g(rng);
+  std::vector<int32_t> tl(50), ql(17);
+  for (int i = 0; i < 50; ++i) tl[i] = i % 3;
+  for (int i = 0; i < 17; ++i) ql[i] = i % 3;
+  MemorySource train(t, tl, d, 1), test(q, ql, d, crops);
+  KnnParams p;
+  p.k = 5;
+  p.vote = KnnVote::kWeighted;
+  EvalResult whole = evaluate_knn(train, train.images(), test, test.images(), 3, p);
+  p.max_query_bytes = 1;
+  EvalResult chunked = evaluate_knn(train, train.images(), test, test.images(), 3, p);
+  EXPECT_EQ(whole.probs, chunked.probs);
+  EXPECT_EQ(whole.confusion, chunked.confusion);
+  EXPECT_EQ(whole.images, 17);
+}
+
 TEST(KnnSearch, ScaledWindowMeansGiveThePooledCosines) {
   // Prepool maps of 3 channels at 3×5 (windows of unequal multiplicity): the window means scaled
   // by compact_column_scale() have the dot products of the expanded 7×7 pooled vectors.
