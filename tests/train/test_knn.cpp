@@ -145,8 +145,10 @@ TEST(KnnEvaluate, BadInputNamesTheProblem) {
   expect_error([] { parse_knn_vote("majority"); }, ErrorKind::kInvalidArgument, "'majority'");
 }
 
-// Naive top-k in double, by the documented rule (similarity descending, index ascending).
-std::vector<int64_t> naive_topk(const std::vector<float>& t, int n, const float* q, int d, int k) {
+// Naive top-k in double, by the documented rule (similarity descending, index ascending), and
+// the gap between the k-th and the next similarity (*gap).
+std::vector<int64_t> naive_topk(const std::vector<float>& t, int n, const float* q, int d, int k,
+                                double* gap) {
   std::vector<double> s(n);
   double qq = 0;
   for (int j = 0; j < d; ++j) qq += double(q[j]) * q[j];
@@ -161,6 +163,7 @@ std::vector<int64_t> naive_topk(const std::vector<float>& t, int n, const float*
   std::vector<int64_t> idx(n);
   std::iota(idx.begin(), idx.end(), 0);
   std::stable_sort(idx.begin(), idx.end(), [&](int64_t a, int64_t b) { return s[a] > s[b]; });
+  *gap = s[idx[k - 1]] - s[idx[k]];
   idx.resize(k);
   return idx;
 }
@@ -185,11 +188,26 @@ TEST(KnnSearch, BlockedSearchMatchesNaiveAndAnyThreadCount) {
   KnnNeighbours b = knn_search(train, items, q.data(), m, p);
   EXPECT_EQ(a.index, b.index);
   EXPECT_EQ(a.sim, b.sim);  // bit for bit
+  // float32 similarities may order two neighbours differently from double ones only when they
+  // are within rounding of each other: such queries (a K-th/K+1-th gap under 1e-5) are counted,
+  // not compared, and must stay rare.
+  int near_ties = 0;
   for (int i = 0; i < m; ++i) {
-    std::vector<int64_t> want = naive_topk(t, n, q.data() + size_t(i) * d, d, k);
-    EXPECT_EQ(std::vector<int64_t>(a.index.begin() + i * k, a.index.begin() + (i + 1) * k), want)
-        << "query " << i;
+    double gap = 0;
+    std::vector<int64_t> want = naive_topk(t, n, q.data() + size_t(i) * d, d, k, &gap);
+    if (gap < 1e-5) {
+      ++near_ties;
+      continue;
+    }
+    std::vector<int64_t> got(a.index.begin() + i * k, a.index.begin() + (i + 1) * k);
+    std::vector<int64_t> got_sorted = got, want_sorted = want;
+    std::sort(got_sorted.begin(), got_sorted.end());
+    std::sort(want_sorted.begin(), want_sorted.end());
+    EXPECT_EQ(got_sorted, want_sorted) << "query " << i;  // the same K neighbours
+    for (int j = 0; j + 1 < k; ++j)  // in similarity order (ties within rounding either way)
+      EXPECT_GE(a.sim[size_t(i) * k + j], a.sim[size_t(i) * k + j + 1]) << "query " << i;
   }
+  EXPECT_LE(near_ties, 3);
   p.train_block = 1000;  // one block: same neighbours
   KnnNeighbours c = knn_search(train, items, q.data(), m, p);
   EXPECT_EQ(a.index, c.index);
@@ -213,7 +231,11 @@ TEST(KnnEvaluate, ChunkedTestSetGivesTheSameResult) {
   EvalResult whole = evaluate_knn(train, train.images(), test, test.images(), 3, p);
   p.max_query_bytes = 1;
   EvalResult chunked = evaluate_knn(train, train.images(), test, test.images(), 3, p);
-  EXPECT_EQ(whole.probs, chunked.probs);
+  // Chunks change the rows of each sgemm call, which a kernel may sum in another order: equal to
+  // float rounding, and the same classes.
+  ASSERT_EQ(whole.probs.size(), chunked.probs.size());
+  for (size_t i = 0; i < whole.probs.size(); ++i)
+    EXPECT_NEAR(whole.probs[i], chunked.probs[i], 1e-5) << i;
   EXPECT_EQ(whole.confusion, chunked.confusion);
   EXPECT_EQ(whole.images, 17);
 }
