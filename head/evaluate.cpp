@@ -102,4 +102,38 @@ void precision_recall(const std::vector<std::vector<int64_t>>& confusion,
   }
 }
 
+double balanced_accuracy(const std::vector<std::vector<int64_t>>& confusion) {
+  std::vector<double> precision, recall;
+  precision_recall(confusion, &precision, &recall);
+  double sum = 0.0;
+  int present = 0;
+  for (size_t k = 0; k < confusion.size(); ++k) {
+    int64_t row = 0;
+    for (int64_t v : confusion[k]) row += v;
+    if (row == 0) continue;  // a class absent from the test set has no recall to average
+    sum += recall[k];
+    ++present;
+  }
+  return present > 0 ? sum / present : 0.0;
+}
+
+double macro_f1(const std::vector<std::vector<int64_t>>& confusion) {
+  std::vector<double> precision, recall;
+  precision_recall(confusion, &precision, &recall);
+  double sum = 0.0;
+  int present = 0;
+  for (size_t k = 0; k < confusion.size(); ++k) {
+    int64_t row = 0, col = 0;
+    for (size_t j = 0; j < confusion.size(); ++j) {
+      row += confusion[k][j];
+      col += confusion[j][k];
+    }
+    if (row == 0 && col == 0) continue;  // neither true nor predicted: not one of the labels
+    const double pr = precision[k] + recall[k];
+    sum += pr > 0.0 ? 2.0 * precision[k] * recall[k] / pr : 0.0;
+    ++present;
+  }
+  return present > 0 ? sum / present : 0.0;
+}
+
 }  // namespace vggcache

@@ -36,4 +36,13 @@ std::vector<EvalResult> evaluate_heads(const std::vector<const HeadWeights*>& he
 void precision_recall(const std::vector<std::vector<int64_t>>& confusion,
                       std::vector<double>* precision, std::vector<double>* recall);
 
+// Balanced accuracy: the mean recall over the classes that occur as true labels (scikit-learn's
+// balanced_accuracy_score). 0 for an empty matrix.
+double balanced_accuracy(const std::vector<std::vector<int64_t>>& confusion);
+
+// Macro F1: the mean of the per-class F1 = 2·P·R / (P + R) over the classes that occur as true
+// or predicted labels, F1 = 0 where P + R = 0 (scikit-learn's f1_score(average="macro") with its
+// default labels and zero_division). 0 for an empty matrix.
+double macro_f1(const std::vector<std::vector<int64_t>>& confusion);
+
 }  // namespace vggcache

@@ -167,7 +167,13 @@ std::string metric_box(const std::string& value, const std::string& what) {
 
 RunReportResult write_run_report(const std::string& run_dir, const std::string& images_root) {
   const json s = read_json(run_dir + "/summary.json");
-  const std::vector<json> epochs = read_jsonl(run_dir + "/metrics.jsonl");
+  // A k-NN run (train_head --knn) trains nothing: no metrics.jsonl, no epochs, no head.bin.
+  const bool knn = s.value("method", "") == "knn";
+  const std::vector<json> epochs =
+      knn ? std::vector<json>{} : read_jsonl(run_dir + "/metrics.jsonl");
+  const std::string model =
+      knn ? fmt::format("k-NN, K {}", s.value("settings", json::object()).value("knn", 0))
+          : fmt::format("epoch {} head", s.value("selected_epoch", 0));
   const Predictions p = read_predictions_csv(run_dir + "/predictions.csv");
   const std::vector<std::string> classes = s.value("classes", std::vector<std::string>{});
   if (classes != p.classes)
@@ -227,27 +233,33 @@ RunReportResult write_run_report(const std::string& run_dir, const std::string& 
   }
 
   body += "<div class=\"headline\">\n";
-  body += metric_box(percent(num(sel, "accuracy")),
-                     fmt::format("test accuracy (epoch {} head)", selected));
+  body += metric_box(percent(num(sel, "accuracy")), "test accuracy (" + model + ")");
   body += metric_box(fmt::format("{:.4f}", num(sel, "loss")), "test loss");
   if (std::isfinite(res.auc)) body += metric_box(fmt::format("{:.4f}", res.auc), "ROC AUC");
   const json best = s.value("best", json::object());
   if (std::isfinite(num(best, "val_accuracy")))
     body += metric_box(percent(num(best, "val_accuracy")), "validation accuracy");
-  body += metric_box(fmt::format("{}", selected), "epoch kept (" + s.value("selection", "") + ")");
+  if (!knn)
+    body +=
+        metric_box(fmt::format("{}", selected), "epoch kept (" + s.value("selection", "") + ")");
   body += metric_box(fmt::format("{:.1f} s", num(s, "train_seconds")),
-                     fmt::format("training, {:.0f} vectors/s", num(s, "vectors_per_second")));
+                     fmt::format("{}, {:.0f} vectors/s", knn ? "k-NN search" : "training",
+                                 num(s, "vectors_per_second")));
   body += "</div>\n";
 
   // Learning curves.
-  auto [acc, loss] = learning_charts(epochs, selected);
-  body += "<h2>Learning curves</h2>\n<div class=\"figs\">\n" + svg_line_chart(acc) +
-          svg_line_chart(loss) + "</div>\n";
-  write_png(run_dir + "/learning_curves.png", hstack({png_line_chart(acc), png_line_chart(loss)}));
+  std::filesystem::remove(run_dir + "/learning_curves.png", ec);
+  if (!knn) {
+    auto [acc, loss] = learning_charts(epochs, selected);
+    body += "<h2>Learning curves</h2>\n<div class=\"figs\">\n" + svg_line_chart(acc) +
+            svg_line_chart(loss) + "</div>\n";
+    write_png(run_dir + "/learning_curves.png",
+              hstack({png_line_chart(acc), png_line_chart(loss)}));
+  }
 
   // Test results of the kept head.
   MatrixChart m;
-  m.title = fmt::format("Confusion matrix (test, epoch {} head)", selected);
+  m.title = "Confusion matrix (test, " + model + ")";
   m.labels = p.classes;
   m.counts = s.value("confusion_matrix", std::vector<std::vector<int64_t>>{});
   if (m.counts.size() != m.labels.size())
@@ -329,8 +341,10 @@ RunReportResult write_run_report(const std::string& run_dir, const std::string& 
           html_kv_table(settings_rows(s)) + "</div><div><h3>Weights and head</h3>\n" +
           html_kv_table(ident) + "</div></div>\n<h3>Feature caches</h3>\n" + caches_table(s);
   body +=
-      "<p class=\"note\">Files: summary.json, metrics.jsonl, predictions.csv, head.bin; "
-      "figures as learning_curves.png, confusion_matrix.png, " +
+      std::string(knn ? "<p class=\"note\">Files: summary.json, predictions.csv; figures as "
+                        "confusion_matrix.png, "
+                      : "<p class=\"note\">Files: summary.json, metrics.jsonl, predictions.csv, "
+                        "head.bin; figures as learning_curves.png, confusion_matrix.png, ") +
       std::string(std::isfinite(res.auc) ? "roc.png, " : "") +
       "test_grid.png, confident_wrong.png.</p>\n";
 

@@ -10,6 +10,7 @@ PKGS=(
   python3-torch python3-torchvision python3-numpy python3-pil
   python3-lmdb python3-crcmod  # python/vggcache, the pure-Python cache and head reader
   libonnx-dev python3-onnx  # vggcache-export --format onnx, and its checker in the tests
+  python3-sklearn  # the k-NN reference (tests/py/test_knn_sklearn.py, bench/knn_bench.sh)
   chromium  # headless screenshots of the HTML reports (tests/train/test_report_render.cpp)
   slurm-wlm munge  # the single-node Slurm cluster of tests/slurm/test_slurm.sh
   clang libclang-rt-14-dev  # libFuzzer targets (make fuzz, make check-hard)

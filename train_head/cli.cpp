@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cstdio>
+#include <sstream>
 #include <thread>
 
 namespace vggcache {
@@ -26,6 +27,43 @@ std::string validate_train_params(const TrainParams& p) {
 }
 
 namespace {
+
+// The k-NN flags once parsed: "" or the usage error. K and T are checked whenever given, so
+// `--knn 0` is refused rather than taken for "no k-NN".
+std::string apply_knn_args(const CLI::App& app, const std::string& spec, TrainParams* params,
+                           bool has_sweep) {
+  TrainParams& p = *params;
+  const bool knn = app.count("--knn") > 0;
+  if (!knn) {
+    for (const char* flag : {"--knn-vote", "--knn-temperature"})
+      if (app.count(flag) > 0) return fmt::format("{} needs --knn", flag);
+    return "";
+  }
+  // K or a list K1,K2,... (a sweep over K), kept ascending without repeats.
+  std::stringstream in(spec);
+  for (std::string item; std::getline(in, item, ',');) {
+    int k = 0;
+    char tail = 0;
+    if (std::sscanf(item.c_str(), "%d%c", &k, &tail) != 1)
+      return fmt::format("--knn takes K or a list K1,K2,... of integers (got '{}')", spec);
+    if (k < 1) return fmt::format("--knn must be >= 1 (got {})", k);
+    p.knn.push_back(k);
+  }
+  if (p.knn.empty()) return fmt::format("--knn takes K or a list K1,K2,... (got '{}')", spec);
+  std::sort(p.knn.begin(), p.knn.end());
+  p.knn.erase(std::unique(p.knn.begin(), p.knn.end()), p.knn.end());
+  if (p.knn_vote != "uniform" && p.knn_vote != "weighted")
+    return fmt::format("--knn-vote must be 'uniform' or 'weighted' (got '{}')", p.knn_vote);
+  if (!(p.knn_temperature > 0.0 && p.knn_temperature < 1e6))
+    return fmt::format("--knn-temperature must be > 0 (got {})", p.knn_temperature);
+  // Nothing is trained or selected: a training flag with --knn is a mistake, not a no-op.
+  for (const char* flag : {"--epochs", "--batch", "--lr", "--hidden", "--dropout", "--weight-decay",
+                           "--seed", "--val-fraction", "--standardize", "--all-crops"})
+    if (app.count(flag) > 0)
+      return fmt::format("{} does not apply to --knn (nothing is trained)", flag);
+  if (has_sweep && app.count("--sweep") > 0) return "--sweep cannot be combined with --knn";
+  return "";
+}
 
 // Sweep defaults and checks once the flags are parsed; "" or the usage error.
 std::string apply_sweep_args(const CLI::App& app, const std::string& shard, TrainParams* p,
@@ -85,6 +123,14 @@ ParseStatus parse_train_args(int argc, char** argv, TrainParams* params, SweepPa
   app.add_flag("--full-width", p.full_width,
                "train on the 25088-d vectors even from prepool-f32 caches (the reference path; "
                "default there: the compact first layer, same results)");
+  std::string knn;
+  app.add_option("--knn", knn,
+                 "classify by the K nearest training vectors (cosine) instead of training a head; "
+                 "K1,K2,...: one run per K (outputs in RUN_DIR/k<K>/)");
+  app.add_option("--knn-vote", p.knn_vote, "k-NN votes: uniform (majority) or weighted (e^{s/T})")
+      ->capture_default_str();
+  app.add_option("--knn-temperature", p.knn_temperature, "T of weighted k-NN votes")
+      ->capture_default_str();
   bool no_verify = false;
   app.add_flag("--no-verify", no_verify)->group("");  // hidden: skip record checksums
   std::string shard;
@@ -111,6 +157,7 @@ ParseStatus parse_train_args(int argc, char** argv, TrainParams* params, SweepPa
   if (app.count("--threads") == 0)
     p.threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   std::string err = validate_train_params(p);
+  if (err.empty()) err = apply_knn_args(app, knn, &p, sweep != nullptr);
   if (err.empty() && sweep) err = apply_sweep_args(app, shard, &p, sweep);
   if (!report_usage_error("train_head", err)) return ParseStatus::exit(2);
   return ParseStatus::proceed();

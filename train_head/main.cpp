@@ -19,6 +19,7 @@
 #include "train_head/cache_checks.h"
 #include "train_head/cli.h"
 #include "train_head/compact_step.h"
+#include "train_head/knn_run.h"
 #include "train_head/run_outputs.h"
 #include "train_head/sweep/collect.h"
 #include "train_head/sweep/runner.h"
@@ -41,6 +42,7 @@ int main(int argc, char** argv) {
     tbb::global_control threads(tbb::global_control::max_allowed_parallelism, p.threads);
     configure_blas_for_tbb();
     if (sweep.enabled) return run_sweep(p, sweep);  // train_head/sweep/runner.h
+    if (!p.knn.empty()) return run_knn(p);          // train_head/knn_run.h
 
     // Two prepool-f32 caches: train on compact vectors (same results, far fewer columns).
     const VectorForm form =

@@ -3,6 +3,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace vggcache {
 
@@ -26,6 +27,11 @@ struct TrainParams {
   bool verify = true;         // --no-verify (hidden) skips record checksums while reading
   bool full_width = false;    // --full-width: train on the 25088-d vectors even when both caches
                               //   are prepool-f32 (default there: the compact first layer)
+                              //   (--knn: search the pooled vectors, not the window means)
+  // k-NN instead of a trained head (head/knn.h); the training flags do not apply then.
+  std::vector<int> knn;  // --knn K[,K...]: neighbours (each >= 1), ascending; empty: train a head
+  std::string knn_vote = "uniform";  // --knn-vote uniform|weighted
+  double knn_temperature = 0.07;     // --knn-temperature T: weighted votes e^{s/T} (> 0)
 };
 
 // The flags of a sweep (`train_head --sweep SPEC`, train_head/sweep/*.h); the TrainParams around

@@ -66,6 +66,11 @@ std::string final_table(const TrainOutcome& out, const std::vector<std::string>&
   }
   std::vector<double> prec, rec;
   precision_recall(out.selected_test.confusion, &prec, &rec);
+  s += fmt::format(
+      "test, epoch {} head: accuracy {:.2f}%, balanced accuracy {:.2f}%, macro F1 "
+      "{:.4f}\n",
+      out.selected_epoch, 100 * out.selected_test.accuracy,
+      100 * balanced_accuracy(out.selected_test.confusion), macro_f1(out.selected_test.confusion));
   s += fmt::format("test, epoch {} head: {:>12} {:>9} {:>9}\n", out.selected_epoch, "class",
                    "precision", "recall");
   for (size_t k = 0; k < classes.size() && k < prec.size(); ++k)
@@ -84,8 +89,6 @@ ProcessMemory process_memory() {
   return m;
 }
 
-namespace {
-
 json eval_json(const EvalResult& r, const std::vector<std::string>& classes) {
   std::vector<double> prec, rec;
   precision_recall(r.confusion, &prec, &rec);
@@ -95,6 +98,8 @@ json eval_json(const EvalResult& r, const std::vector<std::string>& classes) {
   return {{"images", r.images},
           {"loss", r.loss},
           {"accuracy", r.accuracy},
+          {"balanced_accuracy", balanced_accuracy(r.confusion)},
+          {"macro_f1", macro_f1(r.confusion)},
           {"per_class", per_class},
           {"confusion_matrix", r.confusion}};
 }
@@ -109,8 +114,6 @@ json cache_json(const CacheMeta& m, const std::string& dir, int images) {
           {"crops", m.preprocess.crops},
           {"view", m.preprocess.eval ? "eval" : "train"}};
 }
-
-}  // namespace
 
 json summary_json(const RunInfo& info, const TrainOutcome& out) {
   const TrainParams& p = info.params;

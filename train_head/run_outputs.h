@@ -52,6 +52,11 @@ struct ProcessMemory {
 };
 ProcessMemory process_memory();
 
+// summary.json's pieces: one evaluation (images, loss, accuracy, per_class, confusion_matrix) and
+// one cache (dir, fingerprints, feature settings, images, records, crops, view).
+nlohmann::json eval_json(const EvalResult& r, const std::vector<std::string>& classes);
+nlohmann::json cache_json(const CacheMeta& m, const std::string& dir, int images);
+
 nlohmann::json summary_json(const RunInfo& info, const TrainOutcome& out);
 
 // Writes `j` to path atomically (temporary + rename). Throws Error(kIo).

@@ -10,8 +10,8 @@
 
 #include "common/cache.h"
 #include "common/error.h"
-#include "train_fixtures.h"
 #include "head/head_file.h"
+#include "train_fixtures.h"
 
 // ThreadSanitizer build (GCC defines __SANITIZE_THREAD__, Clang has the feature test).
 #if defined(__SANITIZE_THREAD__)
@@ -93,6 +93,15 @@ TEST_F(TrainHeadCli, BinaryRunWritesAllOutputs) {
   for (auto& row : s["confusion_matrix"])
     for (auto& c : row) total += c.get<int64_t>();
   EXPECT_EQ(total, 30);  // one prediction per test image, its views averaged
+  // Balanced accuracy beside accuracy: the mean of the per-class recalls (both classes present).
+  const json& sel = s["selected_test"];
+  EXPECT_NEAR(
+      sel["balanced_accuracy"].get<double>(),
+      (sel["per_class"][0]["recall"].get<double>() + sel["per_class"][1]["recall"].get<double>()) /
+          2,
+      1e-12);
+  EXPECT_GT(sel["macro_f1"].get<double>(), 0.9);
+  EXPECT_TRUE(s["final_test"].contains("macro_f1"));
 
   HeadFile h = load_head(tmp_ / "run/head.bin");
   EXPECT_EQ(h.weights.shape.dim, 64);
