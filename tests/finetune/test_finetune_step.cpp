@@ -246,12 +246,19 @@ FineTuneConfig sgd_config() {
 TEST(FineTuneParity, AdamMatchesTorch) {
   run_parity(adam_config(), 2);
 }
+// SGD runs on dense maps: on the sparse ones, many of block 5's pre-activations lie near 0, where
+// a float32 ReLU decision may go either way, and SGD with momentum carries such a flipped pixel's
+// share of conv5_1's gradient into every later step: conv5_1's weights then drift apart by 1e-4
+// (2 classes, OpenBLAS SkylakeX) to 1e-3 (3 classes) of their movement, past the rounding bound,
+// while the losses still agree within 4e-6. Adam's per-element normalisation does not accumulate
+// it, so the Adam case keeps the sparse maps.
+// Two classes on dense maps saturate the sigmoid at lr 1e-2 (loss 62.5 from step 3), so a tenth.
 TEST(FineTuneParity, SgdMomentumMatchesTorch) {
-  run_parity(sgd_config(), 2);
+  FineTuneConfig c = sgd_config();
+  c.lr /= 10;
+  c.lr_block5 /= 10;
+  run_parity(c, 2, kDense);
 }
-// Dense maps: on the sparse ones, many of block 5's pre-activations lie near 0, where float32
-// ReLU decisions may differ from torch's, and this slowly learning 3-class problem then drifts
-// block 5's weights apart by ~1e-3 of their movement (the losses still agree within 4e-6).
 TEST(FineTuneParity, ThreeClassesSgdWithWeightDecayMatchesTorch) {
   FineTuneConfig c = sgd_config();
   c.weight_decay = 5e-4;
