@@ -2,7 +2,7 @@
 """Loads a model written by `vggcache-export --format pth` the way its users will, and classifies
 images with it in PyTorch alone.
 
-  ref_export_load.py MODEL.pth OUT.csv [--head HEAD.bin] IMAGE...
+  ref_export_load.py MODEL.pth OUT.csv [--head HEAD.bin [--features CACHE]] IMAGE...
 
 Runs the sidecar's (MODEL.pth.json) `load` snippet verbatim (torchvision vgg16, classifier
 replaced by the head, load_state_dict(torch.load(F, weights_only=True)), eval mode), checks the
@@ -24,12 +24,18 @@ import torchvision.transforms as T
 from PIL import Image
 from torch import nn
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../python"))
+
 
 def main():
     model_path, out_path, images = sys.argv[1], sys.argv[2], sys.argv[3:]
-    head_path = None
-    if images[:1] == ["--head"]:
-        head_path, images = images[1], images[2:]
+    head_path, cache_path = None, None
+    while images[:1] in (["--head"], ["--features"]):
+        if images[0] == "--head":
+            head_path = images[1]
+        else:
+            cache_path = images[1]
+        images = images[2:]
     torch.set_num_threads(2)
     with open(model_path + ".json") as f:
         side = json.load(f)
@@ -57,6 +63,9 @@ def main():
     write(out_path, side, images, two_columns(y.numpy()))
     if head_path:
         write(out_path + ".exact", side, images, exact_head(head_path, feats))
+    if head_path and cache_path:
+        ours = exact_head(head_path, cache_features(cache_path, images))
+        write(out_path + ".features", side, images, np.abs(ours - exact_head(head_path, feats)))
 
 
 def eval_inputs(images, size, mean, std):
@@ -74,7 +83,6 @@ def two_columns(p):
 
 
 def exact_head(path, x):
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../python"))
     from vggcache import read_head
     h = read_head(path)
     w1, b1, w2, b2 = (np.asarray(h[k], np.float64) for k in ("w1", "b1", "w2", "b2"))
@@ -85,6 +93,21 @@ def exact_head(path, x):
         return two_columns(1 / (1 + np.exp(-z)))
     e = np.exp(z - z.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)
+
+
+def cache_features(path, images):
+    """N × 25088 float64: each image's eval-view vector in the cache at `path` (extract --eval of
+    the images' folder, which computes them as predict does), matched by relative path."""
+    from vggcache import Cache
+    with Cache(path) as c:
+        vecs, idx = c.vectors(), c.index()
+        by_path = {c.image_paths[int(r["image"])]: vecs[i] for i, r in enumerate(idx)}
+    out = []
+    for p in images:
+        hits = [v for rel, v in by_path.items() if p.endswith(os.sep + rel)]
+        assert len(hits) == 1, (p, len(hits))
+        out.append(hits[0])
+    return np.asarray(out, np.float64)
 
 
 def write(path, side, images, probs):
