@@ -28,12 +28,14 @@ double bce_with_sigmoid(const float* z, const int32_t* labels, int n, float* dz,
   for (int i = 0; i < n; ++i) {
     float p = sigmoid(z[i]);
     float y = static_cast<float>(labels[i]);
+    // The weight multiplies the unweighted terms, so no weights gives them bit for bit.
     const float w = class_weight ? class_weight[labels[i]] : 1.0f;
-    total += w * bce(p, labels[i]);
+    total += class_weight ? w * bce(p, labels[i]) : bce(p, labels[i]);
     // BCELoss backward: (p − y) / max(p(1 − p), 1e-12) / n, then sigmoid backward × p(1 − p).
     // Kept as two factors like torch, so a saturated p gives the same (zero) gradient.
     float s = p * (1.0f - p);
-    float grad_p = w * (p - y) / std::max(s, 1e-12f) * inv_n;
+    float grad_p = (p - y) / std::max(s, 1e-12f) * inv_n;
+    if (class_weight) grad_p *= w;
     dz[i] = grad_p * s;
     if (prob) prob[i] = p;
   }
@@ -52,10 +54,12 @@ double softmax_cross_entropy(const float* z, const int32_t* labels, int n, int c
     for (int k = 0; k < c; ++k) sum += std::exp(static_cast<double>(zi[k] - mx));
     double log_sum = std::log(sum);
     const float w = class_weight ? class_weight[labels[i]] : 1.0f;
-    total += -w * (static_cast<double>(zi[labels[i]] - mx) - log_sum);
+    const double li = -(static_cast<double>(zi[labels[i]] - mx) - log_sum);
+    total += class_weight ? w * li : li;
     for (int k = 0; k < c; ++k) {
       float pk = static_cast<float>(std::exp(static_cast<double>(zi[k] - mx) - log_sum));
-      di[k] = w * (pk - (k == labels[i] ? 1.0f : 0.0f)) * inv_n;
+      di[k] = (pk - (k == labels[i] ? 1.0f : 0.0f)) * inv_n;
+      if (class_weight) di[k] *= w;
       if (prob) prob[static_cast<size_t>(i) * c + k] = pk;
     }
   }
