@@ -148,6 +148,7 @@ json summary_json(const RunInfo& info, const TrainOutcome& out) {
       {"best", epoch_json(sel)},
       {"selection", out.selection},
       {"selected_epoch", out.selected_epoch},
+      {"class_weights", out.class_weights.empty() ? json(nullptr) : json(out.class_weights)},
       {"final_test", eval_json(out.final_test, classes)},
       {"selected_test", eval_json(out.selected_test, classes)},
       {"per_class", eval_json(out.selected_test, classes)["per_class"]},

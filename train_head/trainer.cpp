@@ -167,8 +167,10 @@ std::vector<TrainOutcome> run_training_shared(
                                   setup.train->compact());
     // Over the training images (not vectors): every image has the same number of crops, so the
     // class shares, hence the weights, are the same either way.
-    if (ps[h].class_weight == "balanced")
-      opts[h]->set_class_weights(balanced_class_weights(train_labels, classes));
+    if (ps[h].class_weight == "balanced") {
+      outs[h].class_weights = balanced_class_weights(train_labels, classes);
+      opts[h]->set_class_weights(outs[h].class_weights);
+    }
   });
   FeatureSource* val_src = setup.val ? setup.val : setup.train;
   const bool has_val = !setup.val_images.empty();

@@ -47,7 +47,8 @@ struct TrainOutcome {
   HeadWeights final_weights;     // empty when validation selects and !setup.keep_final_weights
   HeadWeights selected_weights;  // best validation accuracy, or the final ones without validation
   int selected_epoch = 0;
-  std::string selection;  // "val_accuracy", "val_balanced_accuracy" or "final"
+  std::vector<float> class_weights;  // --class-weight balanced: per class; empty: unweighted
+  std::string selection;             // "val_accuracy", "val_balanced_accuracy" or "final"
   std::vector<EpochMetrics> epochs;
   EvalResult final_test, selected_test;
   double train_seconds = 0.0;
