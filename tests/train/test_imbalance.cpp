@@ -43,31 +43,34 @@ std::vector<int32_t> labels_with_counts(const std::vector<int>& counts) {
 TEST(ClassWeights, BalancedEqualsScikitLearn) {
   const std::vector<std::vector<int>> cases = {{90, 10}, {27, 3, 10}, {5, 5, 5, 1}};
   testing::TempDir tmp;
-  for (const auto& counts : cases) {
-    const std::vector<int32_t> y = labels_with_counts(counts);
-    const std::vector<float> ours = balanced_class_weights(y, static_cast<int>(counts.size()));
-    json labels = y;
-    testing::write_file(tmp / "labels.json", labels.dump());
-    const std::string script =
-        "import json, sys, numpy as np\n"
-        "from sklearn.utils.class_weight import compute_class_weight\n"
-        "y = np.array(json.load(open(sys.argv[1])))\n"
-        "print(json.dumps(compute_class_weight('balanced', classes=np.unique(y), y=y).tolist()))\n";
-    testing::write_file(tmp / "cw.py", script);
-    std::string out;
-    const int rc = testing::run_command(testing::python() + " " + shell_quote(tmp / "cw.py") + " " +
-                                            shell_quote(tmp / "labels.json"),
-                                        &out);
-    if (rc != 0 && out.find("No module named") != std::string::npos) {
-      if (testing::in_ci()) FAIL() << "scikit-learn missing in CI: " << out;
-      GTEST_SKIP() << "scikit-learn not installed: " << out;
-    }
-    ASSERT_EQ(rc, 0) << out;
-    const json theirs = json::parse(out.substr(out.rfind('[')));
-    ASSERT_EQ(theirs.size(), ours.size());
+  json labels = json::array();
+  for (const auto& counts : cases) labels.push_back(labels_with_counts(counts));
+  testing::write_file(tmp / "labels.json", labels.dump());
+  // One interpreter for all cases: importing scikit-learn takes seconds.
+  const std::string script =
+      "import json, sys, numpy as np\n"
+      "from sklearn.utils.class_weight import compute_class_weight\n"
+      "print(json.dumps([compute_class_weight('balanced', classes=np.unique(y), y=np.array(y))"
+      ".tolist() for y in json.load(open(sys.argv[1]))]))\n";
+  testing::write_file(tmp / "cw.py", script);
+  std::string out;
+  const int rc = testing::run_command(
+      testing::python() + " " + shell_quote(tmp / "cw.py") + " " + shell_quote(tmp / "labels.json"),
+      &out);
+  if (rc != 0 && out.find("No module named") != std::string::npos) {
+    if (testing::in_ci()) FAIL() << "scikit-learn missing in CI: " << out;
+    GTEST_SKIP() << "scikit-learn not installed: " << out;
+  }
+  ASSERT_EQ(rc, 0) << out;
+  const json theirs = json::parse(out.substr(out.rfind("[[")));
+  ASSERT_EQ(theirs.size(), cases.size());
+  for (size_t k = 0; k < cases.size(); ++k) {
+    const std::vector<float> ours = balanced_class_weights(labels[k].get<std::vector<int32_t>>(),
+                                                           static_cast<int>(cases[k].size()));
+    ASSERT_EQ(theirs[k].size(), ours.size());
     for (size_t c = 0; c < ours.size(); ++c)
-      EXPECT_NEAR(ours[c], theirs[c].get<double>(), 1e-6 * theirs[c].get<double>())
-          << "class " << c << " of " << json(counts).dump();
+      EXPECT_NEAR(ours[c], theirs[k][c].get<double>(), 1e-6 * theirs[k][c].get<double>())
+          << "class " << c << " of " << json(cases[k]).dump();
   }
 }
 
