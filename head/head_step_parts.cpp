@@ -28,13 +28,13 @@ void relu_dropout(const float* h, size_t count, float dropout, uint64_t seed, ui
 }
 
 LossAndCorrect loss_and_correct(const float* z, const int32_t* labels, int n, int outputs,
-                                float* dz) {
+                                float* dz, const float* class_weight) {
   LossAndCorrect r;
   if (outputs == 1) {
-    r.loss = bce_with_sigmoid(z, labels, n, dz, nullptr);
+    r.loss = bce_with_sigmoid(z, labels, n, dz, nullptr, class_weight);
     for (int i = 0; i < n; ++i) r.correct += ((z[i] > 0.0f ? 1 : 0) == labels[i]);
   } else {
-    r.loss = softmax_cross_entropy(z, labels, n, outputs, dz, nullptr);
+    r.loss = softmax_cross_entropy(z, labels, n, outputs, dz, nullptr, class_weight);
     for (int i = 0; i < n; ++i) {
       const float* zi = z + static_cast<size_t>(i) * outputs;
       r.correct += (std::max_element(zi, zi + outputs) - zi) == labels[i];

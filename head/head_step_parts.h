@@ -22,8 +22,9 @@ struct LossAndCorrect {
   int correct = 0;    // predictions equal to the label (argmax; for one output z > 0)
 };
 // The loss of head/loss.h for logits z (n × outputs; outputs 1: sigmoid + BCE, else softmax
-// cross-entropy) and ∂loss/∂z into dz (n × outputs, already divided by n).
+// cross-entropy) and ∂loss/∂z into dz (n × outputs, already divided by n); class_weight
+// (optional, one per class) weights each sample as head/loss.h describes.
 LossAndCorrect loss_and_correct(const float* z, const int32_t* labels, int n, int outputs,
-                                float* dz);
+                                float* dz, const float* class_weight = nullptr);
 
 }  // namespace vggcache

@@ -21,17 +21,21 @@ inline double bce(float p, int32_t y) {
 
 }  // namespace
 
-double bce_with_sigmoid(const float* z, const int32_t* labels, int n, float* dz, float* prob) {
+double bce_with_sigmoid(const float* z, const int32_t* labels, int n, float* dz, float* prob,
+                        const float* class_weight) {
   double total = 0.0;
   const float inv_n = 1.0f / static_cast<float>(n);
   for (int i = 0; i < n; ++i) {
     float p = sigmoid(z[i]);
     float y = static_cast<float>(labels[i]);
-    total += bce(p, labels[i]);
+    // The weight multiplies the unweighted terms, so no weights gives them bit for bit.
+    const float w = class_weight ? class_weight[labels[i]] : 1.0f;
+    total += class_weight ? w * bce(p, labels[i]) : bce(p, labels[i]);
     // BCELoss backward: (p − y) / max(p(1 − p), 1e-12) / n, then sigmoid backward × p(1 − p).
     // Kept as two factors like torch, so a saturated p gives the same (zero) gradient.
     float s = p * (1.0f - p);
     float grad_p = (p - y) / std::max(s, 1e-12f) * inv_n;
+    if (class_weight) grad_p *= w;
     dz[i] = grad_p * s;
     if (prob) prob[i] = p;
   }
@@ -39,7 +43,7 @@ double bce_with_sigmoid(const float* z, const int32_t* labels, int n, float* dz,
 }
 
 double softmax_cross_entropy(const float* z, const int32_t* labels, int n, int c, float* dz,
-                             float* prob) {
+                             float* prob, const float* class_weight) {
   double total = 0.0;
   const float inv_n = 1.0f / static_cast<float>(n);
   for (int i = 0; i < n; ++i) {
@@ -49,10 +53,13 @@ double softmax_cross_entropy(const float* z, const int32_t* labels, int n, int c
     double sum = 0.0;
     for (int k = 0; k < c; ++k) sum += std::exp(static_cast<double>(zi[k] - mx));
     double log_sum = std::log(sum);
-    total += -(static_cast<double>(zi[labels[i]] - mx) - log_sum);
+    const float w = class_weight ? class_weight[labels[i]] : 1.0f;
+    const double li = -(static_cast<double>(zi[labels[i]] - mx) - log_sum);
+    total += class_weight ? w * li : li;
     for (int k = 0; k < c; ++k) {
       float pk = static_cast<float>(std::exp(static_cast<double>(zi[k] - mx) - log_sum));
       di[k] = (pk - (k == labels[i] ? 1.0f : 0.0f)) * inv_n;
+      if (class_weight) di[k] *= w;
       if (prob) prob[static_cast<size_t>(i) * c + k] = pk;
     }
   }

@@ -31,7 +31,14 @@ inline float unit_float(uint64_t bits) {
 
 // Purposes of the streams drawn from --seed; distinct so e.g. the val split and the shuffle of
 // epoch 0 are unrelated.
-enum class Stream : uint64_t { kInit = 1, kSplit = 2, kCrop = 3, kShuffle = 4, kDropout = 5 };
+enum class Stream : uint64_t {
+  kInit = 1,
+  kSplit = 2,
+  kCrop = 3,
+  kShuffle = 4,
+  kDropout = 5,
+  kBalancedSample = 6
+};
 
 class Rng {
  public:

@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 
+#include "common/error.h"
 #include "head/rng.h"
 
 namespace vggcache {
@@ -36,6 +38,27 @@ std::vector<Item> epoch_items(const std::vector<uint32_t>& images, int crops, bo
   }
   Rng shuffle_rng(seed, Stream::kShuffle, static_cast<uint64_t>(epoch));
   shuffle_in_place(items.data(), items.size(), shuffle_rng);
+  return items;
+}
+
+std::vector<Item> balanced_epoch_items(const std::vector<uint32_t>& images,
+                                       const std::vector<int32_t>& labels, int crops,
+                                       bool all_crops, uint64_t seed, int epoch) {
+  if (labels.size() != images.size())
+    throw Error(ErrorKind::kInvalidArgument, "balanced_epoch_items: one label per image needed");
+  std::map<int32_t, std::vector<uint32_t>> by_class;  // ordered: the draw depends on labels only
+  for (size_t i = 0; i < images.size(); ++i) by_class[labels[i]].push_back(images[i]);
+  std::vector<const std::vector<uint32_t>*> classes;
+  for (const auto& kv : by_class) classes.push_back(&kv.second);
+  const size_t n = images.size() * (all_crops ? static_cast<size_t>(crops) : 1);
+  std::vector<Item> items;
+  items.reserve(n);
+  Rng rng(seed, Stream::kBalancedSample, static_cast<uint64_t>(epoch));
+  for (size_t i = 0; i < n; ++i) {
+    const std::vector<uint32_t>& members = *classes[rng.below(classes.size())];
+    const uint32_t img = members[rng.below(members.size())];
+    items.push_back({img, static_cast<uint32_t>(rng.below(static_cast<uint64_t>(crops)))});
+  }
   return items;
 }
 

@@ -24,4 +24,13 @@ ImageSplit split_images(const std::vector<uint32_t>& images, double fraction, ui
 std::vector<Item> epoch_items(const std::vector<uint32_t>& images, int crops, bool all_crops,
                               uint64_t seed, int epoch);
 
+// --sampler balanced: as many items as epoch_items() gives (images, or images × crops with
+// all_crops), each drawn independently with replacement so that every class present is equally
+// likely: a class uniformly, then an image of it uniformly, then a crop uniformly (torch's
+// WeightedRandomSampler with weights 1 / n_class per image). labels[i] is images[i]'s label.
+// A pure function of (seed, epoch) like epoch_items().
+std::vector<Item> balanced_epoch_items(const std::vector<uint32_t>& images,
+                                       const std::vector<int32_t>& labels, int crops,
+                                       bool all_crops, uint64_t seed, int epoch);
+
 }  // namespace vggcache

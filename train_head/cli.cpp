@@ -23,6 +23,12 @@ std::string validate_train_params(const TrainParams& p) {
   if (p.threads < 1) return fmt::format("--threads must be >= 1 (got {})", p.threads);
   if (!(p.val_fraction >= 0.0 && p.val_fraction < 1.0))
     return fmt::format("--val-fraction must be in [0, 1) (got {})", p.val_fraction);
+  if (p.class_weight != "none" && p.class_weight != "balanced")
+    return fmt::format("--class-weight must be 'none' or 'balanced' (got '{}')", p.class_weight);
+  if (p.sampler != "uniform" && p.sampler != "balanced")
+    return fmt::format("--sampler must be 'uniform' or 'balanced' (got '{}')", p.sampler);
+  if (p.select != "accuracy" && p.select != "balanced")
+    return fmt::format("--select must be 'accuracy' or 'balanced' (got '{}')", p.select);
   return "";
 }
 
@@ -58,7 +64,8 @@ std::string apply_knn_args(const CLI::App& app, const std::string& spec, TrainPa
     return fmt::format("--knn-temperature must be > 0 (got {})", p.knn_temperature);
   // Nothing is trained or selected: a training flag with --knn is a mistake, not a no-op.
   for (const char* flag : {"--epochs", "--batch", "--lr", "--hidden", "--dropout", "--weight-decay",
-                           "--seed", "--val-fraction", "--standardize", "--all-crops"})
+                           "--seed", "--val-fraction", "--standardize", "--all-crops",
+                           "--class-weight", "--sampler", "--select"})
     if (app.count(flag) > 0)
       return fmt::format("{} does not apply to --knn (nothing is trained)", flag);
   if (has_sweep && app.count("--sweep") > 0) return "--sweep cannot be combined with --knn";
@@ -119,6 +126,15 @@ ParseStatus parse_train_args(int argc, char** argv, TrainParams* params, SweepPa
       ->capture_default_str();
   app.add_flag("--standardize", p.standardize, "per-dimension mean/std of the training vectors");
   app.add_flag("--all-crops", p.all_crops, "every cached crop each epoch (default: one per image)");
+  app.add_option("--class-weight", p.class_weight,
+                 "none, or balanced: weigh each sample's loss by n / (classes · n_class)")
+      ->capture_default_str();
+  app.add_option("--sampler", p.sampler,
+                 "uniform, or balanced: draw training vectors with classes equally likely")
+      ->capture_default_str();
+  app.add_option("--select", p.select,
+                 "validation metric that picks the saved epoch: accuracy or balanced (accuracy)")
+      ->capture_default_str();
   app.add_flag("--quiet", p.quiet, "no per-epoch progress lines");
   app.add_flag("--full-width", p.full_width,
                "train on the 25088-d vectors even from prepool-f32 caches (the reference path; "

@@ -28,6 +28,13 @@ struct TrainParams {
   bool full_width = false;    // --full-width: train on the 25088-d vectors even when both caches
                               //   are prepool-f32 (default there: the compact first layer)
                               //   (--knn: search the pooled vectors, not the window means)
+  // Class imbalance (train_head/imbalance.h).
+  std::string class_weight = "none";  // --class-weight none|balanced: balanced weighs each
+                                      //   sample's loss by n_images / (n_classes · n_class)
+  std::string sampler = "uniform";    // --sampler uniform|balanced: balanced draws each epoch's
+                                      //   vectors with classes equally likely (with replacement)
+  std::string select = "accuracy";    // --select accuracy|balanced: the validation metric that
+                                      //   picks the saved epoch (a sweep: the configuration)
   // k-NN instead of a trained head (head/knn.h); the training flags do not apply then.
   std::vector<int> knn;  // --knn K[,K...]: neighbours (each >= 1), ascending; empty: train a head
   std::string knn_vote = "uniform";  // --knn-vote uniform|weighted

@@ -37,6 +37,7 @@ json epoch_json(const EpochMetrics& m) {
           {"train_accuracy", m.train_accuracy},
           {"val_loss", m.has_val ? json(m.val_loss) : json(nullptr)},
           {"val_accuracy", m.has_val ? json(m.val_accuracy) : json(nullptr)},
+          {"val_balanced_accuracy", m.has_val ? json(m.val_balanced_accuracy) : json(nullptr)},
           {"test_loss", m.test_loss},
           {"test_accuracy", m.test_accuracy},
           {"seconds", m.seconds},
@@ -129,6 +130,9 @@ json summary_json(const RunInfo& info, const TrainOutcome& out) {
                    {"val_fraction", p.val_fraction},
                    {"standardize", p.standardize},
                    {"all_crops", p.all_crops},
+                   {"class_weight", p.class_weight},
+                   {"sampler", p.sampler},
+                   {"select", p.select},
                    {"blas", blas_backend()}};
   const EpochMetrics& last = out.epochs.back();
   const EpochMetrics& sel = out.epochs.at(out.selected_epoch - 1);
@@ -144,6 +148,7 @@ json summary_json(const RunInfo& info, const TrainOutcome& out) {
       {"best", epoch_json(sel)},
       {"selection", out.selection},
       {"selected_epoch", out.selected_epoch},
+      {"class_weights", out.class_weights.empty() ? json(nullptr) : json(out.class_weights)},
       {"final_test", eval_json(out.final_test, classes)},
       {"selected_test", eval_json(out.selected_test, classes)},
       {"per_class", eval_json(out.selected_test, classes)["per_class"]},

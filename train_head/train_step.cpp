@@ -187,7 +187,8 @@ StepStats HeadOptimizer::step(const float* x, const int32_t* labels, int n, uint
   z.rowwise() += Eigen::Map<const Eigen::RowVectorXf>(w_.b2.data(), o);
 
   // Loss and ∂loss/∂z (n × outputs).
-  const LossAndCorrect lc = loss_and_correct(z_.data(), labels, n, o, dz_.data());
+  const LossAndCorrect lc = loss_and_correct(
+      z_.data(), labels, n, o, dz_.data(), class_weight_.empty() ? nullptr : class_weight_.data());
   StepStats st;
   st.loss = lc.loss;
   st.correct = lc.correct;

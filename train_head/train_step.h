@@ -11,6 +11,7 @@
 #include <tbb/enumerable_thread_specific.h>
 
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "head/adam.h"
@@ -46,6 +47,8 @@ class HeadOptimizer {
   // weights() and keep() throw Error(kInvalidArgument). Also that error without keep().
   HeadWeights take_kept_weights();
   int64_t steps_taken() const { return t_; }
+  // Per-class loss weights (indexed by label, head/loss.h); empty (the default): unweighted.
+  void set_class_weights(std::vector<float> w) { class_weight_ = std::move(w); }
 
  protected:
   // For a first layer of another form (train_head/compact_step.h): without `dense_w1` the blocked
@@ -82,6 +85,7 @@ class HeadOptimizer {
   std::vector<float> g_b1_, g_w2_, g_b2_;
   // keep(): a copy of w1_state() and of the other layers.
   std::vector<float> kept_w1_state_, kept_b1_, kept_w2_, kept_b2_;
+  std::vector<float> class_weight_;  // empty: every sample weighs 1
   bool has_kept_ = false;
   bool spent_ = false;  // take_kept_weights() gave the buffers away
   tbb::enumerable_thread_specific<std::vector<float>> grad_blocks_;  // hidden × block, per thread

@@ -11,6 +11,7 @@
 #include "common/progress.h"  // seconds_since
 #include "train_head/batch_schedule.h"
 #include "train_head/compact_step.h"
+#include "train_head/imbalance.h"
 #include "train_head/train_step.h"
 
 namespace vggcache {
@@ -33,11 +34,19 @@ void fill_batch(FeatureSource& src, const Standardizer* s, const Item* items, in
   src.gather(items, n, s, b->x.data());
 }
 
-// Trains one epoch; returns (loss sum weighted by batch size, correct count).
+// The epoch's vectors in training order, as --sampler asks; train_labels[i] is the label of
+// setup.train_images[i].
+std::vector<Item> schedule_items(const TrainParams& p, const TrainSetup& setup,
+                                 const std::vector<int32_t>& train_labels, int epoch) {
+  if (p.sampler == "balanced")
+    return balanced_epoch_items(setup.train_images, train_labels, setup.train->crops(), p.all_crops,
+                                p.seed, epoch);
+  return epoch_items(setup.train_images, setup.train->crops(), p.all_crops, p.seed, epoch);
+}
+
+// Trains one epoch on `items`; fills the epoch's training loss, accuracy and vector count.
 void train_epoch(const TrainParams& p, TrainSetup& setup, HeadOptimizer& opt, int epoch,
-                 EpochMetrics* m) {
-  const std::vector<Item> items =
-      epoch_items(setup.train_images, setup.train->crops(), p.all_crops, p.seed, epoch);
+                 const std::vector<Item>& items, EpochMetrics* m) {
   const int n_items = static_cast<int>(items.size());
   const int batches = (n_items + p.batch - 1) / p.batch;
   BatchBuffer buf[2];
@@ -85,9 +94,7 @@ constexpr size_t kSharedWindowBytes = 512ull << 20;
 // one run each on the shared 2-core box).
 void train_epoch_shared(const TrainParams& p, TrainSetup& setup,
                         std::vector<std::unique_ptr<HeadOptimizer>>& opts, int epoch,
-                        std::vector<EpochMetrics>& ms) {
-  const std::vector<Item> items =
-      epoch_items(setup.train_images, setup.train->crops(), p.all_crops, p.seed, epoch);
+                        const std::vector<Item>& items, std::vector<EpochMetrics>& ms) {
   const int n_items = static_cast<int>(items.size());
   const int batches = (n_items + p.batch - 1) / p.batch;
   const size_t batch_bytes = static_cast<size_t>(p.batch) * setup.train->dim() * sizeof(float);
@@ -120,12 +127,6 @@ void train_epoch_shared(const TrainParams& p, TrainSetup& setup,
   }
 }
 
-// Better validation result: higher accuracy, then lower loss (earlier epoch wins full ties).
-bool better(const EpochMetrics& a, const EpochMetrics& best) {
-  if (a.val_accuracy != best.val_accuracy) return a.val_accuracy > best.val_accuracy;
-  return a.val_loss < best.val_loss;
-}
-
 }  // namespace
 
 TrainOutcome run_training(const TrainParams& p, TrainSetup& setup,
@@ -146,9 +147,13 @@ std::vector<TrainOutcome> run_training_shared(
   const TrainParams& p = ps.front();  // the schedule's settings
   for (const TrainParams& q : ps)
     if (q.epochs != p.epochs || q.batch != p.batch || q.seed != p.seed ||
-        q.all_crops != p.all_crops)
+        q.all_crops != p.all_crops || q.sampler != p.sampler)
       throw Error(ErrorKind::kInvalidArgument,
-                  "run_training_shared: heads disagree on epochs, batch, seed or all_crops");
+                  "run_training_shared: heads disagree on epochs, batch, seed, all_crops or "
+                  "sampler");
+  std::vector<int32_t> train_labels(setup.train_images.size());
+  for (size_t i = 0; i < train_labels.size(); ++i)
+    train_labels[i] = setup.train->label(setup.train_images[i]);
   const size_t heads = ps.size();
   std::vector<TrainOutcome> outs(heads);
   std::vector<std::unique_ptr<HeadOptimizer>> opts(heads);
@@ -157,20 +162,29 @@ std::vector<TrainOutcome> run_training_shared(
     adam.lr = ps[h].lr;
     adam.weight_decay = ps[h].weight_decay;
     // Compact vectors (a prepool-f32 cache read compactly) get the compact first layer.
+    const int classes = inits[h].shape.classes;
     opts[h] = make_head_optimizer(std::move(inits[h]), adam, ps[h].dropout, ps[h].seed,
                                   setup.train->compact());
+    // Over the training images (not vectors): every image has the same number of crops, so the
+    // class shares, hence the weights, are the same either way.
+    if (ps[h].class_weight == "balanced") {
+      outs[h].class_weights = balanced_class_weights(train_labels, classes);
+      opts[h]->set_class_weights(outs[h].class_weights);
+    }
   });
   FeatureSource* val_src = setup.val ? setup.val : setup.train;
   const bool has_val = !setup.val_images.empty();
   std::vector<EpochMetrics> best(heads);
-  for (TrainOutcome& out : outs) out.selection = has_val ? "val_accuracy" : "final";
+  for (size_t h = 0; h < heads; ++h)
+    outs[h].selection = has_val ? selection_name(ps[h].select) : "final";
   for (int e = 0; e < p.epochs; ++e) {
     auto t0 = std::chrono::steady_clock::now();
     std::vector<EpochMetrics> ms(heads);
+    const std::vector<Item> items = schedule_items(p, setup, train_labels, e);
     if (heads == 1)
-      train_epoch(p, setup, *opts.front(), e, &ms.front());
+      train_epoch(p, setup, *opts.front(), e, items, &ms.front());
     else
-      train_epoch_shared(p, setup, opts, e, ms);
+      train_epoch_shared(p, setup, opts, e, items, ms);
     const double train_seconds = seconds_since(t0);
     auto t1 = std::chrono::steady_clock::now();
     // All heads are evaluated on each pass of gathered vectors (heads concurrently): a sweep's
@@ -195,13 +209,14 @@ std::vector<TrainOutcome> run_training_shared(
         m.has_val = true;
         m.val_loss = vals[h].loss;
         m.val_accuracy = vals[h].accuracy;
+        m.val_balanced_accuracy = balanced_accuracy(vals[h].confusion);
       }
       m.test_loss = tests[h].loss;
       m.test_accuracy = tests[h].accuracy;
       m.seconds = train_seconds + eval_seconds;
       out.train_seconds += m.train_seconds;
       out.train_vectors += m.vectors;
-      if (has_val && (e == 0 || better(m, best[h]))) {
+      if (has_val && (e == 0 || better_epoch(m, best[h], ps[h].select))) {
         best[h] = m;
         out.selected_epoch = m.epoch;
         keep[h] = 1;

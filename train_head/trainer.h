@@ -19,6 +19,7 @@ struct EpochMetrics {
   double train_loss = 0.0, train_accuracy = 0.0;  // running means over the epoch's batches
   bool has_val = false;
   double val_loss = 0.0, val_accuracy = 0.0;
+  double val_balanced_accuracy = 0.0;  // mean recall over the validation classes (--select)
   double test_loss = 0.0, test_accuracy = 0.0;
   double seconds = 0.0;        // the whole epoch, evaluation included
   double train_seconds = 0.0;  // gathering and training steps only
@@ -46,7 +47,8 @@ struct TrainOutcome {
   HeadWeights final_weights;     // empty when validation selects and !setup.keep_final_weights
   HeadWeights selected_weights;  // best validation accuracy, or the final ones without validation
   int selected_epoch = 0;
-  std::string selection;  // "val_accuracy" or "final"
+  std::vector<float> class_weights;  // --class-weight balanced: per class; empty: unweighted
+  std::string selection;             // "val_accuracy", "val_balanced_accuracy" or "final"
   std::vector<EpochMetrics> epochs;
   EvalResult final_test, selected_test;
   double train_seconds = 0.0;
@@ -58,10 +60,10 @@ TrainOutcome run_training(const TrainParams& p, TrainSetup& setup,
 
 // Several heads on ONE batch schedule (a sweep): each batch is gathered once for all heads, and
 // each head steps through the batches in order (heads in parallel). ps[h] and inits[h] describe
-// head h; the params must agree on what fixes the schedule (epochs, batch, seed, all_crops; setup
-// fixes the rest), else Error(kInvalidArgument). Each head's outcome is bit-identical to
-// run_training() with ps[h] and inits[h] alone: run_training is this function with one head.
-// Heads are evaluated concurrently after each epoch, so with several heads the test and
+// head h; the params must agree on what fixes the schedule (epochs, batch, seed, all_crops,
+// sampler; setup fixes the rest), else Error(kInvalidArgument). Each head's outcome is
+// bit-identical to run_training() with ps[h] and inits[h] alone: run_training is this function with
+// one head. Heads are evaluated concurrently after each epoch, so with several heads the test and
 // validation sources must take concurrent gathers (the sweep's locked and resident sources do).
 // on_epoch(h, m) is called from the calling thread, heads in order, after every head's epoch.
 std::vector<TrainOutcome> run_training_shared(

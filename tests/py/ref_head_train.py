@@ -8,8 +8,14 @@ runs are statistically, not bitwise, comparable with train_head.
 
 Inputs are `featcache export` outputs: PREFIX.npy (records x D float32), PREFIX.labels.npy,
 PREFIX.index.csv (record, image, path, crop, label, ...).
-Prints one JSON object: vectors_per_second, train_seconds, per-epoch metrics, final test accuracy.
-Used by tests/train/test_train_stat_parity.cpp and bench/train_bench.sh.
+--class-weight balanced weighs each sample's loss by n_images / (classes * n_class) over the
+training images (sklearn's "balanced"), mean reduction dividing by the batch size N (BCELoss's
+per-sample weight; for softmax, CrossEntropyLoss(reduction="none") * w[y], then .mean()), as
+train_head does (head/loss.h).
+Prints one JSON object: vectors_per_second, train_seconds, per-epoch metrics, final test accuracy
+and balanced accuracy (mean recall over the test classes).
+Used by tests/train/test_train_stat_parity.cpp, tests/train/test_imbalance.cpp and
+bench/train_bench.sh.
 """
 import argparse
 import csv
@@ -32,6 +38,11 @@ def load(prefix):
     return torch.from_numpy(x), torch.from_numpy(labels), [images[i] for i in order]
 
 
+def balanced_accuracy(pred, lab):
+    recalls = [float((pred[lab == c] == c).float().mean()) for c in torch.unique(lab)]
+    return sum(recalls) / len(recalls)
+
+
 def evaluate(model, x, y, groups, classes, crit_binary):
     model.eval()
     with torch.no_grad():
@@ -43,7 +54,7 @@ def evaluate(model, x, y, groups, classes, crit_binary):
         p = avg.gather(1, lab[:, None]).squeeze(1)
         loss = -torch.clamp(torch.log(p), min=-100).mean()
     model.train()
-    return float(loss), float((pred == lab).float().mean())
+    return float(loss), float((pred == lab).float().mean()), balanced_accuracy(pred, lab)
 
 
 def main():
@@ -60,6 +71,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--all-crops", action="store_true")
     ap.add_argument("--standardize", action="store_true")
+    ap.add_argument("--class-weight", choices=["none", "balanced"], default="none")
     a = ap.parse_args()
 
     torch.set_num_threads(a.threads)
@@ -81,7 +93,15 @@ def main():
     if outputs == 1:
         layers.append(nn.Sigmoid())
     model = nn.Sequential(*layers)
-    crit = nn.BCELoss() if outputs == 1 else nn.CrossEntropyLoss()
+    crit = nn.BCELoss(reduction="none") if outputs == 1 else nn.CrossEntropyLoss(reduction="none")
+    # Per-class weights over the training images (one label each), sklearn's "balanced" formula.
+    image_labels = torch.stack([ytr[g[0]] for g in gtr])
+    counts = torch.bincount(image_labels, minlength=classes).double()
+    weight = torch.ones(classes)
+    if a.class_weight == "balanced":
+        present = int((counts > 0).sum())
+        weight = torch.where(counts > 0, len(image_labels) / (present * counts),
+                             torch.zeros_like(counts)).float()
     opt = torch.optim.Adam(model.parameters(), lr=a.lr, weight_decay=a.weight_decay)
 
     epochs, train_seconds, vectors = [], 0.0, 0
@@ -99,10 +119,10 @@ def main():
             out = model(xb)
             if outputs == 1:
                 out = out.squeeze(1)
-                loss = crit(out, yb.float())
+                loss = (crit(out, yb.float()) * weight[yb]).mean()
                 correct += int(((out > 0.5).long() == yb).sum())
             else:
-                loss = crit(out, yb)
+                loss = (crit(out, yb) * weight[yb]).mean()
                 correct += int((out.argmax(1) == yb).sum())
             opt.zero_grad()
             loss.backward()
@@ -111,13 +131,14 @@ def main():
         dt = time.perf_counter() - t0
         train_seconds += dt
         vectors += len(rows)
-        tl, ta = evaluate(model, xte, yte, gte, classes, outputs == 1)
+        tl, ta, tb = evaluate(model, xte, yte, gte, classes, outputs == 1)
         epochs.append({"epoch": e + 1, "train_loss": loss_sum / len(rows),
                        "train_accuracy": correct / len(rows), "test_loss": tl,
-                       "test_accuracy": ta, "seconds": dt})
+                       "test_accuracy": ta, "test_balanced_accuracy": tb, "seconds": dt})
     print(json.dumps({"vectors_per_second": vectors / train_seconds, "train_seconds": train_seconds,
                       "train_vectors": vectors, "epochs": epochs,
                       "test_accuracy": epochs[-1]["test_accuracy"],
+                      "test_balanced_accuracy": epochs[-1]["test_balanced_accuracy"],
                       "threads": torch.get_num_threads()}))
 
 

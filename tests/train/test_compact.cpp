@@ -16,14 +16,15 @@
 
 #include "common/error.h"
 #include "common/prepool.h"
-#include "train_fixtures.h"
-#include "train_head/batch_schedule.h"
 #include "head/compact_layout.h"
-#include "train_head/compact_step.h"
 #include "head/feature_source.h"
 #include "head/head_file.h"
 #include "head/head_model.h"
 #include "head/linalg.h"
+#include "train_fixtures.h"
+#include "train_head/batch_schedule.h"
+#include "train_head/compact_step.h"
+#include "train_head/imbalance.h"
 #include "train_head/trainer.h"
 
 namespace vggcache {
@@ -446,6 +447,33 @@ void compare_outcomes(const TrainOutcome& c, const TrainOutcome& f, int dim, int
   testing::report_numerics("final W1", final_w1, tol);
 }
 
+// A run_training() of the caches in `tmp` read as `form` (5 epochs, batch 16, hidden 24, a fifth
+// held out); `imbalance` adds --class-weight, --sampler and --select balanced.
+TrainOutcome train_form(const testing::TempDir& tmp, VectorForm form, bool standardize,
+                        bool imbalance, uint64_t seed = 3) {
+  CacheSource train(tmp / "train", true, form), test(tmp / "test", true, form);
+  TrainParams p;
+  p.epochs = 5;
+  p.batch = 16;
+  p.hidden = 24;
+  p.seed = seed;
+  p.standardize = standardize;
+  if (imbalance) p.class_weight = p.sampler = p.select = "balanced";
+  ImageSplit split = split_images(train.images(), 0.2, p.seed);
+  Standardizer s;
+  if (standardize) s = compute_standardizer(train, split.train);
+  TrainSetup setup;
+  setup.train = &train;
+  setup.test = &test;
+  setup.train_images = split.train;
+  setup.val_images = split.val;
+  setup.standardizer = &s;
+  setup.init = init_head({static_cast<int>(train.meta().dim), 24, 2}, seed);
+  TrainOutcome out = run_training(p, setup, nullptr);
+  if (standardize) EXPECT_EQ(full_width_standardizer(s, train).mean.size(), train.meta().dim);
+  return out;
+}
+
 // The trainer picks the compact path from a compact source by itself, and its outcome (final and
 // selected weights, per-epoch metrics) matches the full-width run.
 TEST(CompactTrainer, RunTrainingMatchesFullWidth) {
@@ -453,35 +481,35 @@ TEST(CompactTrainer, RunTrainingMatchesFullWidth) {
   testing::TempDir tmp;
   make_prepool_cache(tmp / "train", 64, 40, 3);
   make_prepool_cache(tmp / "test", 64, 10, 1);
-  auto run = [&](VectorForm form, bool standardize) {
-    CacheSource train(tmp / "train", true, form), test(tmp / "test", true, form);
-    TrainParams p;
-    p.epochs = 5;
-    p.batch = 16;
-    p.hidden = 24;
-    p.seed = 3;
-    p.standardize = standardize;
-    ImageSplit split = split_images(train.images(), 0.2, p.seed);
-    Standardizer s;
-    if (standardize) s = compute_standardizer(train, split.train);
-    TrainSetup setup;
-    setup.train = &train;
-    setup.test = &test;
-    setup.train_images = split.train;
-    setup.val_images = split.val;
-    setup.standardizer = &s;
-    setup.init = init_head({static_cast<int>(train.meta().dim), 24, 2}, 3);
-    TrainOutcome out = run_training(p, setup, nullptr);
-    if (standardize) EXPECT_EQ(full_width_standardizer(s, train).mean.size(), train.meta().dim);
-    return out;
-  };
   for (bool standardize : {true, false}) {
     SCOPED_TRACE(standardize ? "window means, standardised" : "map");
     const VectorForm form = standardize ? VectorForm::kWindowMeans : VectorForm::kMap;
     // 80 images, 64 of them trained on in steps of 16.
-    compare_outcomes(run(form, standardize), run(VectorForm::kPooled, standardize), kChannels * 49,
-                     4);
+    compare_outcomes(train_form(tmp, form, standardize, false),
+                     train_form(tmp, VectorForm::kPooled, standardize, false), kChannels * 49, 4);
   }
+}
+
+// The class-weighted loss and the balanced sampler go through the compact first layer as through
+// the full-width one.
+TEST(CompactTrainer, ClassWeightsAndBalancedSamplerMatchFullWidth) {
+  configure_blas_for_tbb();
+  testing::TempDir tmp;
+  make_prepool_cache(tmp / "train", 64, 40, 3);
+  make_prepool_cache(tmp / "test", 64, 10, 1);
+  // A seed whose held-out fifth leaves the classes unequal, so the weights are not all 1.
+  uint64_t seed = 3;
+  for (;; ++seed) {
+    CacheSource train(tmp / "train", true, VectorForm::kMap);
+    std::vector<int32_t> labels;
+    for (uint32_t img : split_images(train.images(), 0.2, seed).train)
+      labels.push_back(train.label(img));
+    const std::vector<float> w = balanced_class_weights(labels, 2);
+    if (w[0] != w[1]) break;
+    ASSERT_LT(seed, 100u);
+  }
+  compare_outcomes(train_form(tmp, VectorForm::kMap, false, true, seed),
+                   train_form(tmp, VectorForm::kPooled, false, true, seed), kChannels * 49, 4);
 }
 
 // train_head on tmp/train and tmp/test into tmp/out (3 epochs, batch 12, hidden 16, 2 threads);

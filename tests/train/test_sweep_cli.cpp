@@ -149,7 +149,7 @@ TEST_F(SweepCli, EveryConfigurationEqualsItsSingleRun) {
   std::string csv = read_file(tmp_ / "sw/results.csv");
   EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 17);
   EXPECT_EQ(csv.rfind("rank,id,lr,weight_decay,dropout,hidden,batch,epochs,standardize,all_crops,"
-                      "seed,val_accuracy,val_loss,best_epoch,test_accuracy",
+                      "seed,class_weight,sampler,val_accuracy,val_loss,best_epoch,test_accuracy",
                       0),
             0u);
   EXPECT_NE(csv.find("\n1," + results["rows"][0]["id"].get<std::string>() + ","),

@@ -335,7 +335,7 @@ TEST(SweepResults, RankingUsesValidationOnly) {
     rows[i].test_accuracy = 0.1 * i;
   }
   std::vector<SweepRow> a = rows;
-  rank_rows(&a);
+  rank_rows(&a, "accuracy");
   std::vector<std::string> order;
   for (const SweepRow& r : a) order.push_back(r.id);
   EXPECT_EQ(order, (std::vector<std::string>{"c2", "c4", "c1", "c0", "c5", "c3"}));
@@ -346,7 +346,7 @@ TEST(SweepResults, RankingUsesValidationOnly) {
     b[i].test_loss = 0.7 * i;
     b[i].final_test_accuracy = 0.01 * i;
   }
-  rank_rows(&b);
+  rank_rows(&b, "accuracy");
   for (size_t i = 0; i < a.size(); ++i) EXPECT_EQ(a[i].id, b[i].id);
 }
 

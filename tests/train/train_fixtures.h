@@ -7,8 +7,8 @@
 #include <vector>
 
 #include "common/cache.h"
-#include "test_util.h"
 #include "head/rng.h"
+#include "test_util.h"
 
 namespace vggcache::testing {
 
@@ -35,9 +35,11 @@ struct SyntheticSpec {
   int dim = 64;
   int classes = 2;
   int images_per_class = 40;
-  int crops = 1;              // > 1: an augmented cache (eval = false)
-  float separation = 1.0f;    // distance scale between class centres (noise sd is 1)
-  uint64_t seed = 7;          // draws of centres and noise
+  std::vector<int> class_images;  // non-empty: images of each class (unbalanced sets); overrides
+                                  //   classes and images_per_class
+  int crops = 1;                  // > 1: an augmented cache (eval = false)
+  float separation = 1.0f;        // distance scale between class centres (noise sd is 1)
+  uint64_t seed = 7;              // draws of centres and noise
   uint64_t centre_seed = 99;  // same centre_seed → same class centres (train/test of one task)
   bool swap_centres = false;  // class c drawn around centre (classes − 1 − c): labels "wrong"
   std::string weights = "random:1";
@@ -48,18 +50,23 @@ struct SyntheticSpec {
 // Writes a complete cache of ReLU-like vectors max(0, centre[label] + noise) and returns its meta.
 // Images are ordered class by class, like an ImageFolder scan.
 inline CacheMeta make_synthetic_cache(const std::string& dir, const SyntheticSpec& spec) {
+  const int classes =
+      spec.class_images.empty() ? spec.classes : static_cast<int>(spec.class_images.size());
+  auto images_of = [&](int c) {
+    return spec.class_images.empty() ? spec.images_per_class : spec.class_images[c];
+  };
   CacheMeta meta;
   meta.tool_version = "test";
   meta.dim = meta.payload_floats = spec.dim;
-  for (int c = 0; c < spec.classes; ++c) meta.classes.push_back("class" + std::to_string(c));
+  for (int c = 0; c < classes; ++c) meta.classes.push_back("class" + std::to_string(c));
   meta.source_dir = spec.source_dir;
   meta.weights.name = spec.weights;
   meta.weights.random = spec.weights.rfind("random:", 0) == 0;
   meta.preprocess.size = spec.size;
   meta.preprocess.eval = spec.crops == 1;
   meta.preprocess.crops = spec.crops;
-  for (int c = 0; c < spec.classes; ++c)
-    for (int i = 0; i < spec.images_per_class; ++i) {
+  for (int c = 0; c < classes; ++c)
+    for (int i = 0; i < images_of(c); ++i) {
       ImageEntry e;
       e.path = meta.classes[c] + "/img" + std::to_string(i) + ".jpg";
       e.bytes = 1000;
@@ -68,7 +75,7 @@ inline CacheMeta make_synthetic_cache(const std::string& dir, const SyntheticSpe
       meta.images.push_back(e);
     }
   Rng centre_rng(spec.centre_seed, Stream::kInit);
-  std::vector<float> centres(static_cast<size_t>(spec.classes) * spec.dim);
+  std::vector<float> centres(static_cast<size_t>(classes) * spec.dim);
   for (auto& v : centres) v = spec.separation * gaussian(centre_rng);
   auto writer = CacheWriter::open(dir, meta, WriterOptions{64ull << 20, true});
   Rng rng(spec.seed, Stream::kShuffle);
@@ -77,7 +84,7 @@ inline CacheMeta make_synthetic_cache(const std::string& dir, const SyntheticSpe
   std::vector<RecordIn> batch;
   for (uint32_t img = 0; img < meta.images.size(); ++img) {
     int label = meta.images[img].label;
-    int centre = spec.swap_centres ? spec.classes - 1 - label : label;
+    int centre = spec.swap_centres ? classes - 1 - label : label;
     for (int k = 0; k < spec.crops; ++k) {
       std::vector<float> v(spec.dim);
       for (int j = 0; j < spec.dim; ++j)

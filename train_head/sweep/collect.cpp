@@ -45,7 +45,7 @@ CollectSummary collect_sweeps(const std::vector<std::string>& dirs, const std::s
   if (sum.out_dir != dirs.front())
     write_file_atomically(sum.out_dir + "/sweep.json", first.dump(2) + "\n");
   std::vector<SweepRow> rows = finished_rows(first, dirs);
-  rank_rows(&rows);
+  rank_rows(&rows, sweep_select(first));
   write_sweep_results(sum.out_dir, first, rows);
   write_sweep_report(sum.out_dir);  // report.html, from results.json
   sum.configurations = first.at("configurations").size();

@@ -39,6 +39,7 @@ SweepPlan make_sweep_plan(const SweepSpec& spec, const SweepParams& sweep, const
                    {"val_fraction", base.val_fraction},
                    {"fixed", fixed},
                    {"full_width", base.full_width},  // compact training rounds differently
+                   {"select", base.select},          // picks each epoch and ranks the rows
                    {"train_cache", train_fingerprint},
                    {"test_cache", test_fingerprint}};
   plan.identity_hash = hash_hex(plan.identity.dump(), 16);
@@ -100,8 +101,8 @@ void check_same_sweep(const json& stored, const json& identity, const std::strin
 }
 
 std::string schedule_key(const TrainParams& p) {
-  return fmt::format("b{}/e{}/s{}/a{}/z{}", p.batch, p.epochs, p.seed, p.all_crops ? 1 : 0,
-                     p.standardize ? 1 : 0);
+  return fmt::format("b{}/e{}/s{}/a{}/z{}/{}", p.batch, p.epochs, p.seed, p.all_crops ? 1 : 0,
+                     p.standardize ? 1 : 0, p.sampler);
 }
 
 std::vector<size_t> shard_configs(const std::vector<SweepConfig>& configs, int index, int count) {

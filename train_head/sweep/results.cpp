@@ -31,6 +31,9 @@ SweepRow read_row(const std::string& dir, const json& config) {
   r.index = config.at("index").get<size_t>();
   r.id = config.at("id").get<std::string>();
   r.settings = config.at("settings");
+  // Sweeps made before these settings trained with their defaults.
+  if (!r.settings.contains("class_weight")) r.settings["class_weight"] = "none";
+  if (!r.settings.contains("sampler")) r.settings["sampler"] = "uniform";
   r.dir = dir;
   const std::string summary_path = dir + "/summary.json";
   try {
@@ -38,6 +41,7 @@ SweepRow read_row(const std::string& dir, const json& config) {
     const json done = read_json(dir + "/" + kSweepDoneFile);
     const json& best = s.at("best");
     r.val_accuracy = best.at("val_accuracy").get<double>();
+    r.val_balanced_accuracy = best.value("val_balanced_accuracy", 0.0);
     r.val_loss = best.at("val_loss").get<double>();
     r.best_epoch = s.at("selected_epoch").get<int>();
     r.test_accuracy = best.at("test_accuracy").get<double>();
@@ -53,12 +57,14 @@ SweepRow read_row(const std::string& dir, const json& config) {
 std::string setting_text(const json& v) {
   if (v.is_boolean()) return v.get<bool>() ? "true" : "false";
   if (v.is_number_float()) return format_number(v.get<double>());
+  if (v.is_string()) return v.get<std::string>();
   return v.dump();
 }
 
 // Keys of config_settings_json, in its canonical order.
-const char* const kSettingKeys[] = {"lr",     "weight_decay", "dropout",   "hidden", "batch",
-                                    "epochs", "standardize",  "all_crops", "seed"};
+const char* const kSettingKeys[] = {"lr",    "weight_decay", "dropout",     "hidden",
+                                    "batch", "epochs",       "standardize", "all_crops",
+                                    "seed",  "class_weight", "sampler"};
 
 json row_json(const SweepRow& r, size_t rank) {
   return {{"rank", rank},
@@ -66,6 +72,7 @@ json row_json(const SweepRow& r, size_t rank) {
           {"index", r.index},
           {"settings", r.settings},
           {"val_accuracy", r.val_accuracy},
+          {"val_balanced_accuracy", r.val_balanced_accuracy},
           {"val_loss", r.val_loss},
           {"best_epoch", r.best_epoch},
           {"test_accuracy", r.test_accuracy},
@@ -102,8 +109,15 @@ std::vector<SweepRow> finished_rows(const json& sweep, const std::vector<std::st
   return rows;
 }
 
-void rank_rows(std::vector<SweepRow>* rows) {
-  std::sort(rows->begin(), rows->end(), [](const SweepRow& a, const SweepRow& b) {
+std::string sweep_select(const json& sweep) {
+  return sweep.at("identity").value("select", std::string("accuracy"));
+}
+
+void rank_rows(std::vector<SweepRow>* rows, const std::string& select) {
+  const bool balanced = select == "balanced";
+  std::sort(rows->begin(), rows->end(), [balanced](const SweepRow& a, const SweepRow& b) {
+    if (balanced && a.val_balanced_accuracy != b.val_balanced_accuracy)
+      return a.val_balanced_accuracy > b.val_balanced_accuracy;
     if (a.val_accuracy != b.val_accuracy) return a.val_accuracy > b.val_accuracy;
     if (a.val_loss != b.val_loss) return a.val_loss < b.val_loss;
     return a.index < b.index;
@@ -122,6 +136,10 @@ std::string single_run_command(const json& sweep, const SweepRow& r) {
       setting_text(sweep.at("identity").at("val_fraction")));
   if (s.at("standardize").get<bool>()) cmd += " --standardize";
   if (s.at("all_crops").get<bool>()) cmd += " --all-crops";
+  // Rows of sweeps made before these flags lack them: the defaults then.
+  if (s.value("class_weight", "none") != "none") cmd += " --class-weight balanced";
+  if (s.value("sampler", "uniform") != "uniform") cmd += " --sampler balanced";
+  if (sweep_select(sweep) != "accuracy") cmd += " --select balanced";
   return cmd;
 }
 
@@ -149,7 +167,11 @@ void write_sweep_results(const std::string& dir, const json& sweep,
                      {"configurations", total},
                      {"finished", ranked.size()},
                      {"complete", ranked.size() == total},
-                     {"selection", "val_accuracy, then val_loss (the test set is never used)"}};
+                     {"selection", sweep_select(sweep) == "balanced"
+                                       ? "val_balanced_accuracy, then val_loss (the test set is "
+                                         "never used)"
+                                       : "val_accuracy, then val_loss (the test set is never "
+                                         "used)"}};
   json results = head;
   results["rows"] = rows;
   write_file_atomically(dir + "/results.json", results.dump(2) + "\n");

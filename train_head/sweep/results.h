@@ -14,8 +14,9 @@ inline constexpr const char* kSweepDoneFile = "done.json";
 struct SweepRow {
   size_t index = 0;  // position in the sweep's configuration list (breaks full ties)
   std::string id;
-  nlohmann::json settings;    // config_settings_json()
-  double val_accuracy = 0.0;  // of the selected (best-validation) epoch
+  nlohmann::json settings;             // config_settings_json()
+  double val_accuracy = 0.0;           // of the selected (best-validation) epoch
+  double val_balanced_accuracy = 0.0;  // of the selected epoch
   double val_loss = 0.0;
   int best_epoch = 0;
   double test_accuracy = 0.0;  // the selected head's, reported only
@@ -30,9 +31,13 @@ struct SweepRow {
 std::vector<SweepRow> finished_rows(const nlohmann::json& sweep,
                                     const std::vector<std::string>& dirs);
 
-// Best first: higher validation accuracy, then lower validation loss, then configuration order.
-// Reads nothing else, so the test set cannot influence the ranking.
-void rank_rows(std::vector<SweepRow>* rows);
+// Best first: higher validation accuracy (--select balanced: balanced accuracy), then lower
+// validation loss, then configuration order. Reads nothing else, so the test set cannot influence
+// the ranking.
+void rank_rows(std::vector<SweepRow>* rows, const std::string& select);
+
+// The sweep's --select, from its sweep.json ("accuracy" for sweeps made before the flag).
+std::string sweep_select(const nlohmann::json& sweep);
 
 // Writes DIR/results.csv, DIR/results.json and DIR/best.json (atomically) for ranked rows. The
 // callers then render DIR/report.html from results.json (report/sweep.h).

@@ -317,7 +317,7 @@ int run_sweep(const TrainParams& base, const SweepParams& sweep) {
     tbb::parallel_for(size_t{0}, wave.size(), [&](size_t u) { run_unit(ctx, wave[u]); });
 
   std::vector<SweepRow> rows = finished_rows(sweep_doc, {dir});
-  rank_rows(&rows);
+  rank_rows(&rows, sweep_select(sweep_doc));
   write_sweep_results(dir, sweep_doc, rows);
   write_sweep_report(dir);  // SWEEP_DIR/report.html, from results.json
   fmt::print("{}", top_table(sweep_doc, rows, 5));

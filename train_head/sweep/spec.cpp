@@ -27,6 +27,7 @@ enum class KeyKind {
   kSize,  // integer, ranges drawn log-uniformly (hidden, batch)
   kInt,   // integer, ranges drawn uniformly (epochs, seed)
   kBool,
+  kChoice,  // one of two words, held as 0 / 1 (class-weight, sampler)
 };
 
 struct KeyInfo {
@@ -34,6 +35,8 @@ struct KeyInfo {
   KeyKind kind;
   double min, max;  // allowed values: min <= v <= max, except where the check below says <
   bool min_open, max_open;
+  const char* word0 = nullptr;  // kChoice: the words of values 0 and 1
+  const char* word1 = nullptr;
 };
 
 // The bounds repeat validate_train_params()'s, so a spec fails before any training starts; the
@@ -48,6 +51,8 @@ const KeyInfo kKeys[] = {
     {"standardize", KeyKind::kBool, 0, 1, false, false},
     {"all-crops", KeyKind::kBool, 0, 1, false, false},
     {"seed", KeyKind::kInt, 0, 9007199254740992.0, false, false},
+    {"class-weight", KeyKind::kChoice, 0, 1, false, false, "none", "balanced"},
+    {"sampler", KeyKind::kChoice, 0, 1, false, false, "uniform", "balanced"},
 };
 
 const KeyInfo* find_key(const std::string& key) {
@@ -86,6 +91,10 @@ std::string canonical_key(const std::string& raw) {
   if (k.size() >= 2 && k.front() == '"' && k.back() == '"') k = k.substr(1, k.size() - 2);
   if (k.rfind("--", 0) == 0) k = k.substr(2);
   std::replace(k.begin(), k.end(), '_', '-');
+  if (k == "select")
+    throw spec_error(
+        "select cannot be swept: it is the metric that ranks the configurations "
+        "(give --select once)");
   if (!find_key(k)) {
     std::string keys;
     for (const KeyInfo& info : kKeys) keys += std::string(keys.empty() ? "" : ", ") + info.key;
@@ -130,6 +139,16 @@ SpecValue parse_token(const KeyInfo& k, const std::string& raw) {
       v.lo = v.hi = 0;
     } else {
       throw spec_error(fmt::format("{}: '{}' is not true or false", k.key, t));
+    }
+    return v;
+  }
+  if (k.kind == KeyKind::kChoice) {
+    if (t == k.word0) {
+      v.lo = v.hi = 0;
+    } else if (t == k.word1) {
+      v.lo = v.hi = 1;
+    } else {
+      throw spec_error(fmt::format("{}: '{}' is not '{}' or '{}'", k.key, t, k.word0, k.word1));
     }
     return v;
   }
@@ -258,6 +277,9 @@ SpecValue json_value(const KeyInfo& k, const json& v) {
     s.lo = s.hi = v.get<bool>() ? 1 : 0;
     return s;
   }
+  if (k.kind == KeyKind::kChoice)
+    throw spec_error(
+        fmt::format("{}: {} is not \"{}\" or \"{}\"", k.key, v.dump(), k.word0, k.word1));
   if (v.is_number()) {
     SpecValue s;
     s.lo = s.hi = v.get<double>();
@@ -375,6 +397,8 @@ json SweepSpec::to_json() const {
         values.push_back(format_number(v.lo) + ".." + format_number(v.hi));
       else if (kind == KeyKind::kBool)
         values.push_back(v.lo != 0);
+      else if (kind == KeyKind::kChoice)
+        values.push_back(v.lo != 0 ? find_key(a.key)->word1 : find_key(a.key)->word0);
       else if (kind == KeyKind::kSize || kind == KeyKind::kInt)
         values.push_back(static_cast<uint64_t>(v.lo));
       else
@@ -446,6 +470,10 @@ void set_sweep_key(TrainParams* p, const std::string& key, double v) {
     p->all_crops = v != 0;
   else if (key == "seed")
     p->seed = static_cast<uint64_t>(v);
+  else if (key == "class-weight")
+    p->class_weight = v != 0 ? "balanced" : "none";
+  else if (key == "sampler")
+    p->sampler = v != 0 ? "balanced" : "uniform";
   else
     throw spec_error("unknown key '" + key + "'");
 }
@@ -506,7 +534,9 @@ json config_settings_json(const TrainParams& p) {
           {"epochs", p.epochs},
           {"standardize", p.standardize},
           {"all_crops", p.all_crops},
-          {"seed", p.seed}};
+          {"seed", p.seed},
+          {"class_weight", p.class_weight},
+          {"sampler", p.sampler}};
 }
 
 }  // namespace vggcache

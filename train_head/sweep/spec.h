@@ -8,8 +8,9 @@
 //   comment JSON:   {"lr": [1e-3, 3e-4], "dropout": 0.5, "hidden": "64..512", "standardize": [true,
 //   false]}
 // Keys are the single-run flags without "--": lr, weight-decay, dropout, hidden, batch, epochs,
-// standardize, all-crops, seed ("_" may stand for "-"). Unswept settings come from the command's
-// own flags. Errors are Error(kInvalidArgument) naming the key and the problem.
+// standardize, all-crops, seed, class-weight (none, balanced), sampler (uniform, balanced)
+// ("_" may stand for "-"); not select, the metric that ranks them. Unswept settings come from the
+// command's own flags. Errors are Error(kInvalidArgument) naming the key and the problem.
 //
 // Grid: every combination, the first key (in the canonical order above) varying slowest.
 // Random (--samples N): N distinct draws from a sequential stream of the sweep seed:
@@ -18,7 +19,7 @@
 //   dropout           uniform between the smallest and largest value;
 //   hidden, batch     a listed value, or log-uniform (rounded) over a range;
 //   epochs, seed      a listed value, or uniform over a range;
-//   booleans          a listed value.
+//   booleans, words   a listed value.
 // Drawn reals keep 3 significant digits, so ids and tables stay readable.
 #pragma once
 #include <cstdint>
@@ -79,7 +80,8 @@ std::vector<TrainParams> sample_configs(const SweepSpec& spec, const TrainParams
 void set_sweep_key(TrainParams* p, const std::string& key, double value);
 
 // The swept settings of a configuration, as JSON with the canonical keys spelled with "_"
-// (lr, weight_decay, dropout, hidden, batch, epochs, standardize, all_crops, seed).
+// (lr, weight_decay, dropout, hidden, batch, epochs, standardize, all_crops, seed, class_weight,
+// sampler).
 nlohmann::json config_settings_json(const TrainParams& p);
 
 // A number as the shortest text that reads back to the same double ("0.0003", "1e-05").
