@@ -16,6 +16,7 @@
 #include "train_fixtures.h"
 #include "train_head/batch_schedule.h"
 #include "train_head/imbalance.h"
+#include "train_head/sweep/plan.h"
 #include "train_head/sweep/spec.h"
 
 namespace vggcache {
@@ -227,6 +228,16 @@ TEST(ImbalanceSweep, ClassWeightAndSamplerAreSweepableSelectIsNot) {
             R"({"class-weight":["none","balanced"],"sampler":["balanced"]})");
   EXPECT_EQ(parse_sweep_spec(R"({"class_weight": ["balanced"]})").axes.size(), 1u);
   EXPECT_EQ(config_settings_json(ps[1])["class_weight"], "balanced");
+  EXPECT_FALSE(config_settings_json(ps[0]).contains("class_weight"));
+  // At the defaults a configuration's settings, hence its id, are what they were before these
+  // settings existed, so sweep directories made then still resume.
+  std::set<std::string> keys;
+  const nlohmann::json defaults = config_settings_json(TrainParams{});
+  for (const auto& [k, v] : defaults.items()) keys.insert(k);
+  EXPECT_EQ(keys, (std::set<std::string>{"lr", "weight_decay", "dropout", "hidden", "batch",
+                                         "epochs", "standardize", "all_crops", "seed"}));
+  EXPECT_EQ(schedule_key(ps[0]), schedule_key(ps[1]));  // the class weight leaves batches alone
+  EXPECT_NE(schedule_key(TrainParams{}), schedule_key(ps[0]));  // the sampler does not
   for (const char* bad : {"class-weight=balance", "sampler=1", R"({"sampler": [true]})",
                           "select=accuracy,balanced"}) {
     try {

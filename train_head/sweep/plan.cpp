@@ -39,9 +39,10 @@ SweepPlan make_sweep_plan(const SweepSpec& spec, const SweepParams& sweep, const
                    {"val_fraction", base.val_fraction},
                    {"fixed", fixed},
                    {"full_width", base.full_width},  // compact training rounds differently
-                   {"select", base.select},          // picks each epoch and ranks the rows
                    {"train_cache", train_fingerprint},
                    {"test_cache", test_fingerprint}};
+  // It picks each epoch and ranks the rows; absent at the default, as in sweeps made before it.
+  if (base.select != "accuracy") plan.identity["select"] = base.select;
   plan.identity_hash = hash_hex(plan.identity.dump(), 16);
   std::vector<TrainParams> ps =
       sweep.samples > 0 ? sample_configs(spec, base, static_cast<size_t>(sweep.samples), base.seed)
@@ -102,7 +103,7 @@ void check_same_sweep(const json& stored, const json& identity, const std::strin
 
 std::string schedule_key(const TrainParams& p) {
   return fmt::format("b{}/e{}/s{}/a{}/z{}/{}", p.batch, p.epochs, p.seed, p.all_crops ? 1 : 0,
-                     p.standardize ? 1 : 0, p.sampler);
+                     p.standardize ? 1 : 0, p.sampler == "uniform" ? 0 : 1);
 }
 
 std::vector<size_t> shard_configs(const std::vector<SweepConfig>& configs, int index, int count) {

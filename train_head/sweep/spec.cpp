@@ -526,17 +526,20 @@ std::vector<TrainParams> sample_configs(const SweepSpec& spec, const TrainParams
 }
 
 json config_settings_json(const TrainParams& p) {
-  return {{"lr", p.lr},
-          {"weight_decay", p.weight_decay},
-          {"dropout", p.dropout},
-          {"hidden", p.hidden},
-          {"batch", p.batch},
-          {"epochs", p.epochs},
-          {"standardize", p.standardize},
-          {"all_crops", p.all_crops},
-          {"seed", p.seed},
-          {"class_weight", p.class_weight},
-          {"sampler", p.sampler}};
+  json j = {{"lr", p.lr},
+            {"weight_decay", p.weight_decay},
+            {"dropout", p.dropout},
+            {"hidden", p.hidden},
+            {"batch", p.batch},
+            {"epochs", p.epochs},
+            {"standardize", p.standardize},
+            {"all_crops", p.all_crops},
+            {"seed", p.seed}};
+  // Only when not the default, so configurations (and their ids) of sweeps made before these
+  // settings existed stay the same and such a sweep still resumes.
+  if (p.class_weight != "none") j["class_weight"] = p.class_weight;
+  if (p.sampler != "uniform") j["sampler"] = p.sampler;
+  return j;
 }
 
 }  // namespace vggcache
