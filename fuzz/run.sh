@@ -6,7 +6,9 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 B=${1:-$ROOT/build-fuzz}
 SECS=${2:-30}
+# -O1 -g1 (line tables for the crash reports), as scripts/check_hard.sh builds its sanitizer suites.
 cmake -S "$ROOT" -B "$B" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang \
+  -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1 -DNDEBUG" -DCMAKE_C_FLAGS_RELWITHDEBINFO="-O1 -g1 -DNDEBUG" \
   -DCMAKE_CXX_COMPILER=clang++ -DVGGCACHE_FUZZ=ON -DVGGCACHE_BUILD_TESTS=OFF >/dev/null
 cmake --build "$B" --target fuzz_record fuzz_meta fuzz_pth fuzz_sweep_spec -j "$(nproc)"
 /usr/bin/python3 "$ROOT/fuzz/make_corpus.py" "$B/corpus"

@@ -5,8 +5,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <climits>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <mutex>
@@ -66,6 +68,21 @@ int run_command(const std::string& cmd, std::string* output) {
   if (WIFEXITED(status)) return WEXITSTATUS(status);
   if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
   return -1;
+}
+
+int ulp_distance(float a, float b) {
+  int32_t ia, ib;
+  std::memcpy(&ia, &a, 4);
+  std::memcpy(&ib, &b, 4);
+  if ((ia < 0) != (ib < 0)) return a == b ? 0 : INT32_MAX;
+  return std::abs(ia - ib);
+}
+
+std::string run_ok(const std::string& cmd) {
+  std::string out;
+  const int rc = run_command(cmd, &out);
+  EXPECT_EQ(rc, 0) << cmd << "\n" << out;
+  return out;
 }
 
 std::string python() {

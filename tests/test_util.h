@@ -29,9 +29,15 @@ std::string carbike_dir();
   }
 bool in_ci();
 
+// Units in the last place between two floats (INT32_MAX across a sign change, 0 for ±0).
+int ulp_distance(float a, float b);
+
 // Runs a shell command; returns its exit status (-1 if it could not run) and captures
 // stdout+stderr.
 int run_command(const std::string& cmd, std::string* output = nullptr);
+// run_command that records a test failure (naming the command and its output) unless it exits 0;
+// returns the output either way.
+std::string run_ok(const std::string& cmd);
 // The Python interpreter with Debian's torch (VGGCACHE_PYTHON, default /usr/bin/python3).
 std::string python();
 std::string source_dir();  // repository root

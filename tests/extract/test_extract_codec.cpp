@@ -18,14 +18,7 @@ using testing::make_split;
 using testing::run_extract_cmd;
 using testing::shell_quote;
 using testing::TempDir;
-
-int ulp_distance(float a, float b) {
-  int32_t ia, ib;
-  std::memcpy(&ia, &a, 4);
-  std::memcpy(&ib, &b, 4);
-  if ((ia < 0) != (ib < 0)) return a == b ? 0 : INT32_MAX;
-  return std::abs(ia - ib);
-}
+using testing::ulp_distance;
 
 class ExtractCodec : public ::testing::Test {
  protected:

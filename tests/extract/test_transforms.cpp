@@ -3,7 +3,6 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -284,31 +283,6 @@ TEST(Resize, RejectsBoxOutsideImage) {
   box.w = 3;
   box.h = 2;
   EXPECT_THROW(crop_resize_bilinear(img, box, 2, 2, out), Error);
-}
-
-TEST(Resize, Speed) {
-  RgbImage img;
-  img.width = img.height = 64;
-  img.pixels.resize(64 * 64 * 3);
-  for (size_t i = 0; i < img.pixels.size(); ++i) img.pixels[i] = uint8_t(i * 2654435761u >> 24);
-  Preprocess p;
-  p.flip = true;
-  std::vector<uint8_t> out(64 * 64 * 3);
-  std::vector<float> chw(3 * 64 * 64);
-  const int n = 20000;
-  std::vector<CropBox> boxes;
-  auto t0 = std::chrono::steady_clock::now();
-  for (int i = 0; i < n; ++i) boxes.push_back(view_box(64, 64, p, i / 10, i % 10));
-  auto t1 = std::chrono::steady_clock::now();
-  for (int i = 0; i < n; ++i) crop_resize_bilinear(img, boxes[i], 64, 64, out.data());
-  auto t2 = std::chrono::steady_clock::now();
-  for (int i = 0; i < n; ++i) to_normalized_chw(out.data(), 64, 64, p, chw.data());
-  auto t3 = std::chrono::steady_clock::now();
-  auto rate = [&](auto a, auto b) { return n / std::chrono::duration<double>(b - a).count(); };
-  std::printf(
-      "[ speed ] per second: %.0f crop draws, %.0f crop+resize to 64x64 (+flip), "
-      "%.0f normalisations (%d)\n",
-      rate(t0, t1), rate(t1, t2), rate(t2, t3), int(chw[5] > 0));
 }
 
 TEST(Normalize, BitExactWithTorchvision) {

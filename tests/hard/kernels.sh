@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # check-hard's portability step: the numerics tests under every kernel that OpenBLAS and oneDNN
-# can pick at run time on this CPU, forced one at a time, and with none forced.
+# can pick at run time on this CPU, forced one at a time. (None forced is `make test`'s own run;
+# here it would repeat one of the forced kernels: the one this CPU picks.)
 #
 # OpenBLAS (DYNAMIC_ARCH) and oneDNN choose their kernels from the CPU they start on, and kernels
 # round differently; a numerical bound that holds under one kernel only would pass on one machine
@@ -81,8 +82,8 @@ summarise() {
 }
 
 # each_kernel LIBRARY PREFIX "KERNEL..." "VAR..." TEST...: the tests (binary|gtest filter) under
-# each kernel of the library that this CPU can run, the kernel forced through each VAR ("auto":
-# none forced); the statistical parity test too under $STAT.
+# each kernel of the library that this CPU can run, the kernel forced through each VAR; the
+# statistical parity test too under $STAT.
 each_kernel() {
   local lib=$1 prefix=$2 kernels=$3 vars=$4 kernel lack env v t
   shift 4
@@ -94,9 +95,7 @@ each_kernel() {
       continue
     fi
     passed=0 failed=0 env=""
-    if [ "$kernel" != auto ]; then
-      for v in $vars; do env+="$v=$kernel "; done
-    fi
+    for v in $vars; do env+="$v=$kernel "; done
     for t in "$@"; do run "$prefix-$kernel" "$env" "${t%%|*}" "${t#*|}"; done
     if [ "$prefix" = blas ] && { [ "$STAT" = all ] || [ "$STAT" = "$kernel" ]; }; then
       run "$prefix-$kernel" "$env" test_train_stat_parity "*"
@@ -108,11 +107,11 @@ each_kernel() {
 STAT=${KERNELS_STAT:-Haswell}
 # OpenBLAS: the head's and block 5's GEMMs (ours and PyTorch's reference alike: both processes
 # inherit it).
-each_kernel OpenBLAS blas "auto Haswell SkylakeX Cooperlake Zen Sandybridge" OPENBLAS_CORETYPE \
+each_kernel OpenBLAS blas "Haswell SkylakeX Cooperlake Zen Sandybridge" OPENBLAS_CORETYPE \
   "test_compact|*" "test_train_parity|*" "test_train_units|*" \
   "test_sweep_cli|*EqualsItsSingleRun*:*EqualSingleRunsToo*" "test_block5|*"
 # oneDNN: VGG16's convolutions in LibTorch (ours and torchvision's reference alike).
-each_kernel oneDNN dnn "auto AVX2 AVX512_CORE AVX512_CORE_VNNI AVX512_CORE_BF16" \
+each_kernel oneDNN dnn "AVX2 AVX512_CORE AVX512_CORE_VNNI AVX512_CORE_BF16" \
   "ONEDNN_MAX_CPU_ISA DNNL_MAX_CPU_ISA" \
   "test_vgg16|Vgg16Test.*" "test_extract_resume|*CropsDoNotDependOnThreadsOrBatch*" \
   "test_predict|*AgreesWithTrainHead*:*Tta*"

@@ -19,32 +19,16 @@ import tempfile
 import time
 import traceback
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
+from ctest_env import ROOT, bin_dir, carbike64, skip
+
 sys.path.insert(0, os.path.join(ROOT, "python"))
 
-
-def skip(why):
-    if os.environ.get("CI") == "true":
-        print(f"FAIL (CI must not skip): {why}")
-        print("0 passed, 1 failed")
-        sys.exit(1)
-    print(f"SKIP: {why}")
-    sys.exit(77)
-
-
-if len(sys.argv) != 2:
-    print("usage: test_python_reader.py BUILD_DIR", file=sys.stderr)
-    sys.exit(2)
-BIN = os.path.join(os.path.abspath(sys.argv[1]), "bin")
-CARBIKE = os.environ.get("VGGCACHE_CARBIKE") or os.path.join(ROOT, "..", "shared", "datasets",
-                                                              "carbike64")
-if not os.path.isdir(os.path.join(CARBIKE, "train")):
-    skip(f"carbike64 not found at {CARBIKE} (set VGGCACHE_CARBIKE)")
+BIN = bin_dir("test_python_reader.py")
+CARBIKE = carbike64(counted=True)
 try:
     import lmdb  # noqa: F401
 except ImportError:
-    skip("python3-lmdb is not installed (scripts/install-deps.sh installs it)")
+    skip("python3-lmdb is not installed (scripts/install-deps.sh installs it)", counted=True)
 
 import numpy as np  # noqa: E402
 

@@ -17,14 +17,8 @@ namespace vggcache {
 namespace {
 
 using nlohmann::json;
+using testing::run_ok;
 using testing::shell_quote;
-
-std::string run_ok(const std::string& cmd) {
-  std::string out;
-  const int rc = testing::run_command(cmd, &out);
-  EXPECT_EQ(rc, 0) << cmd << "\n" << out;
-  return out;
-}
 
 // The selected head's test balanced accuracy of a train_head run.
 double balanced_accuracy_of(const std::string& run_dir) {

@@ -13,14 +13,8 @@ namespace vggcache {
 namespace {
 
 using nlohmann::json;
+using testing::run_ok;
 using testing::shell_quote;
-
-std::string run_ok(const std::string& cmd) {
-  std::string out;
-  int rc = testing::run_command(cmd, &out);
-  EXPECT_EQ(rc, 0) << cmd << "\n" << out;
-  return out;
-}
 
 TEST(TrainStatParity, MeanAccuracyOverThreeSeedsWithinTwoPointsOfTorch) {
   VGGCACHE_REQUIRE_CARBIKE(data);

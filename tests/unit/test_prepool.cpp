@@ -12,13 +12,7 @@
 namespace vggcache {
 namespace {
 
-int ulp_distance(float a, float b) {
-  int32_t ia, ib;
-  std::memcpy(&ia, &a, 4);
-  std::memcpy(&ib, &b, 4);
-  if ((ia < 0) != (ib < 0)) return a == b ? 0 : INT32_MAX;
-  return std::abs(ia - ib);
-}
+using testing::ulp_distance;
 
 TEST(Prepool, WindowsAt64PixelsAreThreeByThree) {
   PoolWindows pw = pool_windows(2, 2);
@@ -47,8 +41,8 @@ for s in map(int, sys.argv[3:]):
     b.contiguous().reshape(2, -1).numpy().tofile(f"{d}/z{s}.nhwc")
 )PY";
   testing::write_file(tmp / "pool.py", py);
-  std::string cmd = testing::python() + " " + (tmp / "pool.py") + " " + std::to_string(C) + " " +
-                    tmp.path();
+  std::string cmd =
+      testing::python() + " " + (tmp / "pool.py") + " " + std::to_string(C) + " " + tmp.path();
   for (int s : sizes) cmd += " " + std::to_string(s);
   std::string out;
   ASSERT_EQ(testing::run_command(cmd, &out), 0) << out;
