@@ -27,6 +27,7 @@ double inf_norm(const std::vector<double>& a) {
 struct Trial {
   double a = 0.0, f = 0.0, slope = 0.0;
   std::vector<double> x, g;
+  bool decreased = false;  // f passed the sufficient-decrease test on its value
 };
 
 // The minimiser of the cubic through (a, fa, φ'a) and (b, fb, φ'b) (N&W eq. 3.59), kept in the
@@ -60,7 +61,7 @@ class LineSearch {
     double a = a_init;
     for (int i = 0; evaluations_ < o_.max_evaluations; ++i) {
       Trial cur = eval(a);
-      if (!armijo(cur) || (i > 0 && cur.f >= prev.f))
+      if (!armijo(cur) || (i > 0 && cur.decreased && cur.f >= prev.f))
         return zoom(std::move(prev), std::move(cur), out);
       if (std::abs(cur.slope) <= -o_.c2 * slope0_) {
         *out = std::move(cur);
@@ -79,8 +80,15 @@ class LineSearch {
   int evaluations() const { return evaluations_; }
 
  private:
-  bool armijo(const Trial& t) const {
-    return std::isfinite(t.f) && t.f <= f0_ + o_.c1 * t.a * slope0_;
+  // Sufficient decrease (Armijo), or its approximate form (Hager & Zhang, 2005) once the change
+  // in f is below f's rounding: φ'(α) ≤ (2c1 − 1)·φ'(0) is Armijo's condition for a quadratic,
+  // and the slope stays measurable where f's difference does not (near the optimum, and always
+  // a little with the float32 products of the probe).
+  bool armijo(Trial& t) const {
+    if (!std::isfinite(t.f)) return false;
+    t.decreased = t.f <= f0_ + o_.c1 * t.a * slope0_;
+    return t.decreased ||
+           (t.f <= f0_ + o_.f_noise * std::abs(f0_) && t.slope <= (2.0 * o_.c1 - 1.0) * slope0_);
   }
   Trial eval(double a) {
     Trial t;
@@ -98,7 +106,7 @@ class LineSearch {
     while (evaluations_ < o_.max_evaluations) {
       if (std::abs(hi.a - lo.a) <= 1e-16 * std::max(1.0, std::abs(lo.a))) break;
       Trial cur = eval(cubic_step(lo, hi));
-      if (!armijo(cur) || cur.f >= lo.f) {
+      if (!armijo(cur) || (cur.decreased && cur.f >= lo.f)) {
         hi = std::move(cur);
         continue;
       }
@@ -210,6 +218,7 @@ LbfgsResult minimize_lbfgs(const LbfgsObjective& f, std::vector<double> x0, cons
       if (static_cast<int>(pairs.size()) > o.history) pairs.pop_front();
     }
     const double f_prev = r.f;
+    const bool decreased = t.decreased;
     r.x = std::move(t.x);
     g = std::move(t.g);
     r.f = t.f;
@@ -221,7 +230,8 @@ LbfgsResult minimize_lbfgs(const LbfgsObjective& f, std::vector<double> x0, cons
       r.stop = "gradient";
       break;
     }
-    if (f_prev - r.f <= o.ftol * std::max({std::abs(f_prev), std::abs(r.f), 1.0})) {
+    // Only a step whose decrease f could measure says that f has stopped decreasing.
+    if (decreased && f_prev - r.f <= o.ftol * std::max({std::abs(f_prev), std::abs(r.f), 1.0})) {
       r.converged = true;
       r.stop = "objective";
       break;

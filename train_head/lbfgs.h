@@ -23,6 +23,10 @@ struct LbfgsOptions {
   // Stop when an iteration lowers f by at most ftol · max(|f|, 1) (scipy's factr test; the
   // objective cannot resolve smaller changes).
   double ftol = 64 * 2.220446049250313e-16;
+  // How far above f(x) a line-search point may be and still pass on its slope (the approximate
+  // Wolfe condition, lbfgs.cpp), relative to |f(x)|: above the rounding of f (the probe's float32
+  // products round to ~1e-7), below any decrease worth measuring.
+  double f_noise = 1e-6;
 };
 
 struct LbfgsIteration {

@@ -389,9 +389,17 @@ TEST(ProbeTool, CompactSolutionIsTheFullWidthOneAndOutputsAreComplete) {
     num += std::pow(c.weights.w1[j] - f.weights.w1[j], 2);
     den += std::pow(f.weights.w1[j], 2);
   }
-  // Both stop at ‖∇‖/n ≤ 1e-7 of a problem with curvature ≥ l2/n: a few 1e-5 apart at most.
-  EXPECT_LT(std::sqrt(num / den), 1e-4);
   const json s = read_json(tmp / "compact/summary.json");
+  const json full_s = read_json(tmp / "full/summary.json");
+  // Each stops within ‖∇f‖₂ ≤ √P·n·‖∇f/n‖∞ of the optimum's zero gradient, and f is l2-strongly
+  // convex in W, so each W is within ‖∇f‖₂ / l2 of the optimum's: the two within the sum.
+  const double n = 48, params = 32 * 49 + 1, l2 = 0.5;
+  const double bound = std::sqrt(params) * n / l2 *
+                       (s["solver"]["gradient_inf_norm"].get<double>() +
+                        full_s["solver"]["gradient_inf_norm"].get<double>()) /
+                       std::sqrt(den);
+  testing::report_numerics("probe W, window means vs full width", std::sqrt(num / den), bound);
+  EXPECT_LT(std::sqrt(num / den), bound);
   EXPECT_EQ(s["settings"]["optimizer"], "lbfgs");
   EXPECT_EQ(s["settings"]["l2"], 0.5);
   EXPECT_TRUE(s["solver"]["converged"].get<bool>()) << s["solver"].dump();
@@ -399,13 +407,12 @@ TEST(ProbeTool, CompactSolutionIsTheFullWidthOneAndOutputsAreComplete) {
   EXPECT_EQ(s["selection"], "final");
   EXPECT_EQ(s["train_vectors"], 48);  // 60 images, 12 held out, one crop each
   EXPECT_TRUE(s["best"]["val_accuracy"].is_number());
-  const json full_s = read_json(tmp / "full/summary.json");
   EXPECT_NEAR(s["solver"]["objective"].get<double>(), full_s["solver"]["objective"].get<double>(),
               1e-6 * std::abs(full_s["solver"]["objective"].get<double>()));
   EXPECT_EQ(testing::read_file(tmp / "compact/predictions.csv").substr(0, 30),
             testing::read_file(tmp / "full/predictions.csv").substr(0, 30));
   for (const char* file : {"metrics.jsonl", "predictions.csv", "report.html"})
-    EXPECT_FALSE(testing::read_file(tmp / "compact" / file).empty()) << file;
+    EXPECT_FALSE(testing::read_file(tmp / "compact/" + file).empty()) << file;
 }
 
 // Adam trains a probe too (the compact first layer with one row per output), with the imbalance
@@ -466,6 +473,7 @@ TEST(ProbeCli, UsageErrorsNameTheFlag) {
 TEST(ProbeSweep, KeysRulesAndUnchangedDefaults) {
   const SweepSpec spec = parse_sweep_spec("lr=1e-3,1e-4;hidden=0,256;optimizer=adam,lbfgs");
   TrainParams base;
+  base.threads = 1;  // what the command line fills in
   const std::vector<TrainParams> ps = expand_grid(spec, base);
   // adam × {0, 256} × 2 lr + one lbfgs probe (hidden forced to 0, lr back to the base's).
   ASSERT_EQ(ps.size(), 5u);

@@ -216,8 +216,9 @@ std::string top_table(const json& sweep, const std::vector<SweepRow>& ranked, si
   for (size_t i = 0; i < ranked.size() && i < k; ++i) {
     const SweepRow& r = ranked[i];
     s += fmt::format("{:>4} {:<12}", i + 1, r.id);
-    for (const std::string& key : keys)
-      s += fmt::format(" {:>12}", setting_text(r.settings.at(key)));
+    for (const std::string& key : keys)  // l2 is absent from Adam's rows (not theirs)
+      s +=
+          fmt::format(" {:>12}", r.settings.contains(key) ? setting_text(r.settings.at(key)) : "-");
     s += fmt::format(" {:>7.2f}% {:>5} {:>8.2f}% {:>8.1f}\n", 100 * r.val_accuracy, r.best_epoch,
                      100 * r.test_accuracy, r.seconds);
   }
