@@ -65,7 +65,7 @@ std::string setting_text(const json& v) {
 // Keys of config_settings_json, in its canonical order.
 const char* const kSettingKeys[] = {
     "lr",        "weight_decay", "dropout",      "hidden",  "batch",     "epochs", "standardize",
-    "all_crops", "seed",         "class_weight", "sampler", "optimizer", "l2"};
+    "all_crops", "seed",         "class_weight", "sampler", "optimizer", "l2"};  // last two: lbfgs
 
 json row_json(const SweepRow& r, size_t rank) {
   return {{"rank", rank},
@@ -161,8 +161,15 @@ std::string single_run_command(const json& sweep, const SweepRow& r) {
 void write_sweep_results(const std::string& dir, const json& sweep,
                          const std::vector<SweepRow>& ranked) {
   const size_t total = sweep.at("configurations").size();
+  // optimizer and l2 are columns only in sweeps that have an lbfgs configuration, so the CSV of
+  // every other sweep keeps the columns it always had.
+  bool lbfgs = false;
+  for (const json& c : sweep.at("configurations"))
+    lbfgs |= c.at("settings").value("optimizer", "adam") != "adam";
+  std::vector<const char*> keys(std::begin(kSettingKeys), std::end(kSettingKeys));
+  if (!lbfgs) keys.resize(keys.size() - 2);
   std::string csv = "rank,id";
-  for (const char* k : kSettingKeys) csv += std::string(",") + k;
+  for (const char* k : keys) csv += std::string(",") + k;
   csv +=
       ",val_accuracy,val_loss,best_epoch,test_accuracy,test_loss,final_test_accuracy,seconds,"
       "dir\n";
@@ -170,7 +177,7 @@ void write_sweep_results(const std::string& dir, const json& sweep,
   for (size_t i = 0; i < ranked.size(); ++i) {
     const SweepRow& r = ranked[i];
     csv += fmt::format("{},{}", i + 1, r.id);
-    for (const char* k : kSettingKeys)  // l2 is empty for Adam (its L2 is weight_decay)
+    for (const char* k : keys)  // l2 is empty for Adam (its L2 is weight_decay)
       csv += "," + (r.settings.contains(k) ? setting_text(r.settings.at(k)) : std::string());
     csv += fmt::format(",{},{},{},{},{},{},{:.3f},{}\n", format_number(r.val_accuracy),
                        format_number(r.val_loss), r.best_epoch, format_number(r.test_accuracy),
