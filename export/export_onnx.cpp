@@ -124,7 +124,7 @@ std::string onnx_model(const HeadFile& head, const StateDict& features, const Ex
                 fmt::format("head {} was trained at {} px; ONNX export needs at least 32",
                             info.head_path, size));
   const HeadShape& s = head.weights.shape;
-  const int64_t hidden = s.hidden, outputs = s.outputs();
+  const int64_t hidden = s.rows1(), outputs = s.outputs();  // a probe: one Linear to the outputs
 
   onnx::ModelProto model;
   model.set_ir_version(onnx::IR_VERSION);
@@ -145,19 +145,23 @@ std::string onnx_model(const HeadFile& head, const StateDict& features, const Ex
   const int64_t in_dim = int64_t(512) * side * side;
   b.initializer("classifier.0.weight", {hidden, in_dim}, first.w);
   b.initializer("classifier.0.bias", {hidden}, first.b);
-  b.initializer("classifier.3.weight", {outputs, hidden}, head.weights.w2);
-  b.initializer("classifier.3.bias", {outputs}, head.weights.b2);
   one_int(b.node("Flatten", {pool5}, "flatten"), "axis", 1);
   one_int(b.node("Gemm", {"flatten", "classifier.0.weight", "classifier.0.bias"}, "classifier.0"),
           "transB", 1);
-  b.node("Relu", {"classifier.0"}, "classifier.1");
-  one_int(
-      b.node("Gemm", {"classifier.1", "classifier.3.weight", "classifier.3.bias"}, "classifier.3"),
-      "transB", 1);
+  std::string logits = "classifier.0";  // a probe's logits
+  if (!s.probe()) {
+    b.initializer("classifier.3.weight", {outputs, hidden}, head.weights.w2);
+    b.initializer("classifier.3.bias", {outputs}, head.weights.b2);
+    b.node("Relu", {"classifier.0"}, "classifier.1");
+    one_int(b.node("Gemm", {"classifier.1", "classifier.3.weight", "classifier.3.bias"},
+                   "classifier.3"),
+            "transB", 1);
+    logits = "classifier.3";
+  }
   if (outputs == 1)
-    b.node("Sigmoid", {"classifier.3"}, kOnnxOutput);
+    b.node("Sigmoid", {logits}, kOnnxOutput);
   else
-    one_int(b.node("Softmax", {"classifier.3"}, kOnnxOutput), "axis", 1);
+    one_int(b.node("Softmax", {logits}, kOnnxOutput), "axis", 1);
   b.value(false, kOnnxOutput, {outputs});
 
   // The sidecar's facts, flattened to strings: whoever holds the .onnx alone can preprocess

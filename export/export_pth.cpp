@@ -58,9 +58,11 @@ OrderedStateDict torchvision_state_dict(const HeadFile& head, const StateDict& f
   }
   const HeadWeights& w = head.weights;
   const int64_t dim = w.shape.dim, hidden = w.shape.hidden, outputs = w.shape.outputs();
+  const int64_t rows = w.shape.rows1();
   FoldedFirstLayer first = fold_first_layer(head);
-  sd.emplace_back("classifier.0.weight", tensor({hidden, dim}, std::move(first.w)));
-  sd.emplace_back("classifier.0.bias", tensor({hidden}, std::move(first.b)));
+  sd.emplace_back("classifier.0.weight", tensor({rows, dim}, std::move(first.w)));
+  sd.emplace_back("classifier.0.bias", tensor({rows}, std::move(first.b)));
+  if (w.shape.probe()) return sd;  // Sequential(Linear, output): classifier.0 only
   sd.emplace_back("classifier.3.weight", tensor({outputs, hidden}, w.w2));
   sd.emplace_back("classifier.3.bias", tensor({outputs}, w.b2));
   return sd;
@@ -68,6 +70,15 @@ OrderedStateDict torchvision_state_dict(const HeadFile& head, const StateDict& f
 
 std::string python_loader(const HeadFile& head, const std::string& file) {
   const HeadShape& s = head.weights.shape;
+  if (s.probe())
+    return fmt::format(
+        "import torch, torchvision\n"
+        "from torch import nn\n"
+        "m = torchvision.models.vgg16()\n"
+        "m.classifier = nn.Sequential(nn.Linear({}, {}), nn.{})\n"
+        "m.load_state_dict(torch.load(\"{}\", weights_only=True))\n"
+        "m.eval()\n",
+        s.dim, s.outputs(), output_module(head), file);
   return fmt::format(
       "import torch, torchvision\n"
       "from torch import nn\n"
@@ -87,11 +98,18 @@ nlohmann::json export_sidecar(const HeadFile& head, const ExportInfo& info) {
   j["format"] = "pth";
   j["file"] = file;
   j["sha256"] = info.model_sha256;
-  j["layout"] = fmt::format(
-      "torch zip-format state_dict of torchvision.models.vgg16 whose classifier is "
-      "Sequential(Linear({}, {}), ReLU(inplace=True), Dropout(p={}), Linear({}, {}), {}); keys "
-      "features.N.weight/bias and classifier.0/3.weight/bias",
-      s.dim, s.hidden, head.dropout, s.hidden, s.outputs(), output_module(head));
+  j["layout"] =
+      s.probe()
+          ? fmt::format(
+                "torch zip-format state_dict of torchvision.models.vgg16 whose classifier is "
+                "Sequential(Linear({}, {}), {}) (a linear probe); keys features.N.weight/bias "
+                "and classifier.0.weight/bias",
+                s.dim, s.outputs(), output_module(head))
+          : fmt::format(
+                "torch zip-format state_dict of torchvision.models.vgg16 whose classifier is "
+                "Sequential(Linear({}, {}), ReLU(inplace=True), Dropout(p={}), Linear({}, {}), "
+                "{}); keys features.N.weight/bias and classifier.0/3.weight/bias",
+                s.dim, s.hidden, head.dropout, s.hidden, s.outputs(), output_module(head));
   j["load"] = python_loader(head, file);
   j["classes"] = head.classes;
   j["probabilities"] = s.outputs() == 1 ? fmt::format("one sigmoid output: the probability of '{}'",
@@ -101,8 +119,8 @@ nlohmann::json export_sidecar(const HeadFile& head, const ExportInfo& info) {
                {"hidden", s.hidden},
                {"classes", s.classes},
                {"outputs", s.outputs()},
-               {"activation", "relu"},
-               {"dropout", head.dropout},
+               {"activation", s.probe() ? "none" : "relu"},
+               {"dropout", s.probe() ? 0.0 : head.dropout},
                {"output", s.outputs() == 1 ? "sigmoid" : "softmax"},
                {"standardize", !head.standardizer.empty()}};
   if (!head.standardizer.empty())

@@ -27,7 +27,7 @@ int vgg16_pool5_side(int size) {
 
 FoldedFirstLayer fold_first_layer(const HeadFile& head, int map_h, int map_w) {
   const HeadWeights& w = head.weights;
-  const size_t dim = w.shape.dim, hidden = w.shape.hidden;
+  const size_t dim = w.shape.dim, hidden = w.shape.rows1();  // a probe: its outputs
   if (dim != size_t(kChannels) * kPooled * kPooled || map_h < 1 || map_w < 1)
     throw Error(ErrorKind::kMismatch,
                 fmt::format("cannot fold a {}-d head over a {}×{} pool5 map", dim, map_h, map_w));

@@ -10,8 +10,9 @@ namespace vggcache {
 
 struct FoldedFirstLayer {
   int map_h = 7, map_w = 7;  // the pool5 map the weights take
-  std::vector<float> w;      // hidden × (512·map_h·map_w), columns in NCHW flatten order
-  std::vector<float> b;      // hidden
+  std::vector<float> w;      // rows1 (hidden, or a probe's outputs) × (512·map_h·map_w), columns
+                             //   in NCHW flatten order
+  std::vector<float> b;      // rows1
 };
 
 // In float64, each result rounded to float32 once:

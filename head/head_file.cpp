@@ -40,13 +40,19 @@ struct TensorRef {
 
 }  // namespace
 
+uint32_t head_format_version(const HeadFile& head) {
+  return head.weights.shape.probe() ? 2 : 1;
+}
+
 void save_head(const std::string& path, const HeadFile& head) {
   const HeadWeights& w = head.weights;
   const HeadShape& s = w.shape;
-  std::vector<TensorRef> tensors = {{"w1", {s.hidden, s.dim}, &w.w1},
-                                    {"b1", {s.hidden}, &w.b1},
-                                    {"w2", {s.outputs(), s.hidden}, &w.w2},
-                                    {"b2", {s.outputs()}, &w.b2}};
+  const uint32_t version = head_format_version(head);
+  std::vector<TensorRef> tensors = {{"w1", {s.rows1(), s.dim}, &w.w1}, {"b1", {s.rows1()}, &w.b1}};
+  if (!s.probe()) {
+    tensors.push_back({"w2", {s.outputs(), s.hidden}, &w.w2});
+    tensors.push_back({"b2", {s.outputs()}, &w.b2});
+  }
   if (!head.standardizer.empty()) {
     tensors.push_back({"mean", {s.dim}, &head.standardizer.mean});
     tensors.push_back({"std", {s.dim}, &head.standardizer.std});
@@ -59,14 +65,14 @@ void save_head(const std::string& path, const HeadFile& head) {
     offset += t.data->size() * sizeof(float);
   }
   json header = {{"format", "vggcache-head"},
-                 {"version", kHeadFormatVersion},
+                 {"version", version},
                  {"architecture",
                   {{"dim", s.dim},
                    {"hidden", s.hidden},
                    {"classes", s.classes},
                    {"outputs", s.outputs()},
-                   {"activation", "relu"},
-                   {"dropout", head.dropout},
+                   {"activation", s.probe() ? "none" : "relu"},
+                   {"dropout", s.probe() ? 0.0 : head.dropout},
                    {"output", s.outputs() == 1 ? "sigmoid" : "softmax"}}},
                  {"classes", head.classes},
                  {"standardize", !head.standardizer.empty()},
@@ -75,7 +81,7 @@ void save_head(const std::string& path, const HeadFile& head) {
                  {"tensors", table}};
   std::string text = header.dump();
   std::string buf(kMagic, sizeof kMagic);
-  put_u32(&buf, kHeadFormatVersion);
+  put_u32(&buf, version);
   put_u32(&buf, static_cast<uint32_t>(text.size()));
   buf += text;
   buf.resize((buf.size() + 15) / 16 * 16, '\0');
@@ -103,9 +109,9 @@ HeadFile load_head(const std::string& path) {
   if (buf.size() < 20 || std::memcmp(buf.data(), kMagic, sizeof kMagic) != 0)
     throw corrupt("not a vggcache head (bad magic)");
   uint32_t version = get_u32(buf, 8);
-  if (version != kHeadFormatVersion)
+  if (version < 1 || version > kHeadFormatVersion)
     throw Error(ErrorKind::kSchema, fmt::format("head file {}: format version {} (this build reads "
-                                                "version {})",
+                                                "versions 1 to {})",
                                                 path, version, kHeadFormatVersion));
   if (get_u32(buf, buf.size() - 4) != crc32c(buf.data(), buf.size() - 4))
     throw corrupt("checksum mismatch (truncated or damaged)");
@@ -152,11 +158,12 @@ HeadFile load_head(const std::string& path) {
     throw corrupt(std::string("bad header: ") + e.what());
   }
   const HeadShape& s = h.weights.shape;
-  const size_t dim = static_cast<size_t>(s.dim), hid = static_cast<size_t>(s.hidden);
-  if (s.dim < 1 || s.hidden < 1 || s.classes < 2 || h.weights.w1.size() != hid * dim ||
-      h.weights.b1.size() != hid || h.weights.w2.size() != hid * s.outputs() ||
-      h.weights.b2.size() != static_cast<size_t>(s.outputs()) ||
-      h.classes.size() != static_cast<size_t>(s.classes) ||
+  if (s.probe() && version < 2) throw corrupt("hidden 0 (a probe) in a version 1 file");
+  const size_t dim = static_cast<size_t>(s.dim), rows = static_cast<size_t>(s.rows1());
+  const size_t out2 = s.probe() ? 0 : static_cast<size_t>(s.outputs());  // w2, b2 rows
+  if (s.dim < 1 || s.hidden < 0 || s.classes < 2 || h.weights.w1.size() != rows * dim ||
+      h.weights.b1.size() != rows || h.weights.w2.size() != out2 * static_cast<size_t>(s.hidden) ||
+      h.weights.b2.size() != out2 || h.classes.size() != static_cast<size_t>(s.classes) ||
       h.standardizer.mean.size() != h.standardizer.std.size() ||
       (!h.standardizer.empty() && h.standardizer.mean.size() != dim))
     throw corrupt("tensor sizes do not match the architecture");

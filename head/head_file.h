@@ -1,24 +1,28 @@
 // head.bin: a trained head with everything needed to use it safely later.
 //
-// Format, version 1 (all integers little-endian):
+// Format, versions 1 and 2 (all integers little-endian):
 //   offset 0   8 bytes   magic "VGGHEAD\0"
-//   offset 8   u32       format version (1); readers refuse versions they do not know
+//   offset 8   u32       format version (1 or 2, head_format_version()); readers refuse
+//                        versions they do not know
 //   offset 12  u32       N = length of the JSON header in bytes
 //   offset 16  N bytes   JSON header (UTF-8), then zero padding to a multiple of 16
 //   then       tensors   float32, row-major, in the order and at the offsets listed in
 //                        header["tensors"] (offsets relative to the start of this section)
 //   last       u32       CRC-32C of every byte before it
 // JSON header keys:
-//   format: "vggcache-head", version: 1
+//   format: "vggcache-head", version: 1 or 2 (as at offset 8)
 //   architecture: {dim, hidden, classes, outputs, activation: "relu", dropout,
-//                  output: "sigmoid" | "softmax"}
+//                  output: "sigmoid" | "softmax"}; a probe (version 2): hidden 0,
+//                  activation "none", dropout 0
 //   classes: [names in label order]
 //   standardize: bool (tensors "mean" and "std", dim each, when true: x' = (x − mean) / std)
 //   features: feature_settings() of the training cache (weights identity, size, normalisation,
 //             interpolation, dim, fingerprint): what a cache must match to be fed to this head
 //   training: the settings and the selected epoch (informational)
 //   tensors: [{name, shape, offset, floats}] for w1 (hidden × dim), b1, w2 (outputs × hidden),
-//            b2, then mean, std
+//            b2, then mean, std; a probe: w1 (outputs × dim), b1 (outputs), then mean, std
+// Version 2 differs from 1 only in what it may hold: a probe (hidden 0). save_head() writes 1
+// for every head version 1 can hold, so builds that read only version 1 still read them.
 #pragma once
 #include <nlohmann/json.hpp>
 #include <string>
@@ -30,7 +34,8 @@
 
 namespace vggcache {
 
-inline constexpr uint32_t kHeadFormatVersion = 1;
+// The newest format version this build reads and writes.
+inline constexpr uint32_t kHeadFormatVersion = 2;
 
 struct HeadFile {
   HeadWeights weights;
@@ -41,10 +46,16 @@ struct HeadFile {
   nlohmann::json training;  // informational
 };
 
-// Writes atomically (temporary file + rename). Throws Error(kIo) naming the file.
+// The version save_head() writes for `head`: the oldest that can hold it (1 for an ordinary
+// head; 2 for a probe). A new kind of content that needs version 2 adds its test here.
+uint32_t head_format_version(const HeadFile& head);
+
+// Writes atomically (temporary file + rename), as version head_format_version(head). Throws
+// Error(kIo) naming the file.
 void save_head(const std::string& path, const HeadFile& head);
 
-// Throws Error(kIo) when unreadable, kCorrupt (bad magic, CRC, sizes), kSchema (newer version).
+// Reads versions 1 and 2. Throws Error(kIo) when unreadable, kCorrupt (bad magic, CRC, sizes, a
+// probe in a version 1 file), kSchema (another version).
 HeadFile load_head(const std::string& path);
 
 // Refuses a cache whose features the head was not trained on: Error(kMismatch) naming the setting.

@@ -33,17 +33,19 @@ using RowMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMa
 }  // namespace
 
 HeadWeights init_head(const HeadShape& shape, uint64_t seed) {
-  if (shape.dim < 1 || shape.hidden < 1 || shape.classes < 2)
-    throw Error(ErrorKind::kInvalidArgument, "head shape needs dim, hidden >= 1 and classes >= 2");
+  if (shape.dim < 1 || shape.hidden < 0 || shape.classes < 2)
+    throw Error(ErrorKind::kInvalidArgument,
+                "head shape needs dim >= 1, hidden >= 0 and classes >= 2");
   HeadWeights w;
   w.shape = shape;
   // kaiming_uniform_(a=√5): gain √(2/(1+5)) · √(3/fan_in) = 1/√fan_in; the bias uses the same
   // bound.
   Rng rng(seed, Stream::kInit);
   const float bound1 = 1.0f / std::sqrt(static_cast<float>(shape.dim));
+  fill_uniform(&w.w1, static_cast<size_t>(shape.rows1()) * shape.dim, bound1, rng);
+  fill_uniform(&w.b1, shape.rows1(), bound1, rng);
+  if (shape.probe()) return w;
   const float bound2 = 1.0f / std::sqrt(static_cast<float>(shape.hidden));
-  fill_uniform(&w.w1, static_cast<size_t>(shape.hidden) * shape.dim, bound1, rng);
-  fill_uniform(&w.b1, shape.hidden, bound1, rng);
   fill_uniform(&w.w2, static_cast<size_t>(shape.outputs()) * shape.hidden, bound2, rng);
   fill_uniform(&w.b2, shape.outputs(), bound2, rng);
   return w;
@@ -51,6 +53,12 @@ HeadWeights init_head(const HeadShape& shape, uint64_t seed) {
 
 void head_predict(const HeadWeights& w, const float* x, int n, float* prob) {
   const int h = w.shape.hidden, o = w.shape.outputs();
+  if (w.shape.probe()) {  // the logits are the first layer's output
+    RowMat z(n, o);
+    linear_forward(x, n, w.shape.dim, w.w1.data(), w.b1.data(), o, z.data());
+    probs_from_logits(z.data(), n, o, prob);
+    return;
+  }
   RowMat a(n, h);  // n × hidden
   linear_forward(x, n, w.shape.dim, w.w1.data(), w.b1.data(), h, a.data());
   a = a.cwiseMax(0.0f);

@@ -1,6 +1,7 @@
 #include "train_head/cli.h"
 
 #include <fmt/core.h>
+#include <fmt/ranges.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
@@ -10,12 +11,29 @@
 
 namespace vggcache {
 
+const std::vector<std::string>& optimizers() {
+  static const std::vector<std::string> names = {"adam", "lbfgs"};
+  return names;
+}
+
 std::string validate_train_params(const TrainParams& p) {
   // Negated comparisons so NaN is rejected too.
   if (p.epochs < 1) return fmt::format("--epochs must be >= 1 (got {})", p.epochs);
   if (p.batch < 1) return fmt::format("--batch must be >= 1 (got {})", p.batch);
   if (!(p.lr > 0.0 && p.lr < 1e6)) return fmt::format("--lr must be > 0 (got {})", p.lr);
-  if (p.hidden < 1) return fmt::format("--hidden must be >= 1 (got {})", p.hidden);
+  if (p.hidden < 0)
+    return fmt::format("--hidden must be >= 0 (got {}; 0 is the linear probe)", p.hidden);
+  const auto& opts = optimizers();
+  if (std::find(opts.begin(), opts.end(), p.optimizer) == opts.end())
+    return fmt::format("--optimizer must be one of {} (got '{}')", fmt::join(opts, ", "),
+                       p.optimizer);
+  if (p.optimizer == "lbfgs" && p.hidden != 0)
+    return fmt::format("--optimizer lbfgs trains the linear probe: it needs --hidden 0 (got {})",
+                       p.hidden);
+  // The upper bounds keep (l2/2)·‖W‖² and the tolerance meaningful in double.
+  if (!(p.l2 > 0.0 && p.l2 <= 1e12)) return fmt::format("--l2 must be in (0, 1e12] (got {})", p.l2);
+  if (p.max_iter < 1) return fmt::format("--max-iter must be >= 1 (got {})", p.max_iter);
+  if (!(p.tol > 0.0 && p.tol < 1e6)) return fmt::format("--tol must be > 0 (got {})", p.tol);
   if (!(p.dropout >= 0.0 && p.dropout < 1.0))
     return fmt::format("--dropout must be in [0, 1) (got {})", p.dropout);
   if (!(p.weight_decay >= 0.0 && p.weight_decay < 1e6))
@@ -63,12 +81,38 @@ std::string apply_knn_args(const CLI::App& app, const std::string& spec, TrainPa
   if (!(p.knn_temperature > 0.0 && p.knn_temperature < 1e6))
     return fmt::format("--knn-temperature must be > 0 (got {})", p.knn_temperature);
   // Nothing is trained or selected: a training flag with --knn is a mistake, not a no-op.
-  for (const char* flag : {"--epochs", "--batch", "--lr", "--hidden", "--dropout", "--weight-decay",
-                           "--seed", "--val-fraction", "--standardize", "--all-crops",
-                           "--class-weight", "--sampler", "--select"})
+  for (const char* flag :
+       {"--epochs", "--batch", "--lr", "--hidden", "--dropout", "--weight-decay", "--seed",
+        "--val-fraction", "--standardize", "--all-crops", "--class-weight", "--sampler", "--select",
+        "--optimizer", "--l2", "--max-iter", "--tol"})
     if (app.count(flag) > 0)
       return fmt::format("{} does not apply to --knn (nothing is trained)", flag);
   if (has_sweep && app.count("--sweep") > 0) return "--sweep cannot be combined with --knn";
+  return "";
+}
+
+// Flags that do not apply to the chosen optimizer or head are refused when given, not ignored
+// ("" or the usage error). A sweep may cross --optimizer or --hidden with them (each applies to
+// the configurations it fits), so its base flags are not checked here.
+std::string check_optimizer_flags(const CLI::App& app, const TrainParams& p) {
+  if (app.count("--sweep") > 0 || !p.knn.empty()) return "";
+  if (p.optimizer == "lbfgs") {
+    for (const char* flag : {"--epochs", "--batch", "--lr", "--dropout", "--weight-decay"})
+      if (app.count(flag) > 0)
+        return fmt::format(
+            "{} does not apply to --optimizer lbfgs (full-batch; its settings are "
+            "--l2, --max-iter, --tol)",
+            flag);
+    if (app.count("--sampler") > 0)
+      return "--sampler does not apply to --optimizer lbfgs (every training vector is in each "
+             "step; --class-weight balanced weighs the classes)";
+  } else {
+    for (const char* flag : {"--l2", "--max-iter", "--tol"})
+      if (app.count(flag) > 0)
+        return fmt::format("{} needs --optimizer lbfgs (Adam's L2 is --weight-decay)", flag);
+  }
+  if (p.hidden == 0 && app.count("--dropout") > 0)
+    return "--dropout does not apply to --hidden 0 (a probe has no hidden layer to drop from)";
   return "";
 }
 
@@ -113,7 +157,8 @@ ParseStatus parse_train_args(int argc, char** argv, TrainParams* params, SweepPa
   app.add_option("--epochs", p.epochs, "passes over the training images")->capture_default_str();
   app.add_option("--batch", p.batch, "vectors per Adam step")->capture_default_str();
   app.add_option("--lr", p.lr, "Adam learning rate")->capture_default_str();
-  app.add_option("--hidden", p.hidden, "hidden units")->capture_default_str();
+  app.add_option("--hidden", p.hidden, "hidden units; 0: the linear probe (no hidden layer)")
+      ->capture_default_str();
   app.add_option("--dropout", p.dropout, "dropout probability after the ReLU")
       ->capture_default_str();
   app.add_option("--weight-decay", p.weight_decay, "L2 added to the gradient (torch Adam)")
@@ -135,7 +180,16 @@ ParseStatus parse_train_args(int argc, char** argv, TrainParams* params, SweepPa
   app.add_option("--select", p.select,
                  "validation metric that picks the saved epoch: accuracy or balanced (accuracy)")
       ->capture_default_str();
-  app.add_flag("--quiet", p.quiet, "no per-epoch progress lines");
+  app.add_option("--optimizer", p.optimizer,
+                 "adam (mini-batches), or lbfgs: full-batch L-BFGS of the linear probe "
+                 "(--hidden 0), minimising sum(w_i loss_i) + l2/2 |W|^2")
+      ->capture_default_str();
+  app.add_option("--l2", p.l2, "lbfgs: L2 strength (scikit-learn's C = 1/l2)")
+      ->capture_default_str();
+  app.add_option("--max-iter", p.max_iter, "lbfgs: iterations at most")->capture_default_str();
+  app.add_option("--tol", p.tol, "lbfgs: stop when the mean objective's gradient max-norm <= tol")
+      ->capture_default_str();
+  app.add_flag("--quiet", p.quiet, "no per-epoch (lbfgs: per-iteration) progress lines");
   app.add_flag("--full-width", p.full_width,
                "train on the 25088-d vectors even from prepool-f32 caches (the reference path; "
                "default there: the compact first layer, same results)");
@@ -174,6 +228,7 @@ ParseStatus parse_train_args(int argc, char** argv, TrainParams* params, SweepPa
     p.threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   std::string err = validate_train_params(p);
   if (err.empty()) err = apply_knn_args(app, knn, &p, sweep != nullptr);
+  if (err.empty()) err = check_optimizer_flags(app, p);
   if (err.empty() && sweep) err = apply_sweep_args(app, shard, &p, sweep);
   if (!report_usage_error("train_head", err)) return ParseStatus::exit(2);
   return ParseStatus::proceed();

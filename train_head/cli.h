@@ -1,6 +1,7 @@
 // Command-line parsing and validation for `train_head`.
 #pragma once
 #include <string>
+#include <vector>
 
 #include "common/cli.h"
 #include "train_head/params.h"
@@ -12,6 +13,10 @@ namespace vggcache {
 // accepted too (in a sweep --val-fraction defaults to 0.1 and must be > 0).
 ParseStatus parse_train_args(int argc, char** argv, TrainParams* params,
                              SweepParams* sweep = nullptr);
+
+// The values --optimizer takes, in the order usage messages list them (one list, so that a new
+// optimizer is added in one place).
+const std::vector<std::string>& optimizers();
 
 // Checks the ranges of a filled params struct. Returns "" when valid, else a message naming the
 // flag ("--lr must be > 0 (got 0)").

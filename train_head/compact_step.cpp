@@ -38,7 +38,7 @@ CompactHeadOptimizer::CompactHeadOptimizer(HeadWeights init, const AdamConfig& a
       layout_(layout),
       decay_(adam.weight_decay != 0.0),
       map_input_(layout.input() == CompactInput::kMap) {
-  const int hd = w_.shape.hidden, d = w_.shape.dim, k = layout_.windows();
+  const int hd = w_.shape.rows1(), d = w_.shape.dim, k = layout_.windows();
   const int hw = layout_.h() * layout_.w();
   constexpr int kCells = CompactLayout::kCells;
   if (d != layout_.full_dim())
@@ -94,7 +94,7 @@ float* CompactHeadOptimizer::input_weights(const Block& blk) {
 }
 
 void CompactHeadOptimizer::forward_first_layer(const float* x, int n) {
-  const int hd = w_.shape.hidden, dc = layout_.input_dim(), per = layout_.input_per_channel();
+  const int hd = w_.shape.rows1(), dc = layout_.input_dim(), per = layout_.input_per_channel();
   const size_t cells = static_cast<size_t>(n) * hd;
   const int nblocks = static_cast<int>(blocks_.size());
   partial_c_.resize(cells * nblocks);
@@ -125,14 +125,14 @@ void CompactHeadOptimizer::forward_first_layer(const float* x, int n) {
 // GEMMs' weight itself for window-mean input; map input maps it to the channel's Wz rows.
 void CompactHeadOptimizer::finish_channel(const Block& blk, int c, const float* wc_rows) {
   if (!map_input_) return;
-  const int hd = w_.shape.hidden, hw = layout_.h() * layout_.w();
+  const int hd = w_.shape.rows1(), hw = layout_.h() * layout_.w();
   layout_.map_rows(wc_rows, 1, hd, wz_.data() + blk.map_off + static_cast<size_t>(c) * hw * hd);
 }
 
 // Where channel c's Wc rows go: wc_ for window-mean input (the GEMMs read it), else a per-thread
 // scratch that finish_channel() maps to Wz while it is in L1.
 float* CompactHeadOptimizer::wc_rows(const Block& blk, int c) {
-  const int hd = w_.shape.hidden, k = layout_.windows();
+  const int hd = w_.shape.rows1(), k = layout_.windows();
   if (!map_input_) return wc_.data() + blk.window_off + static_cast<size_t>(c) * k * hd;
   std::vector<float>& rows = wc_scratch_.local();
   rows.resize(static_cast<size_t>(k) * hd);
@@ -143,7 +143,7 @@ float* CompactHeadOptimizer::wc_rows(const Block& blk, int c) {
 // Wc = W0·E + cells · U for the next forward, channel by channel while its rows are in cache.
 // g: nb·K × hidden, this block's window gradient.
 void CompactHeadOptimizer::update_shared(const Block& blk, const float* g, const AdamStep& s) {
-  const int hd = w_.shape.hidden, k = layout_.windows();
+  const int hd = w_.shape.rows1(), k = layout_.windows();
   const size_t rows = static_cast<size_t>(k) * hd;  // one channel's
   for (int c = 0; c < blk.c1 - blk.c0; ++c) {
     const size_t off = blk.window_off + c * rows;
@@ -164,7 +164,7 @@ void CompactHeadOptimizer::update_shared(const Block& blk, const float* g, const
 // decay term differs per column); each channel's Wc rows are summed from its 49 updated rows
 // while they are in cache.
 void CompactHeadOptimizer::update_full(const Block& blk, const float* g, const AdamStep& s) {
-  const int hd = w_.shape.hidden, k = layout_.windows();
+  const int hd = w_.shape.rows1(), k = layout_.windows();
   constexpr int kCells = CompactLayout::kCells;
   for (int c = 0; c < blk.c1 - blk.c0; ++c) {
     const size_t chan = blk.full_off + static_cast<size_t>(c) * kCells * hd;
@@ -180,7 +180,7 @@ void CompactHeadOptimizer::update_full(const Block& blk, const float* g, const A
 }
 
 void CompactHeadOptimizer::backward_first_layer_and_adam(const float* x, int n, const AdamStep& s) {
-  const int hd = w_.shape.hidden, dc = layout_.input_dim(), per = layout_.input_per_channel();
+  const int hd = w_.shape.rows1(), dc = layout_.input_dim(), per = layout_.input_per_channel();
   const int k = layout_.windows();
   tbb::parallel_for(
       tbb::blocked_range<size_t>(0, blocks_.size(), 1),
@@ -212,7 +212,7 @@ void CompactHeadOptimizer::backward_first_layer_and_adam(const float* x, int n, 
 }
 
 void CompactHeadOptimizer::w1_from_state(const float* state, float* w1_out) const {
-  const int hd = w_.shape.hidden, d = w_.shape.dim, k = layout_.windows();
+  const int hd = w_.shape.rows1(), d = w_.shape.dim, k = layout_.windows();
   constexpr int kCells = CompactLayout::kCells;
   tbb::parallel_for(size_t{0}, blocks_.size(), [&](size_t b) {
     const Block& blk = blocks_[b];
@@ -238,7 +238,7 @@ std::vector<float> CompactHeadOptimizer::release_w1(const float* state) {
 const HeadWeights* CompactHeadOptimizer::compact_weights() {
   check_not_spent("compact_weights");
   if (compact_stale_) {
-    const int hd = w_.shape.hidden, dc = layout_.input_dim(), per = layout_.input_per_channel();
+    const int hd = w_.shape.rows1(), dc = layout_.input_dim(), per = layout_.input_per_channel();
     compact_.shape = w_.shape;
     compact_.shape.dim = dc;
     compact_.w1.resize(static_cast<size_t>(hd) * dc);

@@ -1,5 +1,6 @@
 // Training step on compact vectors (head/compact_layout.h): the first layer without the
 // 25088-d vectors, same results as the full-width HeadOptimizer up to float rounding.
+// "hidden" below is the first layer's rows: the hidden units, or a probe's outputs (hidden 0).
 //
 // Forward: W·x = (W·E)·m = (W·E·A)·z, so the GEMMs use Wc = W·E (hidden × C·K) against the window
 // means m, or Wz = Wc·A (hidden × C·h·w) against the map z itself when the layout's input is the

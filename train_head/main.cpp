@@ -20,6 +20,7 @@
 #include "train_head/cli.h"
 #include "train_head/compact_step.h"
 #include "train_head/knn_run.h"
+#include "train_head/probe.h"
 #include "train_head/run_outputs.h"
 #include "train_head/sweep/collect.h"
 #include "train_head/sweep/runner.h"
@@ -45,8 +46,11 @@ int main(int argc, char** argv) {
     if (!p.knn.empty()) return run_knn(p);          // train_head/knn_run.h
 
     // Two prepool-f32 caches: train on compact vectors (same results, far fewer columns).
+    // L-BFGS keeps its vectors in memory and scales the window means (train_head/probe.h), so it
+    // reads window means rather than the map.
+    const bool lbfgs = p.optimizer == "lbfgs";
     const VectorForm form =
-        training_vectors(p.train_cache, p.test_cache, p.full_width, p.standardize);
+        training_vectors(p.train_cache, p.test_cache, p.full_width, p.standardize || lbfgs);
     CacheSource train(p.train_cache, p.verify, form), test(p.test_cache, p.verify, form);
     check_training_caches(train.meta(), p.train_cache, test.meta(), p.test_cache);
     make_directories(p.out_dir);
@@ -69,18 +73,45 @@ int main(int argc, char** argv) {
         "views, dim {}, {} classes, {} threads, {}\n",
         split.train.size(), train.crops(), split.val.size(), test.images().size(), test.crops(),
         shape.dim, shape.classes, p.threads, blas_backend());
-    if (train.compact())
+    if (train.compact() && lbfgs)
+      fmt::print(
+          "train_head: L-BFGS probe on the {} window means (scaled: the 25088-column "
+          "problem's solution)\n",
+          train.compact()->dim());
+    else if (train.compact())
       fmt::print("train_head: compact first layer: {}; Adam {}\n", compact_summary(train.compact()),
                  p.weight_decay == 0.0 ? "on the distinct columns" : "full width for weight decay");
 
     MetricsLog log(p.out_dir);
     uint64_t peak_rss_anon = 0;
     setup.after_step = [&] { peak_rss_anon = std::max(peak_rss_anon, process_memory().rss_anon); };
-    TrainOutcome out = run_training(p, setup, [&](const EpochMetrics& m) {
-      log.append(m);
-      if (!p.quiet) fmt::print("{}\n", progress_line(m, p.epochs));
-      std::fflush(stdout);
-    });
+    TrainOutcome out;
+    if (lbfgs) {
+      out = train_probe_lbfgs(p, setup, [&](const ProbeIteration& it) {
+        peak_rss_anon = std::max(peak_rss_anon, process_memory().rss_anon);
+        if (p.quiet) return;
+        fmt::print(
+            "lbfgs {:>4}/{}: objective {:.6g}  |grad|/n {:.3g}  step {:.3g}  {} evals  "
+            "{:.0f} vectors/s\n",
+            it.lbfgs.iteration, p.max_iter, it.lbfgs.f, it.lbfgs.grad_inf, it.lbfgs.step,
+            it.lbfgs.evaluations,
+            it.seconds > 0 ? it.rows * it.lbfgs.evaluations / it.seconds : 0.0);
+        std::fflush(stdout);
+      });
+      log.append(out.epochs.front());
+      if (!out.solver.value("converged", false))
+        spdlog::warn(
+            "lbfgs stopped by {} after {} iterations (|grad|/n {:.3g} > --tol {}): "
+            "raise --max-iter or --l2",
+            out.solver.value("stop", ""), out.solver.value("iterations", 0),
+            out.solver.value("gradient_inf_norm", 0.0), p.tol);
+    } else {
+      out = run_training(p, setup, [&](const EpochMetrics& m) {
+        log.append(m);
+        if (!p.quiet) fmt::print("{}\n", progress_line(m, p.epochs));
+        std::fflush(stdout);
+      });
+    }
 
     write_run_outputs(p.out_dir, p, train.meta(), test.meta(), split,
                       static_cast<int>(test.images().size()),

@@ -14,7 +14,8 @@ struct TrainParams {
   int epochs = 5;             // --epochs: passes over the training images (>= 1)
   int batch = 100;            // --batch: vectors per Adam step (>= 1); the last batch may be short
   double lr = 1e-3;           // --lr: Adam learning rate (> 0)
-  int hidden = 256;           // --hidden: units of the hidden layer (>= 1)
+  int hidden = 256;           // --hidden: units of the hidden layer (>= 1); 0: the linear probe
+                              //   (one Linear, no hidden layer, no dropout)
   double dropout = 0.5;       // --dropout: drop probability after the ReLU, in [0, 1)
   double weight_decay = 0.0;  // --weight-decay: L2 added to the gradient, as Adam does (>= 0)
   uint64_t seed = 0;          // --seed: init, crop choice, shuffling, dropout and the val split
@@ -35,6 +36,12 @@ struct TrainParams {
                                       //   vectors with classes equally likely (with replacement)
   std::string select = "accuracy";    // --select accuracy|balanced: the validation metric that
                                       //   picks the saved epoch (a sweep: the configuration)
+  // How the head is trained (train_head/probe.h for lbfgs). kOptimizers lists the values.
+  std::string optimizer = "adam";  // --optimizer adam|lbfgs: lbfgs (full batch) needs --hidden 0
+  double l2 = 1.0;     // --l2: lbfgs's penalty (l2/2)·‖W‖² beside Σ w_i·loss_i (> 0);
+                       //   scikit-learn's C = 1/l2 (its default C = 1)
+  int max_iter = 100;  // --max-iter: lbfgs iterations (>= 1; sklearn's default)
+  double tol = 1e-4;   // --tol: lbfgs stops when ‖∇(f / Σ w_i)‖_∞ <= tol (> 0)
   // k-NN instead of a trained head (head/knn.h); the training flags do not apply then.
   std::vector<int> knn;  // --knn K[,K...]: neighbours (each >= 1), ascending; empty: train a head
   std::string knn_vote = "uniform";  // --knn-vote uniform|weighted

@@ -133,10 +133,16 @@ json summary_json(const RunInfo& info, const TrainOutcome& out) {
                    {"class_weight", p.class_weight},
                    {"sampler", p.sampler},
                    {"select", p.select},
+                   {"optimizer", p.optimizer},
                    {"blas", blas_backend()}};
+  if (p.optimizer == "lbfgs") {
+    settings["l2"] = p.l2;
+    settings["max_iter"] = p.max_iter;
+    settings["tol"] = p.tol;
+  }
   const EpochMetrics& last = out.epochs.back();
   const EpochMetrics& sel = out.epochs.at(out.selected_epoch - 1);
-  return {
+  json summary = {
       {"tool", "train_head"},
       {"tool_version", VGGCACHE_VERSION},
       {"settings", settings},
@@ -157,6 +163,8 @@ json summary_json(const RunInfo& info, const TrainOutcome& out) {
       {"peak_rss_anon_bytes", info.peak_rss_anon_bytes},
       {"train_vectors", out.train_vectors},
       {"vectors_per_second", out.train_seconds > 0 ? out.train_vectors / out.train_seconds : 0.0}};
+  if (!out.solver.is_null()) summary["solver"] = out.solver;
+  return summary;
 }
 
 void write_json_file(const std::string& path, const json& j) {
@@ -166,18 +174,25 @@ void write_json_file(const std::string& path, const json& j) {
 HeadFile make_head_file(const TrainParams& p, const CacheMeta& train_meta,
                         const Standardizer& standardizer, const TrainOutcome& out,
                         HeadWeights weights) {
-  return HeadFile{std::move(weights),
-                  train_meta.classes,
-                  standardizer,
-                  p.dropout,
-                  feature_settings(train_meta),
-                  {{"selected_epoch", out.selected_epoch},
-                   {"selection", out.selection},
-                   {"train_cache", p.train_cache},
-                   {"epochs", p.epochs},
-                   {"lr", p.lr},
-                   {"batch", p.batch},
-                   {"seed", p.seed}}};
+  HeadFile h{std::move(weights),
+             train_meta.classes,
+             standardizer,
+             p.dropout,
+             feature_settings(train_meta),
+             {{"selected_epoch", out.selected_epoch},
+              {"selection", out.selection},
+              {"train_cache", p.train_cache},
+              {"epochs", p.epochs},
+              {"lr", p.lr},
+              {"batch", p.batch},
+              {"seed", p.seed}}};
+  // Only for L-BFGS, so that Adam heads keep the bytes they had before it existed.
+  if (p.optimizer == "lbfgs") {
+    h.training["optimizer"] = p.optimizer;
+    h.training["l2"] = p.l2;
+    h.training["solver"] = out.solver;
+  }
+  return h;
 }
 
 void write_run_outputs(const std::string& run_dir, const TrainParams& p,

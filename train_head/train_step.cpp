@@ -48,7 +48,7 @@ HeadOptimizer::HeadOptimizer(HeadWeights init, const AdamConfig& adam, double dr
 HeadOptimizer::HeadOptimizer(HeadWeights init, const AdamConfig& adam, double dropout,
                              uint64_t seed, bool dense_w1)
     : w_(std::move(init)), adam_(adam), dropout_(static_cast<float>(dropout)), seed_(seed) {
-  const int d = w_.shape.dim, hd = w_.shape.hidden;
+  const int d = w_.shape.dim, hd = w_.shape.rows1();
   if (dense_w1) {
     blocks_ = (d + kBlockCols - 1) / kBlockCols;
     w1_blocked_.resize(w_.w1.size());
@@ -74,11 +74,11 @@ const HeadWeights& HeadOptimizer::weights() {
 }
 
 void HeadOptimizer::w1_from_state(const float* state, float* w1) const {
-  reblock(state, w1, w_.shape.hidden, w_.shape.dim, false);
+  reblock(state, w1, w_.shape.rows1(), w_.shape.dim, false);
 }
 
 void HeadOptimizer::refresh_w1() {
-  w_.w1.resize(static_cast<size_t>(w_.shape.hidden) * w_.shape.dim);
+  w_.w1.resize(static_cast<size_t>(w_.shape.rows1()) * w_.shape.dim);
   w1_from_state(w1_state().data(), w_.w1.data());
 }
 
@@ -99,7 +99,7 @@ void HeadOptimizer::keep() {
 
 std::vector<float> HeadOptimizer::release_w1(const float* state) {
   std::vector<float> w1 = std::move(w_.w1);
-  w1.resize(static_cast<size_t>(w_.shape.hidden) * w_.shape.dim);
+  w1.resize(static_cast<size_t>(w_.shape.rows1()) * w_.shape.dim);
   w1_from_state(state, w1.data());
   return w1;
 }
@@ -118,7 +118,7 @@ HeadWeights HeadOptimizer::take_kept_weights() {
 }
 
 void HeadOptimizer::forward_first_layer(const float* x, int n) {
-  const int d = w_.shape.dim, hd = w_.shape.hidden;
+  const int d = w_.shape.dim, hd = w_.shape.rows1();
   const size_t cells = static_cast<size_t>(n) * hd;
   partial_.resize(cells * blocks_);
   tbb::parallel_for(
@@ -145,7 +145,7 @@ void HeadOptimizer::forward_first_layer(const float* x, int n) {
 }
 
 void HeadOptimizer::backward_first_layer_and_adam(const float* x, int n, const AdamStep& s) {
-  const int d = w_.shape.dim, hd = w_.shape.hidden;
+  const int d = w_.shape.dim, hd = w_.shape.rows1();
   tbb::parallel_for(
       tbb::blocked_range<int>(0, blocks_, 1),
       [&](const tbb::blocked_range<int>& r) {
@@ -165,8 +165,30 @@ void HeadOptimizer::backward_first_layer_and_adam(const float* x, int n, const A
   w1_stale_ = true;
 }
 
+StepStats HeadOptimizer::probe_step(const float* x, const int32_t* labels, int n) {
+  const int o = w_.shape.outputs();
+  h_.resize(static_cast<size_t>(n) * o);
+  dh_.resize(h_.size());
+  // The first layer's output is the logits; its gradient goes where the hidden layer's would, so
+  // the blocked GEMM + fused Adam pass (or the compact one) serves the probe unchanged.
+  forward_first_layer(x, n);
+  const LossAndCorrect lc = loss_and_correct(
+      h_.data(), labels, n, o, dh_.data(), class_weight_.empty() ? nullptr : class_weight_.data());
+  g_b1_.resize(o);
+  Eigen::Map<Eigen::RowVectorXf>(g_b1_.data(), o) = CRowMap(dh_.data(), n, o).colwise().sum();
+  ++t_;
+  const AdamStep s = adam_step(adam_, t_);
+  backward_first_layer_and_adam(x, n, s);
+  adam_update(w_.b1.data(), m_b1_.data(), v_b1_.data(), g_b1_.data(), g_b1_.size(), s);
+  StepStats st;
+  st.loss = lc.loss;
+  st.correct = lc.correct;
+  return st;
+}
+
 StepStats HeadOptimizer::step(const float* x, const int32_t* labels, int n, uint64_t step_key) {
   check_not_spent("step");
+  if (w_.shape.probe()) return probe_step(x, labels, n);  // no hidden layer, hence no dropout
   const int hd = w_.shape.hidden, o = w_.shape.outputs();
   const size_t nh = static_cast<size_t>(n) * hd;
   h_.resize(nh);

@@ -30,7 +30,8 @@ class HeadOptimizer {
   virtual ~HeadOptimizer() = default;
 
   // One Adam step on x (n × dim) with labels (n). `step_key` names the step for the dropout mask
-  // (the mask depends only on seed, step_key and the position in the batch).
+  // (the mask depends only on seed, step_key and the position in the batch). A probe (hidden 0)
+  // has one layer, W1 (outputs × dim) and b1, and no dropout.
   StepStats step(const float* x, const int32_t* labels, int n, uint64_t step_key);
 
   // The current weights in nn.Linear's layout (unblocks W1 when it changed since the last call).
@@ -69,6 +70,8 @@ class HeadOptimizer {
   // Writes the current W1 into w_.w1 (allocating it if a subclass released it).
   void refresh_w1();
   void check_not_spent(const char* what) const;
+  // step() of a probe (hidden 0): the first layer gives the logits; `dropout` does not apply.
+  StepStats probe_step(const float* x, const int32_t* labels, int n);
 
   HeadWeights w_;  // b1, w2, b2 live here; w_.w1 is refreshed from w1_blocked_ by weights()
   bool w1_stale_ = false;

@@ -4,6 +4,7 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -53,6 +54,9 @@ struct TrainOutcome {
   EvalResult final_test, selected_test;
   double train_seconds = 0.0;
   int64_t train_vectors = 0;
+  // --optimizer lbfgs (train_head/probe.h): iterations, evaluations, objective, gradient norm,
+  // stop reason; null for Adam. Written to summary.json as "solver".
+  nlohmann::json solver;
 };
 
 TrainOutcome run_training(const TrainParams& p, TrainSetup& setup,

@@ -1,11 +1,13 @@
 """Trained heads: ``RUN_DIR/head.bin`` (head/head_file.h, head/head_file.cpp).
 
-Format version 1, little-endian: magic ``VGGHEAD\\0`` (8 bytes) | u32 version (1) | u32 N |
+Format versions 1 and 2, little-endian: magic ``VGGHEAD\\0`` (8 bytes) | u32 version | u32 N |
 N bytes of JSON header, zero-padded to a multiple of 16 | float32 row-major tensors at the
 offsets the header lists (relative to the end of the padded header) | u32 CRC-32C of every byte
 before it. The head: x' = (x − mean) / std when standardised, Linear(dim, hidden), ReLU,
 (Dropout, training only), Linear(hidden, outputs), then a sigmoid (two classes, one output:
-probabilities (1 − p, p)) or a softmax (more classes).
+probabilities (1 − p, p)) or a softmax (more classes). Version 2 may also hold a linear probe
+(hidden 0): one Linear(dim, outputs), weight ``w1`` (outputs × dim) and bias ``b1``, no ``w2``,
+``b2``, then the same sigmoid or softmax. train_head writes version 1 for every other head.
 """
 import json
 import struct
@@ -16,13 +18,14 @@ from . import crc as _crc
 from .errors import CorruptError, SchemaError, VggCacheError
 
 HEAD_MAGIC = b"VGGHEAD\0"
-HEAD_FORMAT_VERSION = 1
+HEAD_FORMAT_VERSION = 2  # the newest version read; 1 is read too
 
 
 def read_head(path, verify=True):
     """Reads ``head.bin``. Returns a dict of NumPy float32 arrays and metadata:
 
-    ``w1`` (hidden × dim), ``b1`` (hidden), ``w2`` (outputs × hidden), ``b2`` (outputs),
+    ``w1`` (hidden × dim), ``b1`` (hidden), ``w2`` (outputs × hidden), ``b2`` (outputs); a probe
+    (``hidden`` 0): ``w1`` (outputs × dim), ``b1`` (outputs), no ``w2`` or ``b2``;
     ``mean``/``std`` (dim each, only when ``standardize``), ``standardize`` (bool), ``dim``,
     ``hidden``, ``outputs``, ``output`` ("sigmoid"/"softmax"), ``dropout``, ``classes`` (names in
     label order), ``features`` (the training cache's feature settings), ``feature_fingerprint``,
@@ -37,9 +40,9 @@ def read_head(path, verify=True):
     if len(buf) < 20 or buf[:8] != HEAD_MAGIC:
         raise CorruptError(f"head file {path}: not a vggcache head (bad magic)")
     version, n = struct.unpack_from("<II", buf, 8)
-    if version != HEAD_FORMAT_VERSION:
-        raise SchemaError(f"head file {path}: format version {version} (this reader reads version "
-                          f"{HEAD_FORMAT_VERSION})")
+    if not 1 <= version <= HEAD_FORMAT_VERSION:
+        raise SchemaError(f"head file {path}: format version {version} (this reader reads "
+                          f"versions 1 to {HEAD_FORMAT_VERSION})")
     if verify:
         (stored,) = struct.unpack_from("<I", buf, len(buf) - 4)
         if _crc.crc32c(memoryview(buf)[:-4]) != stored:
@@ -71,10 +74,17 @@ def read_head(path, verify=True):
         raise CorruptError(f"head file {path}: bad header: {e!r}") from None
     o = out["outputs"]
     std = "mean" in tensors or "std" in tensors
-    ok = (dim >= 1 and hidden >= 1 and classes >= 2 and len(out["classes"]) == classes
-          and all(k in tensors for k in ("w1", "b1", "w2", "b2"))
-          and tensors["w1"].shape == (hidden, dim) and tensors["b1"].shape == (hidden,)
-          and tensors["w2"].shape == (o, hidden) and tensors["b2"].shape == (o,)
+    if hidden == 0 and version < 2:
+        raise CorruptError(f"head file {path}: hidden 0 (a probe) in a version 1 file")
+    if hidden == 0:  # the probe: one layer, w1 (outputs × dim) and b1
+        layers = (all(k in tensors for k in ("w1", "b1")) and "w2" not in tensors
+                  and "b2" not in tensors and tensors["w1"].shape == (o, dim)
+                  and tensors["b1"].shape == (o,))
+    else:
+        layers = (all(k in tensors for k in ("w1", "b1", "w2", "b2"))
+                  and tensors["w1"].shape == (hidden, dim) and tensors["b1"].shape == (hidden,)
+                  and tensors["w2"].shape == (o, hidden) and tensors["b2"].shape == (o,))
+    ok = (dim >= 1 and hidden >= 0 and classes >= 2 and len(out["classes"]) == classes and layers
           and (not std or (tensors.get("mean", np.empty(0)).shape == (dim,)
                            and tensors.get("std", np.empty(0)).shape == (dim,))))
     if not ok:
@@ -90,7 +100,8 @@ def head_module(path_or_head):
     (or one ``(dim,)``) to probabilities ``(n, classes)`` in label order — for two classes
     ``(1 − p, p)`` with p = sigmoid of the single output, else a softmax — what train_head's
     evaluation and ``predict`` compute per view (average the views of an image yourself).
-    ``module.logits(x)`` gives the last layer's outputs. Takes a path or ``read_head``'s dict;
+    ``module.logits(x)`` gives the last layer's outputs (a probe's only layer: ``fc1``, no
+    ``fc2``). Takes a path or ``read_head``'s dict;
     ``module.classes``, ``module.features`` and ``module.feature_fingerprint`` come with it."""
     import torch
     from torch import nn
@@ -100,13 +111,16 @@ def head_module(path_or_head):
     class VggHead(nn.Module):
         def __init__(self):
             super().__init__()
-            self.fc1 = nn.Linear(h["dim"], h["hidden"])
-            self.fc2 = nn.Linear(h["hidden"], h["outputs"])
+            self.probe = h["hidden"] == 0
+            self.fc1 = nn.Linear(h["dim"], h["outputs"] if self.probe else h["hidden"])
             with torch.no_grad():
                 self.fc1.weight.copy_(torch.from_numpy(h["w1"]))
                 self.fc1.bias.copy_(torch.from_numpy(h["b1"]))
-                self.fc2.weight.copy_(torch.from_numpy(h["w2"]))
-                self.fc2.bias.copy_(torch.from_numpy(h["b2"]))
+            if not self.probe:
+                self.fc2 = nn.Linear(h["hidden"], h["outputs"])
+                with torch.no_grad():
+                    self.fc2.weight.copy_(torch.from_numpy(h["w2"]))
+                    self.fc2.bias.copy_(torch.from_numpy(h["b2"]))
             self.standardize = h["standardize"]
             if self.standardize:
                 self.register_buffer("mean", torch.from_numpy(h["mean"].copy()))
@@ -121,6 +135,8 @@ def head_module(path_or_head):
                 x = x.unsqueeze(0)
             if self.standardize:
                 x = (x - self.mean) / self.std
+            if self.probe:
+                return self.fc1(x)
             return self.fc2(torch.relu(self.fc1(x)))
 
         def forward(self, x):

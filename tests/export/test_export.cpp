@@ -125,6 +125,14 @@ TEST(Export, SoftmaxHeadOfThreeClasses) {
   export_and_compare(d, d.head("std3", "--standardize"), "std3");
 }
 
+// A linear probe (hidden 0, head.bin version 2): classifier = Sequential(Linear, Softmax), its
+// standardisation folded into the one Linear.
+TEST(Export, LinearProbeOfThreeClasses) {
+  VGGCACHE_REQUIRE_CARBIKE(carbike);
+  Data& d = three_classes(carbike);
+  export_and_compare(d, d.head("probe3", "--hidden 0 --standardize"), "probe3");
+}
+
 TEST(Export, SidecarDescribesTheModel) {
   VGGCACHE_REQUIRE_CARBIKE(carbike);
   Data& d = two_classes(carbike);

@@ -103,6 +103,13 @@ TEST(ExportOnnx, StandardisedSoftmaxHeadOfThreeClasses) {
   onnx_vs_predict(d, d.head("std3", "--standardize"), "std3");
 }
 
+// A linear probe (hidden 0): Flatten, one Gemm, Sigmoid.
+TEST(ExportOnnx, LinearProbe) {
+  VGGCACHE_REQUIRE_CARBIKE(carbike);
+  Data& d = two_classes(carbike);
+  onnx_vs_predict(d, d.head("probe", "--hidden 0 --standardize"), "probe");
+}
+
 TEST(ExportOnnx, MetadataNamesWeightsHeadAndPreprocessing) {
   VGGCACHE_REQUIRE_CARBIKE(carbike);
   Data& d = two_classes(carbike);

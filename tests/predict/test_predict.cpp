@@ -13,13 +13,13 @@
 #include <stdexcept>
 
 #include "extract/extract_fixture.h"
-#include "predict/inputs.h"
-#include "predict/predict_csv.h"
-#include "test_util.h"
 #include "head/evaluate.h"
 #include "head/feature_source.h"
 #include "head/head_file.h"
 #include "head/predictions_csv.h"
+#include "predict/inputs.h"
+#include "predict/predict_csv.h"
+#include "test_util.h"
 
 namespace fs = std::filesystem;
 
@@ -213,6 +213,41 @@ TEST(Predict, TtaAveragesTheProbabilitiesOfExtractsCrops) {
   }
   EXPECT_GT(max_tta_effect, 1e-4) << "--tta gave the eval view's probabilities";
   testing::report_numerics("predict --tta vs the head on extract's crops", worst, kTolerance);
+}
+
+// A linear probe (head.bin version 2, hidden 0) trained by L-BFGS on the same caches: predict
+// reads it and gives train_head's probabilities for the eval view.
+TEST(Predict, UsesAProbeHead) {
+  VGGCACHE_REQUIRE_CARBIKE(carbike);
+  World& w = world(carbike);
+  const std::string run = w.tmp / "probe_run", out = w.tmp / "probe.csv";
+  // A strong L2 keeps the probabilities away from 0 and 1, where a disagreement would not show.
+  must(tool("train_head", "--train " + shell_quote(w.tmp / "train.cache") + " --test " +
+                              shell_quote(w.tmp / "test.cache") + " --out " + shell_quote(run) +
+                              " --hidden 0 --optimizer lbfgs --l2 1e4 --standardize --threads 2 "
+                              "--quiet"),
+       "train_head --hidden 0 --optimizer lbfgs");
+  EXPECT_EQ(load_head(run + "/head.bin").weights.shape.hidden, 0);
+  must(tool("predict", "--weights random:1 --head " + shell_quote(run + "/head.bin") + " --out " +
+                           shell_quote(out) + " --threads 2 --quiet " + shell_quote(w.test_split)),
+       "predict (probe)");
+  std::map<std::string, Row> got = parse_predict_csv(testing::read_file(out));
+  Predictions ref = read_predictions_csv(run + "/predictions.csv");
+  ASSERT_EQ(got.size(), ref.rows.size());
+  bool away_from_0_and_1 = false;
+  double worst = 0;
+  for (const auto& row : ref.rows) {
+    const std::string path = w.test_split + "/" + row.path;
+    auto it = got.find(path);
+    ASSERT_NE(it, got.end()) << path;
+    expect_row_consistent(path, it->second);
+    for (int k = 0; k < 2; ++k)
+      worst = std::max(worst, std::abs(it->second.probs[k] - row.probs[k]));
+    away_from_0_and_1 |= row.probs[0] > 0.01 && row.probs[0] < 0.99;
+  }
+  EXPECT_TRUE(away_from_0_and_1);
+  EXPECT_LE(worst, kTolerance);
+  testing::report_numerics("predict vs train_head probabilities (probe)", worst, kTolerance);
 }
 
 TEST(Predict, RefusesOtherWeightsBeforeAnyWork) {

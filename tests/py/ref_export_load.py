@@ -48,11 +48,17 @@ def main():
     m = scope["m"]
     head = side["head"]
     c = m.classifier
-    assert isinstance(c, nn.Sequential) and len(c) == 5, c
-    assert isinstance(c[0], nn.Linear) and c[0].in_features == 25088
-    assert c[0].out_features == head["hidden"] and c[3].out_features == head["outputs"]
-    assert isinstance(c[1], nn.ReLU) and isinstance(c[2], nn.Dropout)
-    assert isinstance(c[4], nn.Sigmoid if head["outputs"] == 1 else nn.Softmax)
+    if head["hidden"] == 0:  # a linear probe: Linear, then the output
+        assert isinstance(c, nn.Sequential) and len(c) == 2, c
+        assert isinstance(c[0], nn.Linear) and c[0].in_features == 25088
+        assert c[0].out_features == head["outputs"]
+        assert isinstance(c[1], nn.Sigmoid if head["outputs"] == 1 else nn.Softmax)
+    else:
+        assert isinstance(c, nn.Sequential) and len(c) == 5, c
+        assert isinstance(c[0], nn.Linear) and c[0].in_features == 25088
+        assert c[0].out_features == head["hidden"] and c[3].out_features == head["outputs"]
+        assert isinstance(c[1], nn.ReLU) and isinstance(c[2], nn.Dropout)
+        assert isinstance(c[4], nn.Sigmoid if head["outputs"] == 1 else nn.Softmax)
     assert not m.training
 
     pre = side["preprocessing"]
@@ -85,10 +91,14 @@ def two_columns(p):
 def exact_head(path, x):
     from vggcache import read_head
     h = read_head(path)
-    w1, b1, w2, b2 = (np.asarray(h[k], np.float64) for k in ("w1", "b1", "w2", "b2"))
+    w1, b1 = (np.asarray(h[k], np.float64) for k in ("w1", "b1"))
     if h["standardize"]:
         x = (x - np.asarray(h["mean"], np.float64)) / np.asarray(h["std"], np.float64)
-    z = np.maximum(x @ w1.T + b1, 0) @ w2.T + b2
+    if h["hidden"] == 0:  # a linear probe
+        z = x @ w1.T + b1
+    else:
+        w2, b2 = (np.asarray(h[k], np.float64) for k in ("w2", "b2"))
+        z = np.maximum(x @ w1.T + b1, 0) @ w2.T + b2
     if z.shape[1] == 1:
         return two_columns(1 / (1 + np.exp(-z)))
     e = np.exp(z - z.max(axis=1, keepdims=True))

@@ -278,12 +278,19 @@ def body(tmp):
             "--epochs", "2", "--hidden", "16", "--threads", "2", "--quiet", *extra)
         runs[name] = (out, test_cache)
 
-    def check_head(name, standardized):
+    def check_head(name, standardized, probe=False):
         import torch
         out, test_cache = runs[name]
         h = vggcache.read_head(os.path.join(out, "head.bin"))
-        assert h["w1"].shape == (16, 25088) and h["b1"].shape == (16,)
-        assert h["w2"].shape == (1, 16) and h["b2"].shape == (1,)
+        with open(os.path.join(out, "head.bin"), "rb") as f:
+            version = int.from_bytes(f.read(12)[8:], "little")
+        assert version == (2 if probe else 1), version  # version 1 unless the head needs 2
+        if probe:
+            assert h["hidden"] == 0 and "w2" not in h and "b2" not in h
+            assert h["w1"].shape == (1, 25088) and h["b1"].shape == (1,)
+        else:
+            assert h["w1"].shape == (16, 25088) and h["b1"].shape == (16,)
+            assert h["w2"].shape == (1, 16) and h["b2"].shape == (1,)
         assert h["output"] == "sigmoid" and h["classes"] == ["bicycle", "car"]
         assert h["standardize"] == standardized
         assert ("mean" in h) == ("std" in h) == standardized
@@ -323,6 +330,15 @@ def body(tmp):
         train("run_std", raw, pp, "--standardize")
         check_head("run_std", True)
 
+    @check("head_module reproduces predictions.csv (a probe: --hidden 0 --optimizer lbfgs)")
+    def _():
+        out = os.path.join(tmp, "run_probe")  # L-BFGS takes no --epochs: train() gives them
+        run("train_head", "--train", pp, "--test", raw, "--out", out, "--hidden", "0",
+            "--optimizer", "lbfgs", "--standardize", "--max-iter", "30", "--threads", "2",
+            "--quiet")
+        runs["run_probe"] = (out, raw)
+        check_head("run_probe", True, probe=True)
+
     @check("a damaged head.bin is refused")
     def _():
         src = os.path.join(runs["run_plain"][0], "head.bin")
@@ -332,9 +348,9 @@ def body(tmp):
         open(bad, "wb").write(blob)
         expect_raises(vggcache.CorruptError, lambda: vggcache.read_head(bad), "checksum")
         blob = bytearray(open(src, "rb").read())
-        blob[8] = 2
+        blob[8] = 3
         open(bad, "wb").write(blob)
-        expect_raises(vggcache.SchemaError, lambda: vggcache.read_head(bad), "version 2")
+        expect_raises(vggcache.SchemaError, lambda: vggcache.read_head(bad), "version 3")
 
     @check("VggCacheDataset yields the reader's vectors")
     def _():

@@ -30,66 +30,15 @@
 namespace vggcache {
 namespace {
 
-// VGG16's last map side at each input size (five 2×2 max-pools, rounding down).
-int map_side(int px) {
-  for (int i = 0; i < 5; ++i) px /= 2;
-  return px;
-}
-
 // 160 channels: three channel blocks (64, 64, 32), so block edges and a short last block are
 // exercised while the full-width reference stays quick (160 × 49 = 7,840 columns).
 constexpr int kChannels = 160;
 
-// A complete prepool-f32 cache of ReLU-like maps, max(0, centre[label] + noise), C × s × s.
 CacheMeta make_prepool_cache(const std::string& dir, int px, int images_per_class, int crops) {
-  const int s = map_side(px), floats = kChannels * s * s;
-  CacheMeta meta;
-  meta.tool_version = "test";
-  meta.codec = Codec::kPrepoolF32;
-  meta.dim = kChannels * 49;
-  meta.payload_floats = floats;
-  meta.prepool_shape = {kChannels, s, s};
-  meta.classes = {"bicycle", "car"};
-  meta.source_dir = "synthetic";
-  meta.weights = {"random:1", "", true};
-  meta.preprocess.size = px;
-  meta.preprocess.crops = crops;
-  for (int c = 0; c < 2; ++c)
-    for (int i = 0; i < images_per_class; ++i)
-      meta.images.push_back(
-          {meta.classes[c] + "/" + std::to_string(i) + ".jpg", 1000, std::string(64, '0'), c});
-  Rng rng(17, Stream::kInit);
-  // A shared base plus a small class offset: separable enough to learn, not so much that the
-  // loss collapses to 0 within the 5 epochs (then it would compare rounding noise only).
-  std::vector<float> centres(2 * static_cast<size_t>(floats));
-  for (int j = 0; j < floats; ++j) {
-    const float base = 0.7f * testing::gaussian(rng);
-    centres[j] = base + 0.03f * testing::gaussian(rng);
-    centres[floats + j] = base + 0.03f * testing::gaussian(rng);
-  }
-  auto writer = CacheWriter::open(dir, meta, WriterOptions{64ull << 20, true});
-  std::vector<std::vector<float>> maps;
-  std::vector<RecordIn> recs;
-  for (uint32_t img = 0; img < meta.images.size(); ++img) {
-    const int label = meta.images[img].label;
-    for (int k = 0; k < crops; ++k) {
-      std::vector<float> z(floats);
-      for (int j = 0; j < floats; ++j)
-        z[j] = std::max(0.0f,
-                        centres[static_cast<size_t>(label) * floats + j] + testing::gaussian(rng));
-      maps.push_back(std::move(z));
-      RecordIn r;
-      r.image = img;
-      r.crop = static_cast<uint32_t>(k);
-      r.label = label;
-      recs.push_back(r);
-    }
-  }
-  for (size_t i = 0; i < recs.size(); ++i) recs[i].data = maps[i].data();
-  writer->put_batch(recs, static_cast<uint32_t>(meta.images.size()));
-  writer->finish();
-  return writer->meta();
+  return testing::make_prepool_cache(dir, px, images_per_class, crops, kChannels);
 }
+
+using testing::map_side;
 
 // ‖a − b‖ / ‖b‖ (Frobenius): the relative difference of a whole tensor.
 double rel_diff(const std::vector<float>& a, const std::vector<float>& b) {

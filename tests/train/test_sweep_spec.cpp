@@ -107,7 +107,7 @@ TEST(SweepSpec, ErrorsNameTheKeyAndTheProblem) {
       {"lr=0", "lr", "out of range"},
       {"lr=-1e-3,1e-3", "lr", "out of range"},
       {"dropout=0.5,1", "dropout", "out of range"},
-      {"hidden=0", "hidden", "out of range"},
+      {"hidden=-1", "hidden", "out of range"},  // 0 is the linear probe
       {"hidden=1.5", "hidden", "integer"},
       {"batch=abc", "batch", "not a number"},
       {"epochs=", "epochs", "empty"},

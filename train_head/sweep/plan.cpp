@@ -8,6 +8,7 @@
 #include "common/error.h"
 #include "common/sha256.h"
 #include "train_head/cli.h"
+#include "train_head/sweep/spec.h"
 
 namespace vggcache {
 
@@ -102,6 +103,8 @@ void check_same_sweep(const json& stored, const json& identity, const std::strin
 }
 
 std::string schedule_key(const TrainParams& p) {
+  // L-BFGS has no batches to share: each configuration is a unit of its own.
+  if (p.optimizer == "lbfgs") return "lbfgs/" + config_settings_json(p).dump();
   return fmt::format("b{}/e{}/s{}/a{}/z{}/{}", p.batch, p.epochs, p.seed, p.all_crops ? 1 : 0,
                      p.standardize ? 1 : 0, p.sampler == "uniform" ? 0 : 1);
 }

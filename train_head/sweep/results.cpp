@@ -34,6 +34,7 @@ SweepRow read_row(const std::string& dir, const json& config) {
   // Sweeps made before these settings trained with their defaults.
   if (!r.settings.contains("class_weight")) r.settings["class_weight"] = "none";
   if (!r.settings.contains("sampler")) r.settings["sampler"] = "uniform";
+  if (!r.settings.contains("optimizer")) r.settings["optimizer"] = "adam";
   r.dir = dir;
   const std::string summary_path = dir + "/summary.json";
   try {
@@ -62,9 +63,9 @@ std::string setting_text(const json& v) {
 }
 
 // Keys of config_settings_json, in its canonical order.
-const char* const kSettingKeys[] = {"lr",    "weight_decay", "dropout",     "hidden",
-                                    "batch", "epochs",       "standardize", "all_crops",
-                                    "seed",  "class_weight", "sampler"};
+const char* const kSettingKeys[] = {
+    "lr",        "weight_decay", "dropout",      "hidden",  "batch",     "epochs", "standardize",
+    "all_crops", "seed",         "class_weight", "sampler", "optimizer", "l2"};  // last two: lbfgs
 
 json row_json(const SweepRow& r, size_t rank) {
   return {{"rank", rank},
@@ -126,6 +127,20 @@ void rank_rows(std::vector<SweepRow>* rows, const std::string& select) {
 
 std::string single_run_command(const json& sweep, const SweepRow& r) {
   const json& s = r.settings;
+  if (s.value("optimizer", "adam") == "lbfgs") {  // Adam's flags would be refused
+    std::string cmd = fmt::format(
+        "train_head --train {} --test {} --out RUN_DIR --hidden 0 --optimizer lbfgs --l2 {} "
+        "--max-iter {} --tol {} --seed {} --val-fraction {}",
+        shell_word(sweep.value("train_cache", "TRAIN")),
+        shell_word(sweep.value("test_cache", "TEST")), setting_text(s.at("l2")),
+        setting_text(s.at("max_iter")), setting_text(s.at("tol")), setting_text(s.at("seed")),
+        setting_text(sweep.at("identity").at("val_fraction")));
+    if (s.at("standardize").get<bool>()) cmd += " --standardize";
+    if (s.at("all_crops").get<bool>()) cmd += " --all-crops";
+    if (s.value("class_weight", "none") != "none") cmd += " --class-weight balanced";
+    if (sweep_select(sweep) != "accuracy") cmd += " --select balanced";
+    return cmd;
+  }
   std::string cmd = fmt::format(
       "train_head --train {} --test {} --out RUN_DIR --epochs {} --batch {} --lr {} --hidden {} "
       "--dropout {} --weight-decay {} --seed {} --val-fraction {}",
@@ -146,8 +161,15 @@ std::string single_run_command(const json& sweep, const SweepRow& r) {
 void write_sweep_results(const std::string& dir, const json& sweep,
                          const std::vector<SweepRow>& ranked) {
   const size_t total = sweep.at("configurations").size();
+  // optimizer and l2 are columns only in sweeps that have an lbfgs configuration, so the CSV of
+  // every other sweep keeps the columns it always had.
+  bool lbfgs = false;
+  for (const json& c : sweep.at("configurations"))
+    lbfgs |= c.at("settings").value("optimizer", "adam") != "adam";
+  std::vector<const char*> keys(std::begin(kSettingKeys), std::end(kSettingKeys));
+  if (!lbfgs) keys.resize(keys.size() - 2);
   std::string csv = "rank,id";
-  for (const char* k : kSettingKeys) csv += std::string(",") + k;
+  for (const char* k : keys) csv += std::string(",") + k;
   csv +=
       ",val_accuracy,val_loss,best_epoch,test_accuracy,test_loss,final_test_accuracy,seconds,"
       "dir\n";
@@ -155,7 +177,8 @@ void write_sweep_results(const std::string& dir, const json& sweep,
   for (size_t i = 0; i < ranked.size(); ++i) {
     const SweepRow& r = ranked[i];
     csv += fmt::format("{},{}", i + 1, r.id);
-    for (const char* k : kSettingKeys) csv += "," + setting_text(r.settings.at(k));
+    for (const char* k : keys)  // l2 is empty for Adam (its L2 is weight_decay)
+      csv += "," + (r.settings.contains(k) ? setting_text(r.settings.at(k)) : std::string());
     csv += fmt::format(",{},{},{},{},{},{},{:.3f},{}\n", format_number(r.val_accuracy),
                        format_number(r.val_loss), r.best_epoch, format_number(r.test_accuracy),
                        format_number(r.test_loss), format_number(r.final_test_accuracy), r.seconds,
@@ -200,8 +223,9 @@ std::string top_table(const json& sweep, const std::vector<SweepRow>& ranked, si
   for (size_t i = 0; i < ranked.size() && i < k; ++i) {
     const SweepRow& r = ranked[i];
     s += fmt::format("{:>4} {:<12}", i + 1, r.id);
-    for (const std::string& key : keys)
-      s += fmt::format(" {:>12}", setting_text(r.settings.at(key)));
+    for (const std::string& key : keys)  // l2 is absent from Adam's rows (not theirs)
+      s +=
+          fmt::format(" {:>12}", r.settings.contains(key) ? setting_text(r.settings.at(key)) : "-");
     s += fmt::format(" {:>7.2f}% {:>5} {:>8.2f}% {:>8.1f}\n", 100 * r.val_accuracy, r.best_epoch,
                      100 * r.test_accuracy, r.seconds);
   }

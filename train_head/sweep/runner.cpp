@@ -23,6 +23,7 @@
 #include "train_head/batch_schedule.h"
 #include "train_head/cache_checks.h"
 #include "train_head/compact_step.h"
+#include "train_head/probe.h"
 #include "train_head/run_outputs.h"
 #include "train_head/sweep/plan.h"
 #include "train_head/sweep/progress.h"
@@ -112,7 +113,7 @@ std::string tmp_dir(const SweepContext& ctx, const std::string& id) {
 // Estimated cost of one epoch of a configuration (see train_head/sweep/progress.h).
 double epoch_work(const SweepContext& ctx, const TrainParams& p, int64_t train_vectors,
                   int64_t val_vectors) {
-  return static_cast<double>(p.hidden) *
+  return static_cast<double>(std::max(p.hidden, 1)) *  // a probe: about one hidden unit's work
          static_cast<double>(3 * train_vectors + val_vectors + ctx.test_vectors);
 }
 
@@ -138,7 +139,8 @@ void run_unit(SweepContext& ctx, const SweepUnit& unit) {
     inits[h] = init_head({ctx.dim, ps[h].hidden, ctx.classes}, ps[h].seed);
   });
   SeedData& sd = ctx.seeds.at(ps.front().seed);
-  FormSources& src = *ctx.sources.at(ctx.form[ps.front().standardize]);
+  const bool lbfgs = ps.front().optimizer == "lbfgs";  // then the unit is this configuration
+  FormSources& src = *ctx.sources.at(ctx.form[ps.front().standardize || lbfgs]);
   TrainSetup setup;
   setup.train = &src.locked_train;
   setup.test = src.test_source();
@@ -155,11 +157,19 @@ void run_unit(SweepContext& ctx, const SweepUnit& unit) {
   };
   const int64_t val_vectors = static_cast<int64_t>(sd.split.val.size()) * src.train.crops();
   ctx.progress->started(unit.size());
-  std::vector<TrainOutcome> outs =
-      run_training_shared(ps, setup, std::move(inits), [&](size_t h, const EpochMetrics& m) {
-        logs[h]->append(m);
-        ctx.progress->worked(epoch_work(ctx, ps[h], m.vectors, val_vectors));
-      });
+  std::vector<TrainOutcome> outs;
+  if (lbfgs) {
+    setup.init = std::move(inits.front());
+    outs.push_back(train_probe_lbfgs(ps.front(), setup, {}));
+    logs.front()->append(outs.front().epochs.front());
+    ctx.progress->worked(
+        epoch_work(ctx, ps.front(), outs.front().epochs.front().vectors, val_vectors));
+  } else {
+    outs = run_training_shared(ps, setup, std::move(inits), [&](size_t h, const EpochMetrics& m) {
+      logs[h]->append(m);
+      ctx.progress->worked(epoch_work(ctx, ps[h], m.vectors, val_vectors));
+    });
+  }
   const double seconds = seconds_since(t0);
   // Each configuration is written and published on its own (a head.bin is 25 MB at hidden 256):
   // in parallel, so one unit's heads do not queue behind each other.
@@ -215,6 +225,7 @@ std::string compact_note(const SweepContext& ctx) {
 int run_sweep(const TrainParams& base, const SweepParams& sweep) {
   const SweepSpec spec = load_sweep_spec(sweep.spec);
   SweepContext ctx;
+  // Index 1 also serves unstandardised L-BFGS configurations, which read window means.
   for (bool standardize : {false, true})
     ctx.form[standardize] =
         training_vectors(base.train_cache, base.test_cache, base.full_width, standardize);
@@ -270,7 +281,8 @@ int run_sweep(const TrainParams& base, const SweepParams& sweep) {
   double total_work = 0.0;
   for (size_t i : pending) {
     const TrainParams& p = plan.configs[i].params;
-    FormSources& src = sources(p.standardize);
+    // L-BFGS reads window means whether or not it standardises (train_head/probe.h).
+    FormSources& src = sources(p.standardize || p.optimizer == "lbfgs");
     if (!src.test_resident) src.test_resident = make_resident(src.test, src.test.images());
     auto [it, fresh] = ctx.seeds.try_emplace(p.seed);
     SeedData& sd = it->second;

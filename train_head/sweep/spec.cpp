@@ -27,7 +27,7 @@ enum class KeyKind {
   kSize,  // integer, ranges drawn log-uniformly (hidden, batch)
   kInt,   // integer, ranges drawn uniformly (epochs, seed)
   kBool,
-  kChoice,  // one of two words, held as 0 / 1 (class-weight, sampler)
+  kChoice,  // one of two words, held as 0 / 1 (class-weight, sampler, optimizer)
 };
 
 struct KeyInfo {
@@ -45,7 +45,7 @@ const KeyInfo kKeys[] = {
     {"lr", KeyKind::kRate, 0.0, 1e6, true, true},
     {"weight-decay", KeyKind::kRate, 0.0, 1e6, false, true},
     {"dropout", KeyKind::kReal, 0.0, 1.0, false, true},
-    {"hidden", KeyKind::kSize, 1, 1 << 20, false, false},
+    {"hidden", KeyKind::kSize, 0, 1 << 20, false, false},  // 0: the linear probe
     {"batch", KeyKind::kSize, 1, 1 << 24, false, false},
     {"epochs", KeyKind::kInt, 1, 1 << 20, false, false},
     {"standardize", KeyKind::kBool, 0, 1, false, false},
@@ -53,6 +53,10 @@ const KeyInfo kKeys[] = {
     {"seed", KeyKind::kInt, 0, 9007199254740992.0, false, false},
     {"class-weight", KeyKind::kChoice, 0, 1, false, false, "none", "balanced"},
     {"sampler", KeyKind::kChoice, 0, 1, false, false, "uniform", "balanced"},
+    // After the older keys: a spec's canonical JSON lists keys in this order, and specs without
+    // these keep the JSON (hence the sweep identity) they had.
+    {"optimizer", KeyKind::kChoice, 0, 1, false, false, "adam", "lbfgs"},
+    {"l2", KeyKind::kRate, 0.0, 1e12, true, false},
 };
 
 const KeyInfo* find_key(const std::string& key) {
@@ -474,20 +478,37 @@ void set_sweep_key(TrainParams* p, const std::string& key, double v) {
     p->class_weight = v != 0 ? "balanced" : "none";
   else if (key == "sampler")
     p->sampler = v != 0 ? "balanced" : "uniform";
+  else if (key == "optimizer")
+    p->optimizer = v != 0 ? "lbfgs" : "adam";
+  else if (key == "l2")
+    p->l2 = v;
   else
     throw spec_error("unknown key '" + key + "'");
+}
+
+void apply_optimizer_rules(TrainParams* p, const TrainParams& base) {
+  if (p->optimizer != "lbfgs") return;
+  p->hidden = 0;
+  p->lr = base.lr;
+  p->weight_decay = base.weight_decay;
+  p->dropout = base.dropout;
+  p->batch = base.batch;
+  p->epochs = base.epochs;
+  p->sampler = "uniform";
 }
 
 std::vector<TrainParams> expand_grid(const SweepSpec& spec, const TrainParams& base) {
   const size_t n = grid_size(spec);
   std::vector<TrainParams> out;
   out.reserve(n);
+  std::set<std::string> seen;  // an L-BFGS configuration repeated over Adam's keys counts once
   std::vector<size_t> idx(spec.axes.size(), 0);  // odometer, last axis fastest
   for (size_t c = 0; c < n; ++c) {
     TrainParams p = base;
     for (size_t a = 0; a < spec.axes.size(); ++a)
       set_sweep_key(&p, spec.axes[a].key, spec.axes[a].values[idx[a]].lo);
-    out.push_back(p);
+    apply_optimizer_rules(&p, base);
+    if (seen.insert(config_settings_json(p).dump()).second) out.push_back(p);
     for (size_t a = spec.axes.size(); a-- > 0;) {
       if (++idx[a] < spec.axes[a].values.size()) break;
       idx[a] = 0;
@@ -517,6 +538,7 @@ std::vector<TrainParams> sample_configs(const SweepSpec& spec, const TrainParams
   for (size_t d = 0; d < max_draws && out.size() < samples; ++d) {
     TrainParams p = base;
     for (const SpecAxis& a : spec.axes) set_sweep_key(&p, a.key, draw(a, rng));
+    apply_optimizer_rules(&p, base);
     if (seen.insert(config_settings_json(p).dump()).second) out.push_back(p);
   }
   if (out.size() < samples)
@@ -539,6 +561,12 @@ json config_settings_json(const TrainParams& p) {
   // settings existed stay the same and such a sweep still resumes.
   if (p.class_weight != "none") j["class_weight"] = p.class_weight;
   if (p.sampler != "uniform") j["sampler"] = p.sampler;
+  if (p.optimizer != "adam") {
+    j["optimizer"] = p.optimizer;
+    j["l2"] = p.l2;
+    j["max_iter"] = p.max_iter;
+    j["tol"] = p.tol;
+  }
   return j;
 }
 

@@ -8,13 +8,18 @@
 //   comment JSON:   {"lr": [1e-3, 3e-4], "dropout": 0.5, "hidden": "64..512", "standardize": [true,
 //   false]}
 // Keys are the single-run flags without "--": lr, weight-decay, dropout, hidden, batch, epochs,
-// standardize, all-crops, seed, class-weight (none, balanced), sampler (uniform, balanced)
-// ("_" may stand for "-"); not select, the metric that ranks them. Unswept settings come from the
-// command's own flags. Errors are Error(kInvalidArgument) naming the key and the problem.
+// standardize, all-crops, seed, class-weight (none, balanced), sampler (uniform, balanced),
+// optimizer (adam, lbfgs), l2 ("_" may stand for "-"); not select, the metric that ranks them.
+// hidden 0 is the linear probe. An lbfgs configuration is a probe: its hidden is 0 and Adam's
+// keys (lr, weight-decay, dropout, batch, epochs, sampler) take the command's values (sampler
+// uniform), so the configurations that differ only in those are one configuration. Unswept settings
+// come from the command's own flags. Errors are Error(kInvalidArgument) naming the key and the
+// problem.
 //
 // Grid: every combination, the first key (in the canonical order above) varying slowest.
 // Random (--samples N): N distinct draws from a sequential stream of the sweep seed:
-//   lr, weight-decay  log-uniform between the smallest positive and the largest value given (a 0
+//   lr, weight-decay, l2  log-uniform between the smallest positive and the largest value given (a
+//   0
 //                     among the values is drawn with probability 1 / number of values);
 //   dropout           uniform between the smallest and largest value;
 //   hidden, batch     a listed value, or log-uniform (rounded) over a range;
@@ -79,9 +84,13 @@ std::vector<TrainParams> sample_configs(const SweepSpec& spec, const TrainParams
 // Sets one key of `p` (key canonical, value already validated).
 void set_sweep_key(TrainParams* p, const std::string& key, double value);
 
+// The rule above for an lbfgs configuration (a no-op for Adam's).
+void apply_optimizer_rules(TrainParams* p, const TrainParams& base);
+
 // The swept settings of a configuration, as JSON with the canonical keys spelled with "_"
 // (lr, weight_decay, dropout, hidden, batch, epochs, standardize, all_crops, seed, class_weight,
-// sampler).
+// sampler; optimizer, l2, max_iter and tol for lbfgs). Keys added after the first sweeps appear
+// only when not the default, so configurations of older sweeps keep their ids.
 nlohmann::json config_settings_json(const TrainParams& p);
 
 // A number as the shortest text that reads back to the same double ("0.0003", "1e-05").
