@@ -33,12 +33,22 @@ uint32_t get_u32(const std::string& s, size_t off) {
 }
 
 struct TensorRef {
-  const char* name;
+  std::string name;
   std::vector<int64_t> shape;
   const std::vector<float>* data;
 };
 
+constexpr int kBlock5Channels = 512;
+constexpr size_t kBlock5WeightFloats = static_cast<size_t>(kBlock5Channels) * kBlock5Channels * 9;
+
 }  // namespace
+
+std::string TunedBlock5::weight_name(int layer) {
+  return "features." + std::to_string(24 + 2 * layer) + ".weight";
+}
+std::string TunedBlock5::bias_name(int layer) {
+  return "features." + std::to_string(24 + 2 * layer) + ".bias";
+}
 
 void save_head(const std::string& path, const HeadFile& head) {
   const HeadWeights& w = head.weights;
@@ -51,15 +61,30 @@ void save_head(const std::string& path, const HeadFile& head) {
     tensors.push_back({"mean", {s.dim}, &head.standardizer.mean});
     tensors.push_back({"std", {s.dim}, &head.standardizer.std});
   }
+  const bool tuned = !head.block5.empty();
+  const size_t first_block5 = tensors.size();
+  if (tuned)
+    for (int i = 0; i < 3; ++i) {
+      tensors.push_back({TunedBlock5::weight_name(i),
+                         {kBlock5Channels, kBlock5Channels, 3, 3},
+                         &head.block5.weight[i]});
+      tensors.push_back({TunedBlock5::bias_name(i), {kBlock5Channels}, &head.block5.bias[i]});
+    }
   json table = json::array();
   uint64_t offset = 0;
-  for (const auto& t : tensors) {
+  for (size_t k = 0; k < tensors.size(); ++k) {
+    const auto& t = tensors[k];
     table.push_back(
         {{"name", t.name}, {"shape", t.shape}, {"offset", offset}, {"floats", t.data->size()}});
+    // The names people know the layers by, beside torchvision's keys.
+    if (k >= first_block5)
+      table.back()["layer"] = fmt::format("conv5_{}", (k - first_block5) / 2 + 1);
     offset += t.data->size() * sizeof(float);
   }
+  // Ordinary heads stay version 1, so builds from before fine-tuning still read them.
+  const uint32_t version = tuned ? kHeadFormatVersionTunedBlock5 : kHeadFormatVersion;
   json header = {{"format", "vggcache-head"},
-                 {"version", kHeadFormatVersion},
+                 {"version", version},
                  {"architecture",
                   {{"dim", s.dim},
                    {"hidden", s.hidden},
@@ -73,9 +98,10 @@ void save_head(const std::string& path, const HeadFile& head) {
                  {"features", head.features},
                  {"training", head.training},
                  {"tensors", table}};
+  if (tuned) header["architecture"]["input"] = "pool4";
   std::string text = header.dump();
   std::string buf(kMagic, sizeof kMagic);
-  put_u32(&buf, kHeadFormatVersion);
+  put_u32(&buf, version);
   put_u32(&buf, static_cast<uint32_t>(text.size()));
   buf += text;
   buf.resize((buf.size() + 15) / 16 * 16, '\0');
@@ -103,10 +129,11 @@ HeadFile load_head(const std::string& path) {
   if (buf.size() < 20 || std::memcmp(buf.data(), kMagic, sizeof kMagic) != 0)
     throw corrupt("not a vggcache head (bad magic)");
   uint32_t version = get_u32(buf, 8);
-  if (version != kHeadFormatVersion)
-    throw Error(ErrorKind::kSchema, fmt::format("head file {}: format version {} (this build reads "
-                                                "version {})",
-                                                path, version, kHeadFormatVersion));
+  if (version != kHeadFormatVersion && version != kHeadFormatVersionTunedBlock5)
+    throw Error(ErrorKind::kSchema,
+                fmt::format("head file {}: format version {} (this build reads "
+                            "versions {} and {})",
+                            path, version, kHeadFormatVersion, kHeadFormatVersionTunedBlock5));
   if (get_u32(buf, buf.size() - 4) != crc32c(buf.data(), buf.size() - 4))
     throw corrupt("checksum mismatch (truncated or damaged)");
   uint32_t n = get_u32(buf, 12);
@@ -147,6 +174,23 @@ HeadFile load_head(const std::string& path) {
         h.standardizer.mean = std::move(v);
       else if (name == "std")
         h.standardizer.std = std::move(v);
+      else
+        for (int i = 0; i < 3; ++i) {
+          if (name == TunedBlock5::weight_name(i)) h.block5.weight[i] = std::move(v);
+          if (name == TunedBlock5::bias_name(i)) h.block5.bias[i] = std::move(v);
+        }
+    }
+    // A head that takes block 5's output needs all six of its tensors.
+    if (a.value("input", "pool5") == "pool4") {
+      for (int i = 0; i < 3; ++i)
+        if (h.block5.weight[i].size() != kBlock5WeightFloats ||
+            h.block5.bias[i].size() != static_cast<size_t>(kBlock5Channels))
+          throw corrupt(
+              fmt::format("architecture.input is pool4 but {} / {} are missing or "
+                          "mis-sized",
+                          TunedBlock5::weight_name(i), TunedBlock5::bias_name(i)));
+    } else if (!h.block5.empty()) {
+      throw corrupt("block 5 tensors in a head whose architecture.input is not pool4");
     }
   } catch (const json::exception& e) {
     throw corrupt(std::string("bad header: ") + e.what());

@@ -19,7 +19,16 @@
 //   training: the settings and the selected epoch (informational)
 //   tensors: [{name, shape, offset, floats}] for w1 (hidden × dim), b1, w2 (outputs × hidden),
 //            b2, then mean, std
+//
+// Version 2 (a head fine-tuned with VGG16's block 5 from a pool4 cache; version 1 otherwise, so
+// older builds still read ordinary heads): as version 1, plus
+//   architecture.input: "pool4" (the head's dim, 25088, is block 5's output; version 1 heads
+//                       take pool5 features and have no such key)
+//   features: feature_settings() of the pool4 training cache (its dim is the pool4 map's C·h·w)
+//   tensors: features.24.weight, features.24.bias, features.26.*, features.28.* (torchvision's
+//            state_dict names and shapes: 512 × 512 × 3 × 3 and 512; "layer" gives conv5_1..3)
 #pragma once
+#include <array>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -31,6 +40,18 @@
 namespace vggcache {
 
 inline constexpr uint32_t kHeadFormatVersion = 1;
+inline constexpr uint32_t kHeadFormatVersionTunedBlock5 = 2;  // a head with its tuned block 5
+
+// VGG16's block 5 as fine-tuned with a head (finetune/block5.h holds the computation; this is
+// only its tensors, so head_core does not depend on the fine-tuning code).
+struct TunedBlock5 {
+  std::array<std::vector<float>, 3> weight;  // conv5_{1,2,3}.weight: 512 × 512 × 3 × 3
+  std::array<std::vector<float>, 3> bias;    // conv5_{1,2,3}.bias: 512
+  bool empty() const { return weight[0].empty(); }
+  // torchvision's state_dict name of layer i's weight / bias ("features.24.weight", ...).
+  static std::string weight_name(int layer);
+  static std::string bias_name(int layer);
+};
 
 struct HeadFile {
   HeadWeights weights;
@@ -39,6 +60,7 @@ struct HeadFile {
   double dropout = 0.0;
   nlohmann::json features;  // feature_settings() of the training cache
   nlohmann::json training;  // informational
+  TunedBlock5 block5;       // empty: the head takes pool5 features (version 1)
 };
 
 // Writes atomically (temporary file + rename). Throws Error(kIo) naming the file.
