@@ -29,6 +29,13 @@ std::string output_module(const HeadFile& head) {
 }  // namespace
 
 void check_exportable(const HeadFile& head, const std::string& head_path) {
+  // Its block 5 would have to replace the weights file's conv5_x in the exported model: not
+  // built yet, and exporting the untuned block 5 with the tuned head would be a wrong model.
+  if (!head.block5.empty())
+    throw Error(ErrorKind::kInvalidArgument,
+                fmt::format("head {} carries a fine-tuned block 5 (train_head on a pool4 cache); "
+                            "exporting such heads is not built yet",
+                            head_path));
   if (head.weights.shape.dim != kVgg16PooledDim)
     throw Error(ErrorKind::kMismatch,
                 fmt::format("head {} takes {} features; only heads on VGG16's pooled {} features "

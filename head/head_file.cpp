@@ -33,15 +33,25 @@ uint32_t get_u32(const std::string& s, size_t off) {
 }
 
 struct TensorRef {
-  const char* name;
+  std::string name;
   std::vector<int64_t> shape;
   const std::vector<float>* data;
 };
 
+constexpr int kBlock5Channels = 512;
+constexpr size_t kBlock5WeightFloats = static_cast<size_t>(kBlock5Channels) * kBlock5Channels * 9;
+
 }  // namespace
 
+std::string TunedBlock5::weight_name(int layer) {
+  return "features." + std::to_string(24 + 2 * layer) + ".weight";
+}
+std::string TunedBlock5::bias_name(int layer) {
+  return "features." + std::to_string(24 + 2 * layer) + ".bias";
+}
+
 uint32_t head_format_version(const HeadFile& head) {
-  return head.weights.shape.probe() ? 2 : 1;
+  return head.weights.shape.probe() || !head.block5.empty() ? 2 : 1;
 }
 
 void save_head(const std::string& path, const HeadFile& head) {
@@ -57,11 +67,24 @@ void save_head(const std::string& path, const HeadFile& head) {
     tensors.push_back({"mean", {s.dim}, &head.standardizer.mean});
     tensors.push_back({"std", {s.dim}, &head.standardizer.std});
   }
+  const bool tuned = !head.block5.empty();
+  const size_t first_block5 = tensors.size();
+  if (tuned)
+    for (int i = 0; i < 3; ++i) {
+      tensors.push_back({TunedBlock5::weight_name(i),
+                         {kBlock5Channels, kBlock5Channels, 3, 3},
+                         &head.block5.weight[i]});
+      tensors.push_back({TunedBlock5::bias_name(i), {kBlock5Channels}, &head.block5.bias[i]});
+    }
   json table = json::array();
   uint64_t offset = 0;
-  for (const auto& t : tensors) {
+  for (size_t k = 0; k < tensors.size(); ++k) {
+    const auto& t = tensors[k];
     table.push_back(
         {{"name", t.name}, {"shape", t.shape}, {"offset", offset}, {"floats", t.data->size()}});
+    // The names people know the layers by, beside torchvision's keys.
+    if (k >= first_block5)
+      table.back()["layer"] = fmt::format("conv5_{}", (k - first_block5) / 2 + 1);
     offset += t.data->size() * sizeof(float);
   }
   json header = {{"format", "vggcache-head"},
@@ -79,6 +102,7 @@ void save_head(const std::string& path, const HeadFile& head) {
                  {"features", head.features},
                  {"training", head.training},
                  {"tensors", table}};
+  if (tuned) header["architecture"]["input"] = "pool4";
   std::string text = header.dump();
   std::string buf(kMagic, sizeof kMagic);
   put_u32(&buf, version);
@@ -153,12 +177,30 @@ HeadFile load_head(const std::string& path) {
         h.standardizer.mean = std::move(v);
       else if (name == "std")
         h.standardizer.std = std::move(v);
+      else
+        for (int i = 0; i < 3; ++i) {
+          if (name == TunedBlock5::weight_name(i)) h.block5.weight[i] = std::move(v);
+          if (name == TunedBlock5::bias_name(i)) h.block5.bias[i] = std::move(v);
+        }
+    }
+    // A head that takes block 5's output needs all six of its tensors.
+    if (a.value("input", "pool5") == "pool4") {
+      for (int i = 0; i < 3; ++i)
+        if (h.block5.weight[i].size() != kBlock5WeightFloats ||
+            h.block5.bias[i].size() != static_cast<size_t>(kBlock5Channels))
+          throw corrupt(
+              fmt::format("architecture.input is pool4 but {} / {} are missing or "
+                          "mis-sized",
+                          TunedBlock5::weight_name(i), TunedBlock5::bias_name(i)));
+    } else if (!h.block5.empty()) {
+      throw corrupt("block 5 tensors in a head whose architecture.input is not pool4");
     }
   } catch (const json::exception& e) {
     throw corrupt(std::string("bad header: ") + e.what());
   }
   const HeadShape& s = h.weights.shape;
   if (s.probe() && version < 2) throw corrupt("hidden 0 (a probe) in a version 1 file");
+  if (!h.block5.empty() && version < 2) throw corrupt("a tuned block 5 in a version 1 file");
   const size_t dim = static_cast<size_t>(s.dim), rows = static_cast<size_t>(s.rows1());
   const size_t out2 = s.probe() ? 0 : static_cast<size_t>(s.outputs());  // w2, b2 rows
   if (s.dim < 1 || s.hidden < 0 || s.classes < 2 || h.weights.w1.size() != rows * dim ||

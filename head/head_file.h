@@ -21,9 +21,18 @@
 //   training: the settings and the selected epoch (informational)
 //   tensors: [{name, shape, offset, floats}] for w1 (hidden × dim), b1, w2 (outputs × hidden),
 //            b2, then mean, std; a probe: w1 (outputs × dim), b1 (outputs), then mean, std
-// Version 2 differs from 1 only in what it may hold: a probe (hidden 0). save_head() writes 1
-// for every head version 1 can hold, so builds that read only version 1 still read them.
+//
+// Version 2 differs from 1 only in what it may hold; save_head() writes 1 for every head version 1
+// can hold, so builds that read only version 1 still read them. Version 2 may hold
+//   a probe (architecture.hidden 0), and/or
+//   a head fine-tuned with VGG16's block 5 from a pool4 cache:
+//     architecture.input: "pool4" (the head's dim, 25088, is block 5's output; version 1 heads
+//                         take pool5 features and have no such key)
+//     features: feature_settings() of the pool4 training cache (its dim is the pool4 map's C·h·w)
+//     tensors: features.24.weight, features.24.bias, features.26.*, features.28.* (torchvision's
+//              state_dict names and shapes: 512 × 512 × 3 × 3 and 512; "layer" gives conv5_1..3)
 #pragma once
+#include <array>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -37,6 +46,17 @@ namespace vggcache {
 // The newest format version this build reads and writes.
 inline constexpr uint32_t kHeadFormatVersion = 2;
 
+// VGG16's block 5 as fine-tuned with a head (finetune/block5.h holds the computation; this is
+// only its tensors, so head_core does not depend on the fine-tuning code).
+struct TunedBlock5 {
+  std::array<std::vector<float>, 3> weight;  // conv5_{1,2,3}.weight: 512 × 512 × 3 × 3
+  std::array<std::vector<float>, 3> bias;    // conv5_{1,2,3}.bias: 512
+  bool empty() const { return weight[0].empty(); }
+  // torchvision's state_dict name of layer i's weight / bias ("features.24.weight", ...).
+  static std::string weight_name(int layer);
+  static std::string bias_name(int layer);
+};
+
 struct HeadFile {
   HeadWeights weights;
   std::vector<std::string> classes;
@@ -44,10 +64,11 @@ struct HeadFile {
   double dropout = 0.0;
   nlohmann::json features;  // feature_settings() of the training cache
   nlohmann::json training;  // informational
+  TunedBlock5 block5;       // empty: the head takes pool5 features (version 1)
 };
 
 // The version save_head() writes for `head`: the oldest that can hold it (1 for an ordinary
-// head; 2 for a probe). A new kind of content that needs version 2 adds its test here.
+// head; 2 for a probe or a head with a tuned block 5).
 uint32_t head_format_version(const HeadFile& head);
 
 // Writes atomically (temporary file + rename), as version head_format_version(head). Throws

@@ -11,6 +11,7 @@
 #include "common/image_folder.h"
 #include "common/progress.h"
 #include "extract/pipeline.h"
+#include "finetune/block5.h"
 #include "head/evaluate.h"
 #include "head/feature_check.h"
 #include "head/feature_source.h"
@@ -41,6 +42,10 @@ void check_head_features(const HeadFile& head, const std::string& head_path,
   // same comparison train_head applies to its test cache, so the two tools agree on "same".
   CacheMeta ours;
   ours.dim = dim;
+  if (!head.block5.empty()) {
+    // A head fine-tuned with block 5 was trained on pool4 maps (their C·h·w is `dim`).
+    ours.cut = "pool4";
+  }
   ours.classes = head.classes;  // not a feature property here: predict has no labels
   ours.weights = weights;
   ours.preprocess = views.preprocess();
@@ -56,9 +61,16 @@ void check_head_features(const HeadFile& head, const std::string& head_path,
                 fmt::format("head {} was trained on features with other settings than predict "
                             "computes ({}: head vs predict)",
                             head_path, diff));
-  if (head.weights.shape.dim != static_cast<int>(dim))
+  const int gives = head.block5.empty() ? static_cast<int>(dim) : kBlock5OutputDim;
+  if (head.weights.shape.dim != gives)
     throw Error(ErrorKind::kMismatch, fmt::format("head {} takes {} features, the network gives {}",
-                                                  head_path, head.weights.shape.dim, dim));
+                                                  head_path, head.weights.shape.dim, gives));
+}
+
+uint32_t network_dim(const HeadFile& head, FeatureNet& net, int size) {
+  if (head.block5.empty()) return net.dim();
+  const std::vector<int> s = net.pool4_shape(size);
+  return static_cast<uint32_t>(s[0] * s[1] * s[2]);
 }
 
 namespace {
@@ -98,7 +110,16 @@ PredictResult classify_images(const ExtractParams& views, const HeadFile& head,
 
   const uint32_t n = static_cast<uint32_t>(files.size());
   const uint32_t per_chunk = static_cast<uint32_t>(std::max(1, p.batch / pre.crops));
-  const uint32_t dim = net.dim();
+  // A head with a tuned block 5: LibTorch runs blocks 1–4 (extract --cut pool4's maps), then the
+  // tuned block 5 runs as train_head ran it (finetune/block5.h), so the head sees what it saw.
+  const bool tuned = !head.block5.empty();
+  Block5 block5;
+  std::vector<int> map_shape;
+  if (tuned) {
+    for (int i = 0; i < 3; ++i) block5.set_layer(i, head.block5.weight[i], head.block5.bias[i]);
+    map_shape = net.pool4_shape(pre.size);
+  }
+  const uint32_t dim = network_dim(head, net, pre.size);  // floats per view from LibTorch
   const size_t view_floats = 3ull * pre.size * pre.size;
   auto launch = [&](uint32_t first) {
     // Decoding of the next chunk overlaps the forward pass of this one, as in extract.
@@ -123,9 +144,18 @@ PredictResult classify_images(const ExtractParams& views, const HeadFile& head,
     std::vector<float> features(views * dim);
     for (size_t b = 0; b < views; b += p.batch) {
       const int nb = static_cast<int>(std::min<size_t>(p.batch, views - b));
-      net.forward(c.input.data + b * view_floats, nb, pre.size, features.data() + b * dim);
+      if (tuned)
+        net.forward_pool4(c.input.data + b * view_floats, nb, pre.size, features.data() + b * dim);
+      else
+        net.forward(c.input.data + b * view_floats, nb, pre.size, features.data() + b * dim);
     }
-    classify_chunk(head, c, std::move(features), pre.crops, dim, files, &res);
+    if (tuned && views > 0) {
+      Block5Activations act;
+      features =
+          block5.forward(features, static_cast<int>(views), map_shape[1], map_shape[2], &act);
+    }
+    classify_chunk(head, c, std::move(features), pre.crops,
+                   tuned ? static_cast<uint32_t>(kBlock5OutputDim) : dim, files, &res);
     res.views += views;
     next = c.end;
     if (!p.quiet) progress.update(next, res.views);

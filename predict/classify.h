@@ -10,8 +10,8 @@
 #include "common/cache_meta.h"
 #include "extract/feature_net.h"
 #include "extract/params.h"
-#include "predict/params.h"
 #include "head/head_file.h"
+#include "predict/params.h"
 
 namespace vggcache {
 
@@ -25,9 +25,14 @@ ExtractParams view_params(const PredictParams& p, int size);
 
 // Refuses features the head was not trained on, before any image is touched: Error(kMismatch)
 // naming both weights (head vs --weights) or the other differing setting. `views` as from
-// view_params().
+// view_params(); `dim` as from network_dim().
 void check_head_features(const HeadFile& head, const std::string& head_path,
                          const ExtractParams& views, const WeightsIdentity& weights, uint32_t dim);
+
+// The floats per view that LibTorch computes for `head`: VGG16's pooled features (net.dim()), or,
+// for a head carrying a tuned block 5 (head_file.h version 2), the pool4 map's C·h·w at `size`,
+// which the tuned block 5 then turns into the head's 25088 inputs.
+uint32_t network_dim(const HeadFile& head, FeatureNet& net, int size);
 
 struct PredictedImage {
   uint32_t index = 0;  // position in the input list (the seed of its --tta crops)

@@ -26,7 +26,8 @@ int main(int argc, char** argv) {
     const ExtractParams views = view_params(p, head_view_size(head, p.head));
     WeightsIdentity weights;
     auto net = make_vgg16_net(NetOptions{p.weights, p.device, p.threads}, &weights);
-    check_head_features(head, p.head, views, weights, net->dim());
+    check_head_features(head, p.head, views, weights,
+                        network_dim(head, *net, views.preprocess().size));
     if (weights.random)
       spdlog::warn(
           "RANDOM WEIGHTS ({}): VGG16 is not pretrained; predictions are only good for "

@@ -14,8 +14,8 @@ void check_training_caches(const CacheMeta& train, const std::string& train_dir,
     if (meta->cut != "pool5")
       throw Error(ErrorKind::kMismatch,
                   fmt::format("cache {} holds {} maps (extract --cut {}), the input of VGG16's "
-                              "block 5; this version trains heads on pool5 features only "
-                              "(extract with --cut pool5)",
+                              "block 5: a single run fine-tunes block 5 from them (train_head "
+                              "--weights FILE.pth); sweeps and --knn take pool5 caches only",
                               *dir, meta->cut, meta->cut));
   check_caches_pair(train, train_dir, test, test_dir);
   if (train.classes.size() < 2)

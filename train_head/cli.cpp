@@ -12,7 +12,7 @@
 namespace vggcache {
 
 const std::vector<std::string>& optimizers() {
-  static const std::vector<std::string> names = {"adam", "lbfgs"};
+  static const std::vector<std::string> names = {"adam", "sgd", "lbfgs"};
   return names;
 }
 
@@ -47,10 +47,32 @@ std::string validate_train_params(const TrainParams& p) {
     return fmt::format("--sampler must be 'uniform' or 'balanced' (got '{}')", p.sampler);
   if (p.select != "accuracy" && p.select != "balanced")
     return fmt::format("--select must be 'accuracy' or 'balanced' (got '{}')", p.select);
+  if (!(p.momentum >= 0.0 && p.momentum < 1.0))
+    return fmt::format("--momentum must be in [0, 1) (got {})", p.momentum);
+  if (!(p.lr_block5 >= 0.0 && p.lr_block5 < 1e6))
+    return fmt::format("--lr-block5 must be > 0 (got {})", p.lr_block5);
   return "";
 }
 
 namespace {
+
+// The flags that only fine-tuning from a pool4 cache reads (a single run).
+// (--optimizer sgd too: check_no_finetune_flags() refuses it on pool5 caches, and sweeps and k-NN
+// refuse any --optimizer that does not apply to them.)
+constexpr const char* kFinetuneFlags[] = {"--weights", "--momentum", "--lr-block5", "--init-head",
+                                          "--freeze-block5"};
+
+// The fine-tuning flags once parsed: "" or the usage error. Whether the caches hold pool4 maps is
+// only known once they are opened (train_head/finetune_run.h refuses these flags on pool5 caches).
+std::string apply_finetune_args(const CLI::App& app, const TrainParams& p) {
+  if (app.count("--lr-block5") > 0 && !(p.lr_block5 > 0.0))
+    return fmt::format("--lr-block5 must be > 0 (got {})", p.lr_block5);
+  // Adam has no momentum setting of that name (its β1 is fixed at 0.9): silently ignoring the
+  // flag would hide a typo'd optimizer choice.
+  if (app.count("--momentum") > 0 && p.optimizer != "sgd")
+    return "--momentum applies to --optimizer sgd only";
+  return "";
+}
 
 // The k-NN flags once parsed: "" or the usage error. K and T are checked whenever given, so
 // `--knn 0` is refused rather than taken for "no k-NN".
@@ -85,6 +107,9 @@ std::string apply_knn_args(const CLI::App& app, const std::string& spec, TrainPa
        {"--epochs", "--batch", "--lr", "--hidden", "--dropout", "--weight-decay", "--seed",
         "--val-fraction", "--standardize", "--all-crops", "--class-weight", "--sampler", "--select",
         "--optimizer", "--l2", "--max-iter", "--tol"})
+    if (app.count(flag) > 0)
+      return fmt::format("{} does not apply to --knn (nothing is trained)", flag);
+  for (const char* flag : kFinetuneFlags)
     if (app.count(flag) > 0)
       return fmt::format("{} does not apply to --knn (nothing is trained)", flag);
   if (has_sweep && app.count("--sweep") > 0) return "--sweep cannot be combined with --knn";
@@ -125,6 +150,15 @@ std::string apply_sweep_args(const CLI::App& app, const std::string& shard, Trai
       if (app.count(flag) > 0) return fmt::format("{} needs --sweep", flag);
     return "";
   }
+  for (const char* flag : kFinetuneFlags)
+    if (app.count(flag) > 0)
+      return fmt::format(
+          "{} does not apply to --sweep (sweeps fine-tuning from pool4 caches are not built yet; "
+          "run them one by one)",
+          flag);
+  if (p->optimizer == "sgd")
+    return "--optimizer sgd does not apply to --sweep (it fine-tunes block 5 from pool4 caches, "
+           "which sweeps do not do yet; run them one by one)";
   if (app.count("--val-fraction") == 0) p->val_fraction = 0.1;
   if (!(p->val_fraction > 0.0))
     return "--val-fraction must be > 0 in a sweep (configurations are selected on it)";
@@ -181,8 +215,9 @@ ParseStatus parse_train_args(int argc, char** argv, TrainParams* params, SweepPa
                  "validation metric that picks the saved epoch: accuracy or balanced (accuracy)")
       ->capture_default_str();
   app.add_option("--optimizer", p.optimizer,
-                 "adam (mini-batches), or lbfgs: full-batch L-BFGS of the linear probe "
-                 "(--hidden 0), minimising sum(w_i loss_i) + l2/2 |W|^2")
+                 "adam (mini-batches); lbfgs: full-batch L-BFGS of the linear probe "
+                 "(--hidden 0), minimising sum(w_i loss_i) + l2/2 |W|^2; sgd (with --momentum): "
+                 "fine-tuning from pool4 caches only")
       ->capture_default_str();
   app.add_option("--l2", p.l2, "lbfgs: L2 strength (scikit-learn's C = 1/l2)")
       ->capture_default_str();
@@ -193,6 +228,18 @@ ParseStatus parse_train_args(int argc, char** argv, TrainParams* params, SweepPa
   app.add_flag("--full-width", p.full_width,
                "train on the 25088-d vectors even from prepool-f32 caches (the reference path; "
                "default there: the compact first layer, same results)");
+  auto* ft = app.add_option_group(
+      "Fine-tuning",
+      "from a pool4 cache (extract --cut pool4): VGG16's block 5 is trained with the head");
+  ft->add_option("--weights", p.weights,
+                 "the VGG16 weights file the pool4 caches were extracted with (required there)");
+  ft->add_option("--momentum", p.momentum, "SGD momentum")->capture_default_str();
+  ft->add_option("--lr-block5", p.lr_block5, "block 5's learning rate (default: --lr / 10)");
+  ft->add_flag("--freeze-block5", p.freeze_block5,
+               "train the head only; block 5 keeps the weights file's values");
+  ft->add_option("--init-head", p.init_head,
+                 "RUN_DIR/head.bin trained on the pool5 cache of the same weights: the starting "
+                 "head (its hidden size wins)");
   std::string knn;
   app.add_option("--knn", knn,
                  "classify by the K nearest training vectors (cosine) instead of training a head; "
@@ -227,6 +274,7 @@ ParseStatus parse_train_args(int argc, char** argv, TrainParams* params, SweepPa
   if (app.count("--threads") == 0)
     p.threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   std::string err = validate_train_params(p);
+  if (err.empty()) err = apply_finetune_args(app, p);
   if (err.empty()) err = apply_knn_args(app, knn, &p, sweep != nullptr);
   if (err.empty()) err = check_optimizer_flags(app, p);
   if (err.empty() && sweep) err = apply_sweep_args(app, shard, &p, sweep);

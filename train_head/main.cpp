@@ -19,6 +19,7 @@
 #include "train_head/cache_checks.h"
 #include "train_head/cli.h"
 #include "train_head/compact_step.h"
+#include "train_head/finetune_run.h"
 #include "train_head/knn_run.h"
 #include "train_head/probe.h"
 #include "train_head/run_outputs.h"
@@ -44,6 +45,11 @@ int main(int argc, char** argv) {
     configure_blas_for_tbb();
     if (sweep.enabled) return run_sweep(p, sweep);  // train_head/sweep/runner.h
     if (!p.knn.empty()) return run_knn(p);          // train_head/knn_run.h
+    // pool4 maps: block 5 is fine-tuned with the head (a caches pair of mixed cuts is refused
+    // there, naming the pool5 one).
+    if (cache_cut(p.train_cache) == "pool4" || cache_cut(p.test_cache) == "pool4")
+      return run_finetune(p);  // train_head/finetune_run.h
+    check_no_finetune_flags(p, p.train_cache);
 
     // Two prepool-f32 caches: train on compact vectors (same results, far fewer columns).
     // L-BFGS keeps its vectors in memory and scales the window means (train_head/probe.h), so it

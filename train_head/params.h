@@ -36,12 +36,25 @@ struct TrainParams {
                                       //   vectors with classes equally likely (with replacement)
   std::string select = "accuracy";    // --select accuracy|balanced: the validation metric that
                                       //   picks the saved epoch (a sweep: the configuration)
-  // How the head is trained (train_head/probe.h for lbfgs). kOptimizers lists the values.
-  std::string optimizer = "adam";  // --optimizer adam|lbfgs: lbfgs (full batch) needs --hidden 0
+  // How the head is trained: adam (mini-batches), lbfgs (full batch, a probe: train_head/probe.h),
+  // sgd (with momentum; fine-tuning only). cli.h's optimizers() lists the values.
+  std::string optimizer = "adam";  // --optimizer adam|sgd|lbfgs: lbfgs needs --hidden 0, sgd a
+                                   //   pool4 cache
   double l2 = 1.0;     // --l2: lbfgs's penalty (l2/2)·‖W‖² beside Σ w_i·loss_i (> 0);
                        //   scikit-learn's C = 1/l2 (its default C = 1)
   int max_iter = 100;  // --max-iter: lbfgs iterations (>= 1; sklearn's default)
   double tol = 1e-4;   // --tol: lbfgs stops when ‖∇(f / Σ w_i)‖_∞ <= tol (> 0)
+  // Fine-tuning VGG16's block 5 with the head from a pool4 cache (extract --cut pool4;
+  // train_head/finetune_run.h). These flags apply only there (a pool5 cache refuses them, exit 2),
+  // and not with --sweep or --knn.
+  std::string weights;         // --weights FILE.pth: the VGG16 weights the pool4 cache was
+                               //   extracted with (SHA-256 checked); block 5 starts from them
+  double momentum = 0.9;       // --momentum: SGD's momentum, in [0, 1) (--optimizer sgd only)
+  double lr_block5 = 0.0;      // --lr-block5: block 5's learning rate (> 0); 0 = not given:
+                               //   lr / 10 (1e-4 at the default lr, the recipe's low rate)
+  bool freeze_block5 = false;  // --freeze-block5: train the head only (block 5 runs forward)
+  std::string init_head;       // --init-head RUN_DIR/head.bin: start from a head trained on
+                               //   the pool5 cache of the same weights (its shape wins)
   // k-NN instead of a trained head (head/knn.h); the training flags do not apply then.
   std::vector<int> knn;  // --knn K[,K...]: neighbours (each >= 1), ascending; empty: train a head
   std::string knn_vote = "uniform";  // --knn-vote uniform|weighted

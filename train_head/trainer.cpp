@@ -34,14 +34,9 @@ void fill_batch(FeatureSource& src, const Standardizer* s, const Item* items, in
   src.gather(items, n, s, b->x.data());
 }
 
-// The epoch's vectors in training order, as --sampler asks; train_labels[i] is the label of
-// setup.train_images[i].
 std::vector<Item> schedule_items(const TrainParams& p, const TrainSetup& setup,
                                  const std::vector<int32_t>& train_labels, int epoch) {
-  if (p.sampler == "balanced")
-    return balanced_epoch_items(setup.train_images, train_labels, setup.train->crops(), p.all_crops,
-                                p.seed, epoch);
-  return epoch_items(setup.train_images, setup.train->crops(), p.all_crops, p.seed, epoch);
+  return epoch_schedule(p, setup.train_images, train_labels, setup.train->crops(), epoch);
 }
 
 // Trains one epoch on `items`; fills the epoch's training loss, accuracy and vector count.
@@ -128,6 +123,13 @@ void train_epoch_shared(const TrainParams& p, TrainSetup& setup,
 }
 
 }  // namespace
+
+std::vector<Item> epoch_schedule(const TrainParams& p, const std::vector<uint32_t>& images,
+                                 const std::vector<int32_t>& labels, int crops, int epoch) {
+  if (p.sampler == "balanced")
+    return balanced_epoch_items(images, labels, crops, p.all_crops, p.seed, epoch);
+  return epoch_items(images, crops, p.all_crops, p.seed, epoch);
+}
 
 TrainOutcome run_training(const TrainParams& p, TrainSetup& setup,
                           const std::function<void(const EpochMetrics&)>& on_epoch) {

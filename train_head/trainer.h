@@ -59,6 +59,12 @@ struct TrainOutcome {
   nlohmann::json solver;
 };
 
+// The epoch's vectors in training order, as --sampler asks (epoch_items or balanced_epoch_items
+// of train_head/batch_schedule.h, from p.seed and p.all_crops); labels[i] is images[i]'s label.
+// Every trainer draws its epochs here (fine-tuning too), so they all see the same batches.
+std::vector<Item> epoch_schedule(const TrainParams& p, const std::vector<uint32_t>& images,
+                                 const std::vector<int32_t>& labels, int crops, int epoch);
+
 TrainOutcome run_training(const TrainParams& p, TrainSetup& setup,
                           const std::function<void(const EpochMetrics&)>& on_epoch);
 

@@ -1,0 +1,415 @@
+// train_head on pool4 caches end to end (train_head/finetune_run.h), on a tiny carbike64
+// extraction (64 px) with seeded random VGG16 weights written as a .pth file:
+//  - --freeze-block5 on the pool4 caches gives the run on the pool5 caches of the same extraction
+//    (same seed and settings): the same accuracies every epoch and the head's weights within the
+//    rounding of the two computations of block 5 (LibTorch in extract, finetune/block5.h here);
+//  - fine-tuning from --init-head (a head trained on the pool5 cache) tunes block 5, starts from
+//    that head's accuracy, writes head.bin version 2 with the tuned block 5, and predict
+//    (LibTorch blocks 1–4, the tuned block 5, the head) gives train_head's test probabilities;
+//  - refusals: another weights file (naming both SHA-256s), an --init-head of other weights,
+//    fine-tuning flags on pool5 caches, mixed cuts, no --weights.
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <sstream>
+#include <tuple>
+
+#include "common/cache.h"
+#include "common/sha256.h"
+#include "finetune/block5.h"
+#include "head/head_file.h"
+#include "head/predictions_csv.h"
+#include "test_util.h"
+#include "weights/pth_reader.h"
+#include "weights/pth_writer.h"
+
+namespace fs = std::filesystem;
+
+namespace vggcache {
+namespace {
+
+using nlohmann::json;
+using testing::shell_quote;
+
+constexpr int kTrainPerClass = 6, kTestPerClass = 5, kCrops = 2;
+
+struct ToolRun {
+  int rc = -1;
+  std::string output;
+};
+
+ToolRun tool(const std::string& name, const std::string& args) {
+  ToolRun r;
+  r.rc = testing::run_command(shell_quote(testing::bin_dir() + "/" + name) + " " + args, &r.output);
+  return r;
+}
+
+// VGG16's `features` with torchvision's init (kaiming_normal_, fan_out, ReLU gain) from `seed`,
+// biases small and nonzero so that loading them matters: a stand-in for the pretrained file.
+void write_random_vgg16(const std::string& path, uint32_t seed) {
+  const int convs[13][3] = {{0, 3, 64},     {2, 64, 64},    {5, 64, 128},   {7, 128, 128},
+                            {10, 128, 256}, {12, 256, 256}, {14, 256, 256}, {17, 256, 512},
+                            {19, 512, 512}, {21, 512, 512}, {24, 512, 512}, {26, 512, 512},
+                            {28, 512, 512}};
+  std::mt19937 rng(seed);
+  OrderedStateDict sd;
+  for (const auto& c : convs) {
+    const int idx = c[0], in = c[1], out = c[2];
+    std::normal_distribution<float> w(0.0f, std::sqrt(2.0f / (9.0f * out))), b(0.0f, 0.01f);
+    TensorData wt{{out, in, 3, 3}, std::vector<float>(static_cast<size_t>(out) * in * 9)};
+    for (float& v : wt.values) v = w(rng);
+    TensorData bt{{out}, std::vector<float>(out)};
+    for (float& v : bt.values) v = b(rng);
+    sd.emplace_back(fmt::format("features.{}.weight", idx), std::move(wt));
+    sd.emplace_back(fmt::format("features.{}.bias", idx), std::move(bt));
+  }
+  write_state_dict(path, sd);
+}
+
+void copy_split(const std::string& carbike, const std::string& from, const std::string& dir,
+                int per_class) {
+  for (const char* cls : {"bicycle", "car"}) {
+    fs::create_directories(fs::path(dir) / cls);
+    for (int i = 0; i < per_class; ++i) {
+      const std::string name = fmt::format("{}_{:04d}.jpg", cls, i);
+      fs::copy_file(fmt::format("{}/{}/{}/{}", carbike, from, cls, name),
+                    fmt::format("{}/{}/{}", dir, cls, name));
+    }
+  }
+}
+
+// The weights file, the splits and their pool4 and pool5 caches: made once per build tree (each
+// test runs in its own process; extract costs a few seconds), keyed on the extract binary, and
+// published with an atomic rename so concurrent test processes never see half of it.
+struct World {
+  std::string dir;
+  std::string weights() const { return dir + "/vgg16_a.pth"; }
+  std::string other_weights() const { return dir + "/vgg16_b.pth"; }
+  std::string train_split() const { return dir + "/train"; }
+  std::string test_split() const { return dir + "/test"; }
+  std::string cache(const std::string& split, const std::string& cut) const {
+    return dir + "/" + split + "." + cut;
+  }
+};
+
+void build_world(const std::string& carbike, const std::string& dir) {
+  write_random_vgg16(dir + "/vgg16_a.pth", 11);
+  // Another file: only its SHA-256 matters to the refusal.
+  write_state_dict(dir + "/vgg16_b.pth", {{"features.24.bias", TensorData{{2}, {1.0f, 2.0f}}}});
+  copy_split(carbike, "train", dir + "/train", kTrainPerClass);
+  copy_split(carbike, "test", dir + "/test", kTestPerClass);
+  for (const char* cut : {"pool4", "pool5"}) {
+    for (const char* split : {"train", "test"}) {
+      const std::string view = std::string(split) == "train"
+                                   ? fmt::format("--crops {} --flip", kCrops)
+                                   : std::string("--eval");
+      ToolRun r = tool("extract", fmt::format("--data {} --out {} --weights {} --cut {} {} "
+                                              "--threads 2 --quiet",
+                                              shell_quote(dir + "/" + split),
+                                              shell_quote(fmt::format("{}/{}.{}", dir, split, cut)),
+                                              shell_quote(dir + "/vgg16_a.pth"), cut, view));
+      if (r.rc != 0) throw std::runtime_error("extract failed:\n" + r.output);
+    }
+  }
+  testing::write_file(dir + "/complete", "");
+}
+
+World world(const std::string& carbike) {
+  struct stat st {};
+  const std::string extract = testing::bin_dir() + "/extract";
+  stat(extract.c_str(), &st);
+  const std::string key =
+      fmt::format("v1 {} {} {} {} {} {}", carbike, kTrainPerClass, kTestPerClass, kCrops,
+                  static_cast<long long>(st.st_size), static_cast<long long>(st.st_mtime));
+  const fs::path final_dir = fs::path(testing::bin_dir()).parent_path() / "testdata" /
+                             ("finetune-run-" + sha256_hex(key.data(), key.size()).substr(0, 16));
+  if (fs::exists(final_dir / "complete")) return World{final_dir.string()};
+  fs::create_directories(final_dir.parent_path());
+  std::string tmpl = final_dir.string() + ".tmp-XXXXXX";
+  if (!mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed for " + tmpl);
+  build_world(carbike, tmpl);
+  std::error_code ec;
+  fs::rename(tmpl, final_dir, ec);  // fails when another process published first: use theirs
+  if (ec) fs::remove_all(tmpl, ec);
+  return World{final_dir.string()};
+}
+
+// The shared training settings of the compared runs: dropout on (its masks must agree too),
+// validation selection on, a small head.
+const char* kCommon =
+    "--epochs 3 --batch 4 --hidden 32 --lr 1e-3 --dropout 0.5 --seed 3 --val-fraction 0.25 "
+    "--threads 2 --quiet";
+
+ToolRun train(const World& w, const std::string& cut, const std::string& out,
+              const std::string& extra) {
+  return tool("train_head",
+              fmt::format("--train {} --test {} --out {} {}", shell_quote(w.cache("train", cut)),
+                          shell_quote(w.cache("test", cut)), shell_quote(out), extra));
+}
+
+json read_json(const std::string& path) {
+  return json::parse(testing::read_file(path));
+}
+
+std::vector<std::string> read_lines(const std::string& path) {
+  std::vector<std::string> v;
+  std::istringstream in(testing::read_file(path));
+  for (std::string l; std::getline(in, l);) v.push_back(l);
+  return v;
+}
+
+uint32_t head_version(const std::string& path) {
+  const std::string s = testing::read_file(path);
+  uint32_t v = 0;
+  for (int i = 0; i < 4; ++i)
+    v |= static_cast<uint32_t>(static_cast<unsigned char>(s[8 + i])) << 8 * i;
+  return v;
+}
+
+// The frozen run computes block 5 itself (im2col + OpenBLAS) where the pool5 cache holds
+// LibTorch's block 5: features differ by the rounding of three convolutions of 9·512 terms
+// (vgg16_features_bound's last three layers), and each training step adds the head's own
+// rounding (first-layer sums of 25088 terms forward, of the batch's 4 vectors for ∂W1); steps'
+// roundings add up as a random walk (rounding_bound). Relative to how far training moved the
+// weights, as tests/finetune/test_finetune_step.cpp compares them.
+double frozen_weight_bound(int steps) {
+  return 3 * testing::rounding_bound(9.0 * kBlock5Channels, steps) +
+         testing::rounding_bound(kBlock5OutputDim, steps) + testing::rounding_bound(4, steps);
+}
+
+TEST(FineTuneRun, FrozenBlock5OnPool4GivesThePool5Run) {
+  VGGCACHE_REQUIRE_CARBIKE(carbike);
+  const World w = world(carbike);
+  testing::TempDir tmp;
+  const ToolRun p5 = train(w, "pool5", tmp / "p5", kCommon);
+  ASSERT_EQ(p5.rc, 0) << p5.output;
+  const ToolRun p4 =
+      train(w, "pool4", tmp / "p4",
+            std::string(kCommon) + " --freeze-block5 --weights " + shell_quote(w.weights()));
+  ASSERT_EQ(p4.rc, 0) << p4.output;
+
+  const json a = read_json(tmp / "p5/summary.json"), b = read_json(tmp / "p4/summary.json");
+  EXPECT_EQ(b["settings"]["freeze_block5"], true);
+  EXPECT_EQ(b["finetune"]["block5"], "frozen");
+  ASSERT_EQ(a["selected_epoch"], b["selected_epoch"]);
+  const std::vector<std::string> lines_a = read_lines(tmp / "p5/metrics.jsonl"),
+                                 lines_b = read_lines(tmp / "p4/metrics.jsonl");
+  ASSERT_EQ(lines_a.size(), 3u);
+  ASSERT_EQ(lines_b.size(), 3u);
+  // --val-fraction 0.25 holds out 3 of the 12 training images: 9 images, batches of 4.
+  const int steps_per_epoch = 3;
+  for (size_t e = 0; e < 3; ++e) {
+    const json ma = json::parse(lines_a[e]), mb = json::parse(lines_b[e]);
+    for (const char* k : {"train_accuracy", "val_accuracy", "test_accuracy"})
+      EXPECT_EQ(ma[k], mb[k]) << k << " epoch " << e + 1;
+    const double bound = frozen_weight_bound(steps_per_epoch * static_cast<int>(e + 1));
+    for (const char* k : {"train_loss", "val_loss", "test_loss"})
+      EXPECT_NEAR(mb[k].get<double>(), ma[k].get<double>(), bound * ma[k].get<double>())
+          << k << " epoch " << e + 1;
+  }
+
+  const HeadFile ha = load_head(tmp / "p5/head.bin"), hb = load_head(tmp / "p4/head.bin");
+  const HeadWeights init = init_head(ha.weights.shape, 3);  // both runs' start (--seed 3)
+  const int steps = steps_per_epoch * a["selected_epoch"].get<int>();
+  const double bound = frozen_weight_bound(steps);
+  double worst_rel = 0, worst_elem = 0;
+  for (auto [x, y, s, name] : {std::tuple{&ha.weights.w1, &hb.weights.w1, &init.w1, "w1"},
+                               std::tuple{&ha.weights.b1, &hb.weights.b1, &init.b1, "b1"},
+                               std::tuple{&ha.weights.w2, &hb.weights.w2, &init.w2, "w2"},
+                               std::tuple{&ha.weights.b2, &hb.weights.b2, &init.b2, "b2"}}) {
+    ASSERT_EQ(x->size(), y->size()) << name;
+    double diff2 = 0, move2 = 0, max_diff = 0;
+    for (size_t i = 0; i < x->size(); ++i) {
+      const double d = double((*x)[i]) - (*y)[i], m = double((*x)[i]) - (*s)[i];
+      diff2 += d * d;
+      move2 += m * m;
+      max_diff = std::max(max_diff, std::abs(d));
+    }
+    ASSERT_GT(move2, 0) << name << " never moved";
+    const double rel = std::sqrt(diff2 / move2);
+    EXPECT_LE(rel, bound) << name;
+    // Adam's step is ±lr where a gradient is rounding noise: no element off by a tenth of it.
+    EXPECT_LE(max_diff, 0.1 * 1e-3) << name;
+    worst_rel = std::max(worst_rel, rel);
+    worst_elem = std::max(worst_elem, max_diff / 1e-4);
+  }
+  testing::report_numerics("frozen block 5 on pool4 vs pool5 run: head, Frobenius diff/move",
+                           worst_rel, bound);
+  testing::report_numerics("frozen block 5 on pool4 vs pool5 run: head, largest / (0.1 lr)",
+                           worst_elem, 1.0);
+  // Its block 5 is the weights file's, unchanged.
+  ASSERT_FALSE(hb.block5.empty());
+  const StateDict sd = read_state_dict(w.weights());
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_TRUE(hb.block5.weight[i] == sd.at(Block5::weight_name(i)).values) << i;
+    EXPECT_TRUE(hb.block5.bias[i] == sd.at(Block5::bias_name(i)).values) << i;
+  }
+}
+
+struct PredictRow {
+  std::string cls;
+  std::vector<double> probs;
+};
+
+// predict's CSV: path,class,probability,p_bicycle,p_car (the test's paths hold no commas).
+std::map<std::string, PredictRow> parse_predict_csv(const std::string& text) {
+  std::istringstream in(text);
+  std::string line;
+  std::getline(in, line);
+  EXPECT_EQ(line, "path,class,probability,p_bicycle,p_car");
+  std::map<std::string, PredictRow> rows;
+  while (std::getline(in, line)) {
+    std::vector<std::string> f;
+    std::stringstream ss(line);
+    for (std::string x; std::getline(ss, x, ',');) f.push_back(x);
+    if (f.size() != 5) {
+      ADD_FAILURE() << line;
+      continue;
+    }
+    rows[f[0]] = {f[1], {std::stod(f[3]), std::stod(f[4])}};
+  }
+  return rows;
+}
+
+TEST(FineTuneRun, TunesBlock5FromAPool5HeadAndPredictAgrees) {
+  VGGCACHE_REQUIRE_CARBIKE(carbike);
+  const World w = world(carbike);
+  testing::TempDir tmp;
+  ASSERT_EQ(train(w, "pool5", tmp / "p5", kCommon).rc, 0);
+  const ToolRun r =
+      train(w, "pool4", tmp / "ft",
+            fmt::format("--epochs 2 --batch 4 --lr 1e-4 --dropout 0 --seed 3 --threads 2 --quiet "
+                        "--weights {} --init-head {}",
+                        shell_quote(w.weights()), shell_quote(tmp / "p5/head.bin")));
+  ASSERT_EQ(r.rc, 0) << r.output;
+
+  // The starting point is the pool5 run's head on the same test images.
+  const json s5 = read_json(tmp / "p5/summary.json"), s = read_json(tmp / "ft/summary.json");
+  EXPECT_EQ(s["finetune"]["init_test"]["accuracy"], s5["selected_test"]["accuracy"]);
+  EXPECT_NEAR(s["finetune"]["init_test"]["loss"].get<double>(),
+              s5["selected_test"]["loss"].get<double>(), 1e-4);
+  EXPECT_DOUBLE_EQ(s["settings"]["lr_block5"].get<double>(), 1e-5);  // default: lr / 10
+  EXPECT_EQ(s["settings"]["hidden"], 32);                            // the init head's
+  for (const char* f : {"metrics.jsonl", "predictions.csv", "report.html"})
+    EXPECT_TRUE(fs::exists(tmp / ("ft/" + std::string(f)))) << f;
+
+  // head.bin: version 2, its block 5 tuned away from the weights file's, features cut at pool4.
+  EXPECT_EQ(head_version(tmp / "p5/head.bin"), kHeadFormatVersion);
+  EXPECT_EQ(head_version(tmp / "ft/head.bin"), 2u);
+  const HeadFile hf = load_head(tmp / "ft/head.bin");
+  ASSERT_FALSE(hf.block5.empty());
+  const StateDict sd = read_state_dict(w.weights());
+  for (int i = 0; i < 3; ++i)
+    EXPECT_FALSE(hf.block5.weight[i] == sd.at(Block5::weight_name(i)).values);
+  auto reader = CacheReader::open(w.cache("train", "pool4"));
+  EXPECT_EQ(hf.features["fingerprint"], reader->meta().feature_fingerprint());
+
+  // predict: LibTorch blocks 1–4, the tuned block 5, the head; train_head's test predictions.
+  const std::string csv = tmp / "pred.csv";
+  const ToolRun pr =
+      tool("predict", fmt::format("--weights {} --head {} --out {} --threads 2 "
+                                  "--quiet {}",
+                                  shell_quote(w.weights()), shell_quote(tmp / "ft/head.bin"),
+                                  shell_quote(csv), shell_quote(w.test_split())));
+  ASSERT_EQ(pr.rc, 0) << pr.output;
+  const std::map<std::string, PredictRow> got = parse_predict_csv(testing::read_file(csv));
+  const Predictions ref = read_predictions_csv(tmp / "ft/predictions.csv");
+  ASSERT_EQ(got.size(), ref.rows.size());
+  ASSERT_EQ(ref.rows.size(), static_cast<size_t>(2 * kTestPerClass));
+  double worst = 0;
+  bool away_from_0_and_1 = false;
+  for (const PredictionRow& row : ref.rows) {
+    const auto it = got.find(w.test_split() + "/" + row.path);
+    ASSERT_NE(it, got.end()) << row.path;
+    EXPECT_EQ(it->second.cls, ref.classes[row.predicted]) << row.path;
+    for (int k = 0; k < 2; ++k) {
+      EXPECT_NEAR(it->second.probs[k], row.probs[k], 1e-5) << row.path;
+      worst = std::max(worst, std::abs(it->second.probs[k] - row.probs[k]));
+    }
+    away_from_0_and_1 |= row.probs[0] > 0.01 && row.probs[0] < 0.99;
+  }
+  EXPECT_TRUE(away_from_0_and_1) << "saturated probabilities would make the comparison vacuous";
+  testing::report_numerics("predict vs train_head, fine-tuned block 5", worst, 1e-5);
+
+  // predict with other weights refuses the tuned head as it refuses a pool5 head.
+  const ToolRun bad =
+      tool("predict", fmt::format("--weights random:1 --head {} --quiet {}",
+                                  shell_quote(tmp / "ft/head.bin"), shell_quote(w.test_split())));
+  EXPECT_EQ(bad.rc, 1) << bad.output;
+  EXPECT_NE(bad.output.find("weights"), std::string::npos) << bad.output;
+}
+
+TEST(FineTuneRun, SgdTrainsBlock5AndRecordsItsSettings) {
+  VGGCACHE_REQUIRE_CARBIKE(carbike);
+  const World w = world(carbike);
+  testing::TempDir tmp;
+  const ToolRun r = train(w, "pool4", tmp / "sgd",
+                          "--epochs 1 --batch 4 --hidden 16 --optimizer sgd --momentum 0.8 --lr "
+                          "1e-3 --lr-block5 2e-4 --threads 2 --weights " +
+                              shell_quote(w.weights()));
+  ASSERT_EQ(r.rc, 0) << r.output;
+  EXPECT_NE(r.output.find("crops/s"), std::string::npos) << r.output;
+  const json s = read_json(tmp / "sgd/summary.json");
+  EXPECT_EQ(s["settings"]["optimizer"], "sgd");
+  EXPECT_EQ(s["settings"]["momentum"], 0.8);
+  EXPECT_EQ(s["settings"]["lr_block5"], 2e-4);
+  EXPECT_EQ(s["finetune"]["block5"], "tuned");
+  const HeadFile hf = load_head(tmp / "sgd/head.bin");
+  const StateDict sd = read_state_dict(w.weights());
+  EXPECT_FALSE(hf.block5.weight[2] == sd.at(Block5::weight_name(2)).values);
+}
+
+void expect_refused(const ToolRun& r, int rc, const std::vector<std::string>& parts) {
+  EXPECT_EQ(r.rc, rc) << r.output;
+  for (const std::string& p : parts)
+    EXPECT_NE(r.output.find(p), std::string::npos) << "'" << p << "' not in:\n" << r.output;
+}
+
+TEST(FineTuneRun, RefusesOtherWeightsHeadsAndFlags) {
+  VGGCACHE_REQUIRE_CARBIKE(carbike);
+  const World w = world(carbike);
+  testing::TempDir tmp;
+  const std::string sha_a = sha256_file(w.weights()), sha_b = sha256_file(w.other_weights());
+  // Another weights file: both files and both hashes named.
+  expect_refused(
+      train(w, "pool4", tmp / "r1", "--epochs 1 --weights " + shell_quote(w.other_weights())), 1,
+      {w.other_weights(), sha_b, sha_a, "vgg16_a.pth", w.cache("train", "pool4")});
+  // No --weights on a pool4 cache.
+  expect_refused(train(w, "pool4", tmp / "r2", "--epochs 1"), 2, {"--weights", sha_a});
+  // Fine-tuning flags on pool5 caches.
+  expect_refused(train(w, "pool5", tmp / "r3", "--epochs 1 --optimizer sgd"), 2,
+                 {"--optimizer sgd", "pool4", w.cache("train", "pool5")});
+  expect_refused(train(w, "pool5", tmp / "r4", "--epochs 1 --weights " + shell_quote(w.weights())),
+                 2, {"--weights", "pool4"});
+  // --momentum without SGD is a usage error.
+  expect_refused(train(w, "pool4", tmp / "r5", "--momentum 0.5"), 2, {"--momentum"});
+  // Mixed cuts: the pool5 cache is named.
+  expect_refused(tool("train_head", fmt::format("--train {} --test {} --out {} --weights {}",
+                                                shell_quote(w.cache("train", "pool4")),
+                                                shell_quote(w.cache("test", "pool5")),
+                                                shell_quote(tmp / "r6"), shell_quote(w.weights()))),
+                 1, {w.cache("test", "pool5"), "pool5"});
+
+  // An --init-head trained on other weights' features (the pool5 head with another weights
+  // identity, as a head of another weights file records it).
+  ASSERT_EQ(train(w, "pool5", tmp / "p5", "--epochs 1 --hidden 8 --threads 2 --quiet").rc, 0);
+  HeadFile h = load_head(tmp / "p5/head.bin");
+  h.features["weights"]["sha256"] = sha_b;
+  save_head(tmp / "other.bin", h);
+  expect_refused(train(w, "pool4", tmp / "r7",
+                       "--epochs 1 --weights " + shell_quote(w.weights()) + " --init-head " +
+                           shell_quote(tmp / "other.bin")),
+                 1, {tmp / "other.bin", "weights:"});
+  for (const char* d : {"r1", "r2", "r3", "r4", "r5", "r6", "r7"})
+    EXPECT_FALSE(fs::exists(tmp / (std::string(d) + "/head.bin"))) << d;
+}
+
+}  // namespace
+}  // namespace vggcache
