@@ -45,7 +45,7 @@ budget_allows() {
 # The export tests that compare probabilities spend their time in Python, PyTorch and OpenCV DNN
 # (not instrumented); the writer and the folding keep their own unit tests (test_pth_writer,
 # test_fold) and the export tool its refusal tests under the sanitizers.
-SAN_EXCLUDE=${SAN_EXCLUDE:-'StatParity|^ImbalanceTorch\.|^Export(Onnx)?\.(PyTorch|OpenCvDnn|Standardis|SoftmaxHead)'}
+SAN_EXCLUDE=${SAN_EXCLUDE:-'StatParity|^ImbalanceTorch\.|^Export(Onnx)?\.(PyTorch|OpenCvDnn|Standardis|SoftmaxHead|LinearProbe)'}
 # TSan runs 5-10x slower: the kill-and-resume sweep (340 s there) and the Slurm cluster test
 # (118 s) check process-level recovery and scheduling, which ASan and the plain run cover; the
 # sweep's threads keep their TSan coverage in SweepCli's other tests. The fine-tuning parity runs

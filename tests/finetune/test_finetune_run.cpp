@@ -301,7 +301,7 @@ TEST(FineTuneRun, TunesBlock5FromAPool5HeadAndPredictAgrees) {
     EXPECT_TRUE(fs::exists(tmp / ("ft/" + std::string(f)))) << f;
 
   // head.bin: version 2, its block 5 tuned away from the weights file's, features cut at pool4.
-  EXPECT_EQ(head_version(tmp / "p5/head.bin"), kHeadFormatVersion);
+  EXPECT_EQ(head_version(tmp / "p5/head.bin"), 1u);  // an ordinary head stays version 1
   EXPECT_EQ(head_version(tmp / "ft/head.bin"), 2u);
   const HeadFile hf = load_head(tmp / "ft/head.bin");
   ASSERT_FALSE(hf.block5.empty());
@@ -388,6 +388,10 @@ TEST(FineTuneRun, RefusesOtherWeightsHeadsAndFlags) {
                  {"--optimizer sgd", "pool4", w.cache("train", "pool5")});
   expect_refused(train(w, "pool5", tmp / "r4", "--epochs 1 --weights " + shell_quote(w.weights())),
                  2, {"--weights", "pool4"});
+  // The linear probe is not a fine-tuning head.
+  expect_refused(train(w, "pool4", tmp / "r8",
+                       "--hidden 0 --optimizer lbfgs --weights " + shell_quote(w.weights())),
+                 2, {"linear probe", "pool5"});
   // --momentum without SGD is a usage error.
   expect_refused(train(w, "pool4", tmp / "r5", "--momentum 0.5"), 2, {"--momentum"});
   // Mixed cuts: the pool5 cache is named.
@@ -407,7 +411,7 @@ TEST(FineTuneRun, RefusesOtherWeightsHeadsAndFlags) {
                        "--epochs 1 --weights " + shell_quote(w.weights()) + " --init-head " +
                            shell_quote(tmp / "other.bin")),
                  1, {tmp / "other.bin", "weights:"});
-  for (const char* d : {"r1", "r2", "r3", "r4", "r5", "r6", "r7"})
+  for (const char* d : {"r1", "r2", "r3", "r4", "r5", "r6", "r7", "r8"})
     EXPECT_FALSE(fs::exists(tmp / (std::string(d) + "/head.bin"))) << d;
 }
 

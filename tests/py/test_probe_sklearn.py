@@ -23,27 +23,12 @@ import sys
 import tempfile
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
+from ctest_env import ROOT, bin_dir, carbike64, skip
+
 sys.path.insert(0, os.path.join(ROOT, "python"))
 
-
-def skip(why):
-    if os.environ.get("CI") == "true":
-        print(f"FAIL (CI must not skip): {why}")
-        sys.exit(1)
-    print(f"SKIP: {why}")
-    sys.exit(77)
-
-
-if len(sys.argv) != 2:
-    print("usage: test_probe_sklearn.py BUILD_DIR", file=sys.stderr)
-    sys.exit(2)
-BIN = os.path.join(os.path.abspath(sys.argv[1]), "bin")
-CARBIKE = os.environ.get("VGGCACHE_CARBIKE") or os.path.join(ROOT, "..", "shared", "datasets",
-                                                              "carbike64")
-if not os.path.isdir(os.path.join(CARBIKE, "train")):
-    skip(f"carbike64 not found at {CARBIKE} (set VGGCACHE_CARBIKE)")
+BIN = bin_dir("test_probe_sklearn.py")
+CARBIKE = carbike64()
 try:
     import numpy as np
     from sklearn.linear_model import LogisticRegression

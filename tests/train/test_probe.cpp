@@ -444,7 +444,7 @@ TEST(ProbeCli, UsageErrorsNameTheFlag) {
   const char* cases[][2] = {
       {"--optimizer lbfgs", "--optimizer lbfgs trains the linear probe: it needs --hidden 0"},
       {"--optimizer lbfgs --hidden 16", "needs --hidden 0 (got 16)"},
-      {"--optimizer sgd", "--optimizer must be one of adam, lbfgs (got 'sgd')"},
+      {"--optimizer adagrad", "--optimizer must be one of adam, sgd, lbfgs (got 'adagrad')"},
       {"--hidden -1", "--hidden must be >= 0"},
       {"--hidden 0 --optimizer lbfgs --l2 0", "--l2 must be in (0, 1e12] (got 0)"},
       {"--hidden 0 --optimizer lbfgs --l2 -1", "--l2 must be in (0, 1e12]"},
