@@ -234,6 +234,12 @@ RunReportResult write_run_report(const std::string& run_dir, const std::string& 
 
   body += "<div class=\"headline\">\n";
   body += metric_box(percent(num(sel, "accuracy")), "test accuracy (" + model + ")");
+  // Beside accuracy, the measures that an unbalanced test set does not flatter (absent from
+  // summaries written before they existed).
+  if (std::isfinite(num(sel, "balanced_accuracy")))
+    body += metric_box(percent(num(sel, "balanced_accuracy")), "test balanced accuracy");
+  if (std::isfinite(num(sel, "macro_f1")))
+    body += metric_box(fmt::format("{:.4f}", num(sel, "macro_f1")), "test macro-F1");
   body += metric_box(fmt::format("{:.4f}", num(sel, "loss")), "test loss");
   if (std::isfinite(res.auc)) body += metric_box(fmt::format("{:.4f}", res.auc), "ROC AUC");
   const json best = s.value("best", json::object());

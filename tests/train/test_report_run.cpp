@@ -12,12 +12,12 @@
 #include <set>
 
 #include "common/sha256.h"
-#include "report_fixtures.h"
 #include "head/predictions_csv.h"
 #include "report/figures.h"
 #include "report/html.h"
 #include "report/roc.h"
 #include "report/run.h"
+#include "report_fixtures.h"
 
 namespace vggcache {
 namespace {
@@ -93,6 +93,12 @@ TEST_F(ReportRunTest, WritesSelfContainedPageAndFigures) {
             static_cast<size_t>(wrong + std::min(wrong, 16)));
   EXPECT_EQ(count(html, "data:image/jpeg;base64,"), 30u + std::min(wrong, 16));
   EXPECT_NE(html.find(fmt::format("{:.2f}%", 100 * s["selected_test"]["accuracy"].get<double>())),
+            std::string::npos);
+  EXPECT_NE(html.find(fmt::format("<b>{:.2f}%</b><span>test balanced accuracy</span>",
+                                  100 * s["selected_test"]["balanced_accuracy"].get<double>())),
+            std::string::npos);
+  EXPECT_NE(html.find(fmt::format("<b>{:.4f}</b><span>test macro-F1</span>",
+                                  s["selected_test"]["macro_f1"].get<double>())),
             std::string::npos);
   // Identity of what produced it.
   for (const auto& key : {s["train_cache"]["fingerprint"], s["test_cache"]["fingerprint"],
