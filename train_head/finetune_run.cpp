@@ -19,8 +19,6 @@
 #include "head/evaluate.h"
 #include "head/feature_check.h"
 #include "head/linalg.h"
-#include "head/predictions_csv.h"
-#include "report/run.h"
 #include "train_head/batch_schedule.h"
 #include "train_head/imbalance.h"
 #include "train_head/run_outputs.h"
@@ -409,13 +407,7 @@ int run_finetune(const TrainParams& p) {
       {"init_test", has_init ? eval_json(init_test, meta.classes) : json(nullptr)}};
   write_json_file(p.out_dir + "/summary.json", summary);
 
-  write_predictions_csv(
-      p.out_dir + "/predictions.csv",
-      {test.meta().classes, prediction_rows(test.meta(), test.images(), out.selected_test)});
-  RunReportResult report = write_run_report(p.out_dir, test.meta().source_dir);
-  if (report.images_missing > 0)
-    spdlog::warn("report: {} of {} test images not found under {}; shown as placeholders",
-                 report.images_missing, report.images_shown, test.meta().source_dir);
+  write_predictions_and_report(p.out_dir, test.meta(), test.images(), out.selected_test);
   fmt::print("{}", final_table(out, meta.classes));
   if (has_init)
     fmt::print(

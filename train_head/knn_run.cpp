@@ -1,15 +1,12 @@
 #include "train_head/knn_run.h"
 
 #include <fmt/core.h>
-#include <spdlog/spdlog.h>
 
 #include <chrono>
 
 #include "common/file_util.h"
 #include "head/knn.h"
 #include "head/linalg.h"
-#include "head/predictions_csv.h"
-#include "report/run.h"
 #include "train_head/cache_checks.h"
 #include "train_head/compact_step.h"
 #include "train_head/run_outputs.h"
@@ -60,12 +57,7 @@ void write_knn_outputs(const std::string& dir, const TrainParams& p, int k, Cach
       dir + "/summary.json",
       knn_summary_json(one, train.meta(), test.meta(), static_cast<int>(train.images().size()),
                        train_vectors, static_cast<int>(test.images().size()), r, seconds));
-  write_predictions_csv(dir + "/predictions.csv",
-                        {test.meta().classes, prediction_rows(test.meta(), test.images(), r)});
-  RunReportResult report = write_run_report(dir, test.meta().source_dir);
-  if (report.images_missing > 0)
-    spdlog::warn("report: {} of {} test images not found under {}; shown as placeholders",
-                 report.images_missing, report.images_shown, test.meta().source_dir);
+  write_predictions_and_report(dir, test.meta(), test.images(), r);
 }
 
 }  // namespace

@@ -13,8 +13,6 @@
 #include "common/error.h"
 #include "common/file_util.h"
 #include "head/linalg.h"
-#include "head/predictions_csv.h"
-#include "report/run.h"
 #include "train_head/batch_schedule.h"
 #include "train_head/cache_checks.h"
 #include "train_head/cli.h"
@@ -122,13 +120,7 @@ int main(int argc, char** argv) {
     write_run_outputs(p.out_dir, p, train.meta(), test.meta(), split,
                       static_cast<int>(test.images().size()),
                       full_width_standardizer(standardizer, train), out, peak_rss_anon);
-    write_predictions_csv(
-        p.out_dir + "/predictions.csv",
-        {test.meta().classes, prediction_rows(test.meta(), test.images(), out.selected_test)});
-    RunReportResult report = write_run_report(p.out_dir, test.meta().source_dir);
-    if (report.images_missing > 0)
-      spdlog::warn("report: {} of {} test images not found under {}; shown as placeholders",
-                   report.images_missing, report.images_shown, test.meta().source_dir);
+    write_predictions_and_report(p.out_dir, test.meta(), test.images(), out.selected_test);
     fmt::print("{}", final_table(out, train.meta().classes));
     fmt::print("train_head: {:.0f} vectors/s over {:.1f} s of training; outputs in {}\n",
                out.train_seconds > 0 ? out.train_vectors / out.train_seconds : 0.0,

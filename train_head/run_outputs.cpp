@@ -1,6 +1,7 @@
 #include "train_head/run_outputs.h"
 
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 #include <tbb/global_control.h>
 
 #include <cstdio>
@@ -11,6 +12,8 @@
 #include "common/file_util.h"
 #include "head/feature_check.h"
 #include "head/linalg.h"
+#include "head/predictions_csv.h"
+#include "report/run.h"
 
 namespace vggcache {
 
@@ -209,6 +212,16 @@ void write_run_outputs(const std::string& run_dir, const TrainParams& p,
                test_images,
                peak_rss_anon};
   write_json_file(run_dir + "/summary.json", summary_json(info, out));
+}
+
+void write_predictions_and_report(const std::string& run_dir, const CacheMeta& test_meta,
+                                  const std::vector<uint32_t>& images, const EvalResult& selected) {
+  write_predictions_csv(run_dir + "/predictions.csv",
+                        {test_meta.classes, prediction_rows(test_meta, images, selected)});
+  RunReportResult report = write_run_report(run_dir, test_meta.source_dir);
+  if (report.images_missing > 0)
+    spdlog::warn("report: {} of {} test images not found under {}; shown as placeholders",
+                 report.images_missing, report.images_shown, test_meta.source_dir);
 }
 
 }  // namespace vggcache

@@ -76,4 +76,10 @@ void write_run_outputs(const std::string& run_dir, const TrainParams& p,
                        const ImageSplit& split, int test_images, const Standardizer& standardizer,
                        TrainOutcome& out, uint64_t peak_rss_anon);
 
+// Writes RUN_DIR/predictions.csv (one row per test image of `images`, from `selected`, the kept
+// head's evaluation) and RUN_DIR/report.html (report/run.h), warning when test images named by
+// the cache are missing under its source directory. Throws Error(kIo) naming the file.
+void write_predictions_and_report(const std::string& run_dir, const CacheMeta& test_meta,
+                                  const std::vector<uint32_t>& images, const EvalResult& selected);
+
 }  // namespace vggcache
