@@ -19,12 +19,11 @@ import csv
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 
-from ctest_env import bin_dir, carbike64, skip
+from ctest_env import bin_dir, carbike64, copy_subset, run_tool, skip
 
 BIN = bin_dir("test_knn_sklearn.py")
 CARBIKE = carbike64()
@@ -37,19 +36,11 @@ except ImportError as e:
 
 
 def run(*args, rc=0):
-    p = subprocess.run([os.path.join(BIN, args[0]), *args[1:]], capture_output=True, text=True)
-    if p.returncode != rc:
-        raise AssertionError(f"{' '.join(args)} exited {p.returncode} (wanted {rc}):\n"
-                             f"{p.stdout}\n{p.stderr}")
-    return p.stdout + p.stderr
+    return run_tool(BIN, *args, rc=rc)
 
 
 def subset(split, per_class, dst):
-    for cls in sorted(os.listdir(os.path.join(CARBIKE, split))):
-        src = os.path.join(CARBIKE, split, cls)
-        os.makedirs(os.path.join(dst, cls))
-        for f in sorted(os.listdir(src))[:per_class]:
-            shutil.copy(os.path.join(src, f), os.path.join(dst, cls, f))
+    copy_subset(os.path.join(CARBIKE, split), per_class, dst)
 
 
 def export(cache, prefix):

@@ -18,12 +18,11 @@ Exit 0 pass, 1 fail, 77 skip (carbike64 or sklearn missing; never under CI=true,
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 
-from ctest_env import ROOT, bin_dir, carbike64, skip
+from ctest_env import ROOT, bin_dir, carbike64, copy_subset, run_tool, skip
 
 sys.path.insert(0, os.path.join(ROOT, "python"))
 
@@ -41,19 +40,11 @@ L2 = 1.0  # sklearn's default C = 1; the probe is regularised, so the optimum is
 
 
 def run(*args, rc=0):
-    p = subprocess.run([os.path.join(BIN, args[0]), *args[1:]], capture_output=True, text=True)
-    if p.returncode != rc:
-        raise AssertionError(f"{' '.join(args)} exited {p.returncode} (wanted {rc}):\n"
-                             f"{p.stdout}\n{p.stderr}")
-    return p.stdout + p.stderr
+    return run_tool(BIN, *args, rc=rc)
 
 
 def subset(split, counts, dst):
-    for cls, n in zip(sorted(os.listdir(os.path.join(CARBIKE, split))), counts):
-        src = os.path.join(CARBIKE, split, cls)
-        os.makedirs(os.path.join(dst, cls))
-        for f in sorted(os.listdir(src))[:n]:
-            shutil.copy(os.path.join(src, f), os.path.join(dst, cls, f))
+    copy_subset(os.path.join(CARBIKE, split), counts, dst)
 
 
 def export(cache, prefix):
