@@ -105,15 +105,16 @@ each_kernel() {
 }
 
 STAT=${KERNELS_STAT:-Haswell}
-# OpenBLAS: the head's and block 5's GEMMs (ours and PyTorch's reference alike: both processes
-# inherit it).
+# OpenBLAS: the head's, the probe's and block 5's GEMMs (ours and PyTorch's reference alike: both
+# processes inherit it).
 each_kernel OpenBLAS blas "Haswell SkylakeX Cooperlake Zen Sandybridge" OPENBLAS_CORETYPE \
   "test_compact|*" "test_train_parity|*" "test_train_units|*" \
-  "test_sweep_cli|*EqualsItsSingleRun*:*EqualSingleRunsToo*" "test_block5|*"
+  "test_sweep_cli|*EqualsItsSingleRun*:*EqualSingleRunsToo*" "test_block5|*" "test_probe|*" \
+  "test_finetune_run|*Frozen*"
 # oneDNN: VGG16's convolutions in LibTorch (ours and torchvision's reference alike).
 each_kernel oneDNN dnn "AVX2 AVX512_CORE AVX512_CORE_VNNI AVX512_CORE_BF16" \
   "ONEDNN_MAX_CPU_ISA DNNL_MAX_CPU_ISA" \
   "test_vgg16|Vgg16Test.*" "test_extract_resume|*CropsDoNotDependOnThreadsOrBatch*" \
-  "test_predict|*AgreesWithTrainHead*:*Tta*"
+  "test_predict|*AgreesWithTrainHead*:*Tta*" "test_finetune_run|*PredictAgrees*"
 echo "   per comparison: $LOGDIR/all.tsv"
 exit $status
