@@ -191,6 +191,8 @@ std::string onnx_model(const HeadFile& head, const StateDict& features, const Ex
        "classifier.0 holds the head's first Linear with its standardisation (if any) and "
        "torchvision's AdaptiveAvgPool2d((7, 7)) over the pool5 map folded in, in float64");
 
+  if (side_car.contains("block5")) meta(&model, "block5", side_car["block5"].get<std::string>());
+
   try {
     onnx::checker::check_model(model);
   } catch (const std::exception& e) {

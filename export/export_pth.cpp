@@ -29,13 +29,6 @@ std::string output_module(const HeadFile& head) {
 }  // namespace
 
 void check_exportable(const HeadFile& head, const std::string& head_path) {
-  // Its block 5 would have to replace the weights file's conv5_x in the exported model: not
-  // built yet, and exporting the untuned block 5 with the tuned head would be a wrong model.
-  if (!head.block5.empty())
-    throw Error(ErrorKind::kInvalidArgument,
-                fmt::format("head {} carries a fine-tuned block 5 (train_head on a pool4 cache); "
-                            "exporting such heads is not built yet",
-                            head_path));
   if (head.weights.shape.dim != kVgg16PooledDim)
     throw Error(ErrorKind::kMismatch,
                 fmt::format("head {} takes {} features; only heads on VGG16's pooled {} features "
@@ -50,6 +43,33 @@ void check_exportable(const HeadFile& head, const std::string& head_path) {
                   fmt::format("head {}: standardisation of feature {} is mean {}, std {}; "
                               "cannot fold it into the first layer",
                               head_path, j, s.mean[j], s.std[j]));
+}
+
+StateDict network_features(const HeadFile& head, StateDict features) {
+  if (head.block5.empty()) return features;
+  for (int i = 0; i < 3; ++i) {
+    const std::string names[2] = {TunedBlock5::weight_name(i), TunedBlock5::bias_name(i)};
+    const std::vector<float>* tuned[2] = {&head.block5.weight[i], &head.block5.bias[i]};
+    for (int k = 0; k < 2; ++k) {
+      auto it = features.find(names[k]);
+      if (it == features.end())
+        throw Error(ErrorKind::kBadWeights, fmt::format("VGG16 weights without '{}'", names[k]));
+      // The tuned tensor takes the file's place, shape and all: a different count means the
+      // head and the weights disagree on the architecture, which no copy can mend.
+      if (it->second.values.size() != tuned[k]->size())
+        throw Error(ErrorKind::kBadWeights,
+                    fmt::format("VGG16 weights: '{}' holds {} values, the head's tuned one {}",
+                                names[k], it->second.values.size(), tuned[k]->size()));
+      it->second.values = *tuned[k];
+    }
+  }
+  return features;
+}
+
+uint32_t trained_input_dim(const HeadFile& head, int size, uint32_t pooled_dim) {
+  if (head.block5.empty()) return pooled_dim;
+  const uint32_t side = static_cast<uint32_t>(size / 16);  // four floor-mode 2×2 pools
+  return 512 * side * side;
 }
 
 OrderedStateDict torchvision_state_dict(const HeadFile& head, const StateDict& features) {
@@ -130,6 +150,10 @@ nlohmann::json export_sidecar(const HeadFile& head, const ExportInfo& info) {
                {"dropout", s.probe() ? 0.0 : head.dropout},
                {"output", s.outputs() == 1 ? "sigmoid" : "softmax"},
                {"standardize", !head.standardizer.empty()}};
+  if (!head.block5.empty())
+    j["block5"] =
+        "fine-tuned with the head from pool4 maps: features.24/26/28 (conv5_1..conv5_3) are the "
+        "head file's tuned tensors, the other features.N the weights file's (frozen)";
   if (!head.standardizer.empty())
     j["standardization"] =
         "the head's x' = (x - mean) / std is folded into classifier.0 (float64, rounded once): "

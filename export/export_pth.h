@@ -27,9 +27,19 @@ inline constexpr int kVgg16PooledDim = 512 * 7 * 7;
 // folded (a std that is not positive and finite, a non-finite mean).
 void check_exportable(const HeadFile& head, const std::string& head_path);
 
-// features.N.{weight,bias} in torchvision's order, then classifier.0.{weight,bias} (the folded
-// first Linear) and classifier.3.{weight,bias}. `features` as load_vgg16_features() gives them;
-// Error(kBadWeights) when one is missing.
+// The network the head was trained behind: `features` as given, except that a head fine-tuned
+// with block 5 (head.bin version 2) brings its own conv5_1..conv5_3, which replace
+// features.24/26/28 (its blocks 1–4 stay the file's: they were frozen). Error(kBadWeights) when
+// the file's conv5 tensors are missing or of another shape than the tuned ones.
+StateDict network_features(const HeadFile& head, StateDict features);
+
+// The C·h·w of the map the head's training cache held: VGG16's pool4 for a head with a tuned
+// block 5 (512 × ⌊size/16⌋²), else `pooled_dim` (the pooled features).
+uint32_t trained_input_dim(const HeadFile& head, int size, uint32_t pooled_dim);
+
+// features.N.{weight,bias} in torchvision's order (network_features()' conv5 for a tuned head),
+// then classifier.0.{weight,bias} (the folded first Linear) and classifier.3.{weight,bias}.
+// `features` as load_vgg16_features() gives them; Error(kBadWeights) when one is missing.
 OrderedStateDict torchvision_state_dict(const HeadFile& head, const StateDict& features);
 
 // The Python that rebuilds the classifier and loads FILE (for the sidecar and the README).
@@ -43,7 +53,7 @@ struct ExportInfo {
 
 // The sidecar OUT.json: format, layout, loader snippet, classes, head architecture, weights and
 // head identities, preprocessing (size, mean, std, interpolation: the head's feature settings),
-// the standardisation folding, the vggcache version.
+// the standardisation folding, the tuned block 5 when there is one, the vggcache version.
 nlohmann::json export_sidecar(const HeadFile& head, const ExportInfo& info);
 
 }  // namespace vggcache

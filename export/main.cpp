@@ -34,11 +34,13 @@ int main(int argc, char** argv) {
     HeadFile head = load_head(p.head);
     check_exportable(head, p.head);
     WeightsIdentity weights;
-    StateDict features = load_vgg16_features(p.weights, &weights);
+    StateDict file_features = load_vgg16_features(p.weights, &weights);
     PredictParams views;  // the eval view, as predict checks it
     views.weights = p.weights;
-    check_head_features(head, p.head, view_params(views, head_view_size(head, p.head)), weights,
-                        kVgg16PooledDim);
+    const int size = head_view_size(head, p.head);
+    check_head_features(head, p.head, view_params(views, size), weights,
+                        trained_input_dim(head, size, kVgg16PooledDim));
+    const StateDict features = network_features(head, std::move(file_features));
     if (weights.random)
       spdlog::warn("RANDOM WEIGHTS ({}): VGG16 is not pretrained; the model is only good for tests",
                    weights.name);
@@ -52,8 +54,8 @@ int main(int argc, char** argv) {
       write_file_atomically(sidecar, export_sidecar(head, info).dump(2) + "\n");
     }
     if (!p.quiet)
-      fmt::print(stderr, "vggcache-export: {} ({} classes{}) written to {} ({}){}\n", p.head,
-                 head.classes.size(),
+      fmt::print(stderr, "vggcache-export: {} ({} classes{}{}) written to {} ({}){}\n", p.head,
+                 head.classes.size(), head.block5.empty() ? "" : ", fine-tuned block 5",
                  head.standardizer.empty() ? "" : ", standardisation folded into classifier.0",
                  p.out, onnx ? fmt::format("ONNX opset {}", kOnnxOpset) : "torch state_dict",
                  onnx ? "" : ", described in " + sidecar);

@@ -7,7 +7,9 @@ before it. The head: x' = (x − mean) / std when standardised, Linear(dim, hidd
 (Dropout, training only), Linear(hidden, outputs), then a sigmoid (two classes, one output:
 probabilities (1 − p, p)) or a softmax (more classes). Version 2 may also hold a linear probe
 (hidden 0): one Linear(dim, outputs), weight ``w1`` (outputs × dim) and bias ``b1``, no ``w2``,
-``b2``, then the same sigmoid or softmax. train_head writes version 1 for every other head.
+``b2``, then the same sigmoid or softmax. Version 2 may also hold a block 5 fine-tuned with the
+head from pool4 maps: ``features.24/26/28.weight`` (512 × 512 × 3 × 3) and ``.bias`` (512), with
+``architecture.input`` "pool4". train_head writes version 1 for every other head.
 """
 import json
 import struct
@@ -29,7 +31,9 @@ def read_head(path, verify=True):
     ``mean``/``std`` (dim each, only when ``standardize``), ``standardize`` (bool), ``dim``,
     ``hidden``, ``outputs``, ``output`` ("sigmoid"/"softmax"), ``dropout``, ``classes`` (names in
     label order), ``features`` (the training cache's feature settings), ``feature_fingerprint``,
-    ``training`` (informational), ``architecture`` and ``header`` (the whole JSON header).
+    ``training`` (informational), ``architecture`` and ``header`` (the whole JSON header); a head
+    fine-tuned with block 5 also ``features.{24,26,28}.{weight,bias}`` (torchvision's names and
+    shapes) and ``block5`` True (else False).
     Raises CorruptError (bad magic, checksum, sizes) or SchemaError (unknown version).
     """
     try:
@@ -89,7 +93,14 @@ def read_head(path, verify=True):
                            and tensors.get("std", np.empty(0)).shape == (dim,))))
     if not ok:
         raise CorruptError(f"head file {path}: tensor sizes do not match the architecture")
+    tuned = [f"features.{i}.{k}" for i in (24, 26, 28) for k in ("weight", "bias")]
+    have = [n in tensors for n in tuned]
+    if any(have) and (not all(have) or version < 2 or any(
+            tensors[n].shape != ((512, 512, 3, 3) if n.endswith("weight") else (512,))
+            for n in tuned)):
+        raise CorruptError(f"head file {path}: an incomplete or misshapen tuned block 5")
     out.update(tensors)
+    out["block5"] = all(have)
     out["standardize"] = std
     out["feature_fingerprint"] = out["features"].get("fingerprint")
     return out
@@ -102,7 +113,12 @@ def head_module(path_or_head):
     evaluation and ``predict`` compute per view (average the views of an image yourself).
     ``module.logits(x)`` gives the last layer's outputs (a probe's only layer: ``fc1``, no
     ``fc2``). Takes a path or ``read_head``'s dict;
-    ``module.classes``, ``module.features`` and ``module.feature_fingerprint`` come with it."""
+    ``module.classes``, ``module.features`` and ``module.feature_fingerprint`` come with it.
+
+    A head fine-tuned with block 5 (``block5``) takes what its cache holds instead: pool4 maps
+    ``(n, 512, h, w)``, or their flattened vectors ``(n, 512·h·w)`` (square maps), and runs the
+    tuned conv5_1..conv5_3 + ReLU, 2×2 max-pool and adaptive 7×7 average pool before the head,
+    as train_head and predict do (``module.block5``, a torchvision-style Sequential)."""
     import torch
     from torch import nn
 
@@ -125,12 +141,29 @@ def head_module(path_or_head):
             if self.standardize:
                 self.register_buffer("mean", torch.from_numpy(h["mean"].copy()))
                 self.register_buffer("std", torch.from_numpy(h["std"].copy()))
+            self.block5 = None
+            if h.get("block5"):
+                layers = []
+                for i in (24, 26, 28):
+                    conv = nn.Conv2d(512, 512, 3, padding=1)
+                    with torch.no_grad():
+                        conv.weight.copy_(torch.from_numpy(h[f"features.{i}.weight"]))
+                        conv.bias.copy_(torch.from_numpy(h[f"features.{i}.bias"]))
+                    layers += [conv, nn.ReLU()]
+                self.block5 = nn.Sequential(*layers, nn.MaxPool2d(2), nn.AdaptiveAvgPool2d(7))
             self.classes = h["classes"]
             self.features = h["features"]
             self.feature_fingerprint = h["feature_fingerprint"]
 
         def logits(self, x):
             x = torch.as_tensor(x, dtype=torch.float32)
+            if self.block5 is not None:
+                if x.dim() in (1, 3):
+                    x = x.unsqueeze(0)
+                if x.dim() == 2:  # flattened square maps
+                    side = int(round((x.shape[1] // 512) ** 0.5))
+                    x = x.reshape(x.shape[0], 512, side, side)
+                x = torch.flatten(self.block5(x), 1)
             if x.dim() == 1:
                 x = x.unsqueeze(0)
             if self.standardize:

@@ -1,10 +1,13 @@
 // What the export tests share: a small carbike64 split (two classes, or three with a synthetic
-// third), its caches from random:1 weights at 64 px and heads trained on them, the tools run as
-// processes, predict-style probability CSVs, and the check that a refused export wrote nothing.
+// third), its caches from random:1 weights (or a seeded weights file) at 64 px and heads trained
+// on them (block 5 fine-tuned too), the tools run as processes, predict-style probability CSVs,
+// and the check that a refused export wrote nothing.
 #pragma once
 #include <fmt/core.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -13,7 +16,10 @@
 #include <string>
 #include <vector>
 
+#include "head/head_file.h"
+#include "random_vgg16.h"
 #include "test_util.h"
+#include "weights/pth_reader.h"
 
 namespace vggcache {
 namespace export_test {
@@ -54,56 +60,6 @@ inline void make_split(const std::string& carbike, const std::string& split, con
   }
 }
 
-// One dataset (two or three classes): splits, caches (random:1, 64 px) and heads on demand.
-struct Data {
-  std::string dir, test_split, train_split;
-
-  Data(const std::string& carbike, const std::string& root, bool three)
-      : dir(root), test_split(root + "/test"), train_split(root + "/train") {
-    make_split(carbike, "test", test_split, three);
-    make_split(carbike, "train", train_split, three);
-    must(tool("extract", "--data " + shell_quote(test_split) + " --out " +
-                             shell_quote(dir + "/test.cache") +
-                             " --weights random:1 --eval --threads 2 --quiet"),
-         "extract (test)");
-    must(tool("extract", "--data " + shell_quote(train_split) + " --out " +
-                             shell_quote(dir + "/train.cache") +
-                             " --weights random:1 --crops 2 --threads 2 --quiet"),
-         "extract (train)");
-  }
-
-  // A head trained briefly with a tiny learning rate, so probabilities stay away from 0 and 1.
-  std::string head(const std::string& name, const std::string& flags) {
-    const std::string run = dir + "/" + name;
-    if (!fs::exists(run + "/head.bin"))
-      must(tool("train_head", "--train " + shell_quote(dir + "/train.cache") + " --test " +
-                                  shell_quote(dir + "/test.cache") + " --out " + shell_quote(run) +
-                                  " --epochs 3 --lr 1e-5 --hidden 16 --threads 2 --quiet " + flags),
-           "train_head " + name);
-    return run + "/head.bin";
-  }
-};
-
-struct World {
-  testing::TempDir tmp;
-  std::unique_ptr<Data> two, three;
-};
-
-inline World& world() {
-  static World w;
-  return w;
-}
-inline Data& two_classes(const std::string& carbike) {
-  World& w = world();
-  if (!w.two) w.two = std::make_unique<Data>(carbike, w.tmp / "two", false);
-  return *w.two;
-}
-inline Data& three_classes(const std::string& carbike) {
-  World& w = world();
-  if (!w.three) w.three = std::make_unique<Data>(carbike, w.tmp / "three", true);
-  return *w.three;
-}
-
 // path → probabilities, from a CSV whose probability columns are the ones named p_<class> (the
 // test's paths hold no commas or quotes, so fields split on commas).
 inline std::map<std::string, std::vector<double>> read_probs(
@@ -129,6 +85,120 @@ inline std::map<std::string, std::vector<double>> read_probs(
     rows[f[0]] = p;
   }
   return rows;
+}
+
+// One dataset (two or three classes): splits, caches (64 px) and heads on demand. Weights:
+// LibTorch's random:1, or with `weights_file` seeded random weights written as a .pth file, which
+// fine-tuning needs (it reads block 5 from the file).
+struct Data {
+  std::string dir, test_split, train_split, weights;
+
+  Data(const std::string& carbike, const std::string& root, bool three, bool weights_file = false)
+      : dir(root),
+        test_split(root + "/test"),
+        train_split(root + "/train"),
+        weights(weights_file ? root + "/vgg16.pth" : "random:1") {
+    make_split(carbike, "test", test_split, three);
+    make_split(carbike, "train", train_split, three);
+    if (weights_file) testing::write_random_vgg16(weights, 11);
+    cache("test", "pool5");
+    cache("train", "pool5");
+  }
+
+  // SPLIT's cache at CUT (extracted on first use): the test split's eval view, two crops of each
+  // training image.
+  std::string cache(const std::string& split, const std::string& cut) {
+    const std::string out = dir + "/" + split + (cut == "pool5" ? ".cache" : "." + cut);
+    if (!fs::exists(out))
+      must(tool("extract", "--data " + shell_quote(split == "test" ? test_split : train_split) +
+                               " --out " + shell_quote(out) + " --weights " + shell_quote(weights) +
+                               " --cut " + cut + (split == "test" ? " --eval" : " --crops 2") +
+                               " --threads 2 --quiet"),
+           "extract (" + split + ", " + cut + ")");
+    return out;
+  }
+
+  // A head trained briefly with a tiny learning rate, so probabilities stay away from 0 and 1.
+  std::string head(const std::string& name, const std::string& flags) {
+    const std::string run = dir + "/" + name;
+    if (!fs::exists(run + "/head.bin"))
+      must(tool("train_head", "--train " + shell_quote(cache("train", "pool5")) + " --test " +
+                                  shell_quote(cache("test", "pool5")) + " --out " +
+                                  shell_quote(run) +
+                                  " --epochs 3 --lr 1e-5 --hidden 16 --threads 2 --quiet " + flags),
+           "train_head " + name);
+    return run + "/head.bin";
+  }
+
+  // Block 5 fine-tuned with head("plain") from the pool4 caches: the head's rate stays tiny, block
+  // 5's is large enough that its tuning visibly moves the probabilities (untuned_gap()).
+  std::string tuned_head(const std::string& name, const std::string& flags) {
+    const std::string run = dir + "/" + name;
+    if (!fs::exists(run + "/head.bin"))
+      must(tool("train_head", "--train " + shell_quote(cache("train", "pool4")) + " --test " +
+                                  shell_quote(cache("test", "pool4")) + " --out " +
+                                  shell_quote(run) + " --weights " + shell_quote(weights) +
+                                  " --init-head " + shell_quote(head("plain", "")) +
+                                  " --epochs 3 --lr 1e-5 --lr-block5 1e-3 --threads 2 --quiet " +
+                                  flags),
+           "train_head " + name);
+    return run + "/head.bin";
+  }
+
+  // predict's probabilities on the test split (written to NAME.predict.csv).
+  std::string predict(const std::string& head, const std::string& name) {
+    const std::string csv = dir + "/" + name + ".predict.csv";
+    must(tool("predict", "--weights " + shell_quote(weights) + " --head " + shell_quote(head) +
+                             " --out " + shell_quote(csv) + " --threads 2 --quiet " +
+                             shell_quote(test_split)),
+         "predict " + name);
+    return csv;
+  }
+
+  // How far block 5's tuning moves the test probabilities: predict with the tuned head against
+  // the same head over the weights file's block 5. An export that left conv5 as the file has it
+  // would be off by this much, so a comparison's tolerance must be well below it.
+  double untuned_gap(const std::string& tuned, const std::string& name) {
+    HeadFile h = load_head(tuned);
+    const StateDict file = read_state_dict(weights);
+    for (int i = 0; i < 3; ++i) {
+      h.block5.weight[i] = file.at(TunedBlock5::weight_name(i)).values;
+      h.block5.bias[i] = file.at(TunedBlock5::bias_name(i)).values;
+    }
+    const std::string untuned = dir + "/" + name + ".untuned.bin";
+    save_head(untuned, h);
+    auto a = read_probs(predict(tuned, name)), b = read_probs(predict(untuned, name + ".untuned"));
+    double gap = 0;
+    for (const auto& [path, p] : a)
+      for (size_t c = 0; c < p.size(); ++c) gap = std::max(gap, std::abs(p[c] - b.at(path).at(c)));
+    return gap;
+  }
+};
+
+struct World {
+  testing::TempDir tmp;
+  std::unique_ptr<Data> two, three, file;
+};
+
+inline World& world() {
+  static World w;
+  return w;
+}
+inline Data& two_classes(const std::string& carbike) {
+  World& w = world();
+  if (!w.two) w.two = std::make_unique<Data>(carbike, w.tmp / "two", false);
+  return *w.two;
+}
+inline Data& three_classes(const std::string& carbike) {
+  World& w = world();
+  if (!w.three) w.three = std::make_unique<Data>(carbike, w.tmp / "three", true);
+  return *w.three;
+}
+
+inline Data& file_weights(const std::string& carbike) {
+  World& w = world();
+  if (!w.file) w.file = std::make_unique<Data>(carbike, w.tmp / "file", false, true);
+  return *w.file;
 }
 
 // A refused export: exit code `rc`, every `needle` in the message, nothing written.

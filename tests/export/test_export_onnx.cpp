@@ -2,7 +2,8 @@
 // weights, 64 px): Debian's python3-onnx checks the model (full check, names, shapes, opset) and
 // prepares the inputs from the model's metadata alone; OpenCV's DNN module, an ONNX runtime
 // independent of vggcache and of PyTorch, runs it and gives predict's probabilities within 1e-4;
-// the metadata names the weights, the head and the preprocessing.
+// the metadata names the weights, the head and the preprocessing. A head with a fine-tuned block 5
+// exports its tuned convs.
 #include <gtest/gtest.h>
 #include <onnx/onnx_pb.h>
 
@@ -32,8 +33,8 @@ std::vector<float> read_floats(const std::string& path) {
 
 std::string export_onnx(Data& d, const std::string& head, const std::string& name) {
   const std::string model = d.dir + "/" + name + ".onnx";
-  must(tool("vggcache-export", "--format onnx --weights random:1 --head " + shell_quote(head) +
-                                   " --out " + shell_quote(model) + " --quiet"),
+  must(tool("vggcache-export", "--format onnx --weights " + shell_quote(d.weights) + " --head " +
+                                   shell_quote(head) + " --out " + shell_quote(model) + " --quiet"),
        "vggcache-export --format onnx");
   return model;
 }
@@ -41,10 +42,7 @@ std::string export_onnx(Data& d, const std::string& head, const std::string& nam
 // predict on the test split; the ONNX export checked and its inputs prepared by python3-onnx and
 // torchvision; OpenCV DNN on those inputs. Returns the largest difference of any probability.
 double onnx_vs_predict(Data& d, const std::string& head, const std::string& name) {
-  const std::string pred = d.dir + "/" + name + ".predict.csv";
-  must(tool("predict", "--weights random:1 --head " + shell_quote(head) + " --out " +
-                           shell_quote(pred) + " --threads 2 --quiet " + shell_quote(d.test_split)),
-       "predict");
+  const std::string pred = d.predict(head, name);
   const std::string model = export_onnx(d, head, name);
   std::vector<std::string> paths;
   auto want = read_probs(pred, &paths);
@@ -101,6 +99,27 @@ TEST(ExportOnnx, StandardisedSoftmaxHeadOfThreeClasses) {
   VGGCACHE_REQUIRE_CARBIKE(carbike);
   Data& d = three_classes(carbike);
   onnx_vs_predict(d, d.head("std3", "--standardize"), "std3");
+}
+
+// A head fine-tuned with block 5: its tuned convs are the initializers features.24/26/28, and the
+// metadata says so.
+TEST(ExportOnnx, FineTunedBlock5) {
+  VGGCACHE_REQUIRE_CARBIKE(carbike);
+  Data& d = file_weights(carbike);
+  const std::string head = d.tuned_head("tuned", "");
+  onnx_vs_predict(d, head, "tuned");
+  // A model with the file's conv5 would be off by this much: far above the tolerance.
+  const double gap = d.untuned_gap(head, "tuned");
+  EXPECT_GT(gap, 10 * kTolerance);
+  testing::report_numerics("block 5's tuning, largest probability change (should be large)", gap,
+                           10 * kTolerance);
+  onnx::ModelProto m;
+  std::ifstream in(d.dir + "/tuned.onnx", std::ios::binary);
+  ASSERT_TRUE(m.ParseFromIstream(&in));
+  bool noted = false;
+  for (const auto& e : m.metadata_props())
+    noted |= e.key() == "block5" && e.value().find("features.24/26/28") != std::string::npos;
+  EXPECT_TRUE(noted) << "no block5 entry in metadata_props";
 }
 
 // A linear probe (hidden 0): Flatten, one Gemm, Sigmoid.

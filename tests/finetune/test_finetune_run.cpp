@@ -26,6 +26,7 @@
 #include "finetune/block5.h"
 #include "head/head_file.h"
 #include "head/predictions_csv.h"
+#include "random_vgg16.h"
 #include "test_util.h"
 #include "weights/pth_reader.h"
 #include "weights/pth_writer.h"
@@ -49,28 +50,6 @@ ToolRun tool(const std::string& name, const std::string& args) {
   ToolRun r;
   r.rc = testing::run_command(shell_quote(testing::bin_dir() + "/" + name) + " " + args, &r.output);
   return r;
-}
-
-// VGG16's `features` with torchvision's init (kaiming_normal_, fan_out, ReLU gain) from `seed`,
-// biases small and nonzero so that loading them matters: a stand-in for the pretrained file.
-void write_random_vgg16(const std::string& path, uint32_t seed) {
-  const int convs[13][3] = {{0, 3, 64},     {2, 64, 64},    {5, 64, 128},   {7, 128, 128},
-                            {10, 128, 256}, {12, 256, 256}, {14, 256, 256}, {17, 256, 512},
-                            {19, 512, 512}, {21, 512, 512}, {24, 512, 512}, {26, 512, 512},
-                            {28, 512, 512}};
-  std::mt19937 rng(seed);
-  OrderedStateDict sd;
-  for (const auto& c : convs) {
-    const int idx = c[0], in = c[1], out = c[2];
-    std::normal_distribution<float> w(0.0f, std::sqrt(2.0f / (9.0f * out))), b(0.0f, 0.01f);
-    TensorData wt{{out, in, 3, 3}, std::vector<float>(static_cast<size_t>(out) * in * 9)};
-    for (float& v : wt.values) v = w(rng);
-    TensorData bt{{out}, std::vector<float>(out)};
-    for (float& v : bt.values) v = b(rng);
-    sd.emplace_back(fmt::format("features.{}.weight", idx), std::move(wt));
-    sd.emplace_back(fmt::format("features.{}.bias", idx), std::move(bt));
-  }
-  write_state_dict(path, sd);
 }
 
 void copy_split(const std::string& carbike, const std::string& from, const std::string& dir,
@@ -100,7 +79,7 @@ struct World {
 };
 
 void build_world(const std::string& carbike, const std::string& dir) {
-  write_random_vgg16(dir + "/vgg16_a.pth", 11);
+  testing::write_random_vgg16(dir + "/vgg16_a.pth", 11);
   // Another file: only its SHA-256 matters to the refusal.
   write_state_dict(dir + "/vgg16_b.pth", {{"features.24.bias", TensorData{{2}, {1.0f, 2.0f}}}});
   copy_split(carbike, "train", dir + "/train", kTrainPerClass);

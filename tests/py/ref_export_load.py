@@ -2,7 +2,8 @@
 """Loads a model written by `vggcache-export --format pth` the way its users will, and classifies
 images with it in PyTorch alone.
 
-  ref_export_load.py MODEL.pth OUT.csv [--head HEAD.bin [--features CACHE]] IMAGE...
+  ref_export_load.py MODEL.pth OUT.csv [--head HEAD.bin [--features CACHE] [--block5-rel E]]
+                     IMAGE...
 
 Runs the sidecar's (MODEL.pth.json) `load` snippet verbatim (torchvision vgg16, classifier
 replaced by the head, load_state_dict(torch.load(F, weights_only=True)), eval mode), checks the
@@ -12,7 +13,17 @@ sidecar) and writes `path,p_<class>...` with one probability per class in label 
 sigmoid output: 1 - p, p), %.17g. With --head, also OUT.csv.exact: the original head.bin (read by
 python/vggcache, standardisation applied explicitly) evaluated in float64 on torchvision's own
 features of the same images, which isolates the rounding of the exported (folded) classifier from
-the features' differences to predict's.
+the features' differences to predict's. With --features, OUT.csv.features: how far the same
+float64 head's probabilities on the cache's vectors (predict's features) are from those on
+torchvision's.
+
+A head fine-tuned with block 5 (its head.bin holds features.24/26/28): the float64 references run
+its tuned block 5 (conv + ReLU ×3, max-pool, adaptive 7×7 average pool) on the pool4 maps
+(torchvision's: m.features[:24] of the exported model, whose blocks 1-4 are the file's; the
+cache's: a pool4 cache), and OUT.csv.bound holds, per image and class, what a float32 evaluation
+of that block may change the probability by: E × the image's largest pooled feature × the L1
+norm of the probability's float64 gradient with respect to the pooled features (E: the caller's
+relative rounding bound of the block, --block5-rel).
 """
 import json
 import os
@@ -29,13 +40,11 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../
 
 def main():
     model_path, out_path, images = sys.argv[1], sys.argv[2], sys.argv[3:]
-    head_path, cache_path = None, None
-    while images[:1] in (["--head"], ["--features"]):
-        if images[0] == "--head":
-            head_path = images[1]
-        else:
-            cache_path = images[1]
+    opts = {"--head": None, "--features": None, "--block5-rel": None}
+    while images[:1] and images[0] in opts:
+        opts[images[0]] = images[1]
         images = images[2:]
+    head_path, cache_path = opts["--head"], opts["--features"]
     torch.set_num_threads(2)
     with open(model_path + ".json") as f:
         side = json.load(f)
@@ -63,15 +72,27 @@ def main():
 
     pre = side["preprocessing"]
     x = eval_inputs(images, pre["size"], pre["mean"], pre["std"])
+    tuned = head_path is not None and "features.24.weight" in read_head_file(head_path)
     with torch.no_grad():
         y = m(x).double()
-        feats = torch.flatten(m.avgpool(m.features(x)), 1).double().numpy()
+        if tuned:  # torchvision's pool4 maps, block 5 in float64 from the head file
+            feats = tuned_block5(head_path, m.features[:24](x).double())
+        else:
+            feats = torch.flatten(m.avgpool(m.features(x)), 1).double().numpy()
     write(out_path, side, images, two_columns(y.numpy()))
     if head_path:
         write(out_path + ".exact", side, images, exact_head(head_path, feats))
     if head_path and cache_path:
-        ours = exact_head(head_path, cache_features(cache_path, images))
+        cached = cache_features(cache_path, images)
+        if tuned:
+            cached = tuned_block5(head_path, torch.from_numpy(cached).reshape(
+                len(images), 512, *m.features[:24](x[:1]).shape[2:]))
+        ours = exact_head(head_path, cached)
         write(out_path + ".features", side, images, np.abs(ours - exact_head(head_path, feats)))
+    if tuned:
+        rel = float(opts["--block5-rel"])
+        grad = gradient_l1(head_path, feats)  # N × classes
+        write(out_path + ".bound", side, images, grad * rel * np.abs(feats).max(axis=1)[:, None])
 
 
 def eval_inputs(images, size, mean, std):
@@ -88,26 +109,60 @@ def two_columns(p):
     return np.concatenate([1 - p, p], axis=1) if p.shape[1] == 1 else p
 
 
-def exact_head(path, x):
+def read_head_file(path):
     from vggcache import read_head
-    h = read_head(path)
-    w1, b1 = (np.asarray(h[k], np.float64) for k in ("w1", "b1"))
+    return read_head(path)
+
+
+def tuned_block5(path, pool4):
+    """N × 25088 float64: the head file's tuned block 5 on pool4 maps (N × 512 × h × w), in
+    float64, then torchvision's max-pool and adaptive 7×7 average pool, flattened."""
+    h = read_head_file(path)
+    x = pool4.double()
+    for i in (24, 26, 28):
+        w = torch.from_numpy(np.asarray(h[f"features.{i}.weight"], np.float64))
+        b = torch.from_numpy(np.asarray(h[f"features.{i}.bias"], np.float64))
+        x = torch.relu(torch.nn.functional.conv2d(x, w, b, padding=1))
+    x = torch.nn.functional.adaptive_avg_pool2d(torch.nn.functional.max_pool2d(x, 2), (7, 7))
+    return torch.flatten(x, 1).numpy()
+
+
+def head_probabilities(h, x):
+    """The head in float64 (torch tensors, so that it can be differentiated): N × classes."""
+    t = lambda k: torch.from_numpy(np.asarray(h[k], np.float64))
     if h["standardize"]:
-        x = (x - np.asarray(h["mean"], np.float64)) / np.asarray(h["std"], np.float64)
-    if h["hidden"] == 0:  # a linear probe
-        z = x @ w1.T + b1
-    else:
-        w2, b2 = (np.asarray(h[k], np.float64) for k in ("w2", "b2"))
-        z = np.maximum(x @ w1.T + b1, 0) @ w2.T + b2
+        x = (x - t("mean")) / t("std")
+    z = x @ t("w1").T + t("b1")
+    if h["hidden"] != 0:  # a linear probe has no second layer
+        z = torch.relu(z) @ t("w2").T + t("b2")
     if z.shape[1] == 1:
-        return two_columns(1 / (1 + np.exp(-z)))
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
+        p = torch.sigmoid(z)
+        return torch.cat([1 - p, p], dim=1)
+    return torch.softmax(z, dim=1)
+
+
+def exact_head(path, x):
+    h = read_head_file(path)
+    with torch.no_grad():
+        return head_probabilities(h, torch.from_numpy(np.asarray(x, np.float64))).numpy()
+
+
+def gradient_l1(path, x):
+    """N × classes: the L1 norm over the features of each probability's float64 gradient."""
+    h = read_head_file(path)
+    x = torch.from_numpy(np.asarray(x, np.float64)).requires_grad_(True)
+    p = head_probabilities(h, x)
+    out = np.zeros(tuple(p.shape))
+    for c in range(p.shape[1]):
+        (g,) = torch.autograd.grad(p[:, c].sum(), x, retain_graph=True)
+        out[:, c] = g.abs().sum(dim=1).numpy()
+    return out
 
 
 def cache_features(path, images):
-    """N × 25088 float64: each image's eval-view vector in the cache at `path` (extract --eval of
-    the images' folder, which computes them as predict does), matched by relative path."""
+    """N × dim float64: each image's eval-view vector in the cache at `path` (extract --eval of
+    the images' folder, which computes them as predict does; a pool4 cache holds the maps),
+    matched by relative path."""
     from vggcache import Cache
     with Cache(path) as c:
         vecs, idx = c.vectors(), c.index()
