@@ -87,6 +87,44 @@ inline std::map<std::string, std::vector<double>> read_probs(
   return rows;
 }
 
+using Probs = std::map<std::string, std::vector<double>>;  // path → probabilities in label order
+
+struct Comparison {
+  double worst = 0;          // largest |got − want|
+  double worst_share = 0;    // largest |got − want| / bound
+  double largest_bound = 0;  // of the bounds applied
+};
+
+// Every path and class of `want` in `got` within bound(path, class); `what` names `got` in
+// failure messages. Probabilities that are all near 0 or 1 would make the comparison vacuous:
+// that fails too.
+template <typename Bound>
+Comparison compare_probs(const Probs& want, const Probs& got, Bound bound,
+                         const std::string& what) {
+  Comparison r;
+  bool away_from_0_and_1 = false;
+  EXPECT_EQ(got.size(), want.size()) << what;
+  for (const auto& [path, p] : want) {
+    auto it = got.find(path);
+    if (it == got.end()) {
+      ADD_FAILURE() << path << " missing from " << what;
+      continue;
+    }
+    EXPECT_EQ(it->second.size(), p.size()) << path;
+    for (size_t c = 0; c < p.size() && c < it->second.size(); ++c) {
+      const double diff = std::abs(it->second[c] - p[c]), b = bound(path, c);
+      EXPECT_LE(diff, b) << what << ", " << path << " class " << c << ": " << it->second[c]
+                         << " vs " << p[c];
+      r.worst = std::max(r.worst, diff);
+      r.worst_share = std::max(r.worst_share, diff / b);
+      r.largest_bound = std::max(r.largest_bound, b);
+      away_from_0_and_1 |= p[c] > 0.01 && p[c] < 0.99;
+    }
+  }
+  EXPECT_TRUE(away_from_0_and_1) << "saturated probabilities would make the comparison vacuous";
+  return r;
+}
+
 // One dataset (two or three classes): splits, caches (64 px) and heads on demand. Weights:
 // LibTorch's random:1, or with `weights_file` seeded random weights written as a .pth file, which
 // fine-tuning needs (it reads block 5 from the file).
