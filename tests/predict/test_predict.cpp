@@ -134,6 +134,31 @@ void expect_row_consistent(const std::string& path, const Row& r) {
   EXPECT_NEAR(r.probs[0] + r.probs[1], 1.0, 1e-6) << path;
 }
 
+// predict's CSV `out` against train_head's PREDICTIONS (paths relative to `split`): every image,
+// its class and probabilities within kTolerance, rows self-consistent, not all saturated.
+void expect_train_heads_probabilities(const std::string& out, const std::string& predictions,
+                                      const std::string& split, const std::string& what) {
+  std::map<std::string, Row> got = parse_predict_csv(testing::read_file(out));
+  Predictions ref = read_predictions_csv(predictions);
+  ASSERT_EQ(got.size(), ref.rows.size());
+  bool away_from_0_and_1 = false;
+  double worst = 0;
+  for (const auto& row : ref.rows) {
+    const std::string path = split + "/" + row.path;
+    auto it = got.find(path);
+    ASSERT_NE(it, got.end()) << path << " missing from predict's output";
+    expect_row_consistent(path, it->second);
+    EXPECT_EQ(it->second.cls, ref.classes[row.predicted]) << path;
+    for (int k = 0; k < 2; ++k) {
+      EXPECT_NEAR(it->second.probs[k], row.probs[k], kTolerance) << path;
+      worst = std::max(worst, std::abs(it->second.probs[k] - row.probs[k]));
+    }
+    away_from_0_and_1 |= row.probs[0] > 0.01 && row.probs[0] < 0.99;
+  }
+  EXPECT_TRUE(away_from_0_and_1) << "saturated probabilities would make the comparison vacuous";
+  testing::report_numerics("predict vs train_head probabilities" + what, worst, kTolerance);
+}
+
 TEST(Predict, AgreesWithTrainHeadPredictionsAndSkipsBadFiles) {
   VGGCACHE_REQUIRE_CARBIKE(carbike);
   World& w = world(carbike);
@@ -148,27 +173,10 @@ TEST(Predict, AgreesWithTrainHeadPredictionsAndSkipsBadFiles) {
             std::string::npos)
       << r.output;
 
-  std::map<std::string, Row> got = parse_predict_csv(testing::read_file(out));
   Predictions ref = read_predictions_csv(w.run + "/predictions.csv");
   ASSERT_EQ(ref.classes, (std::vector<std::string>{"bicycle", "car"}));
   ASSERT_EQ(ref.rows.size(), static_cast<size_t>(2 * kPerClass));
-  ASSERT_EQ(got.size(), ref.rows.size());
-  bool away_from_0_and_1 = false;
-  double worst = 0;
-  for (const auto& row : ref.rows) {
-    const std::string path = w.test_split + "/" + row.path;
-    auto it = got.find(path);
-    ASSERT_NE(it, got.end()) << path << " missing from predict's output";
-    expect_row_consistent(path, it->second);
-    EXPECT_EQ(it->second.cls, ref.classes[row.predicted]) << path;
-    for (int k = 0; k < 2; ++k) {
-      EXPECT_NEAR(it->second.probs[k], row.probs[k], kTolerance) << path;
-      worst = std::max(worst, std::abs(it->second.probs[k] - row.probs[k]));
-    }
-    away_from_0_and_1 |= row.probs[0] > 0.01 && row.probs[0] < 0.99;
-  }
-  EXPECT_TRUE(away_from_0_and_1) << "saturated probabilities would make the comparison vacuous";
-  testing::report_numerics("predict vs train_head probabilities", worst, kTolerance);
+  expect_train_heads_probabilities(out, w.run + "/predictions.csv", w.test_split, "");
 }
 
 TEST(Predict, TtaAveragesTheProbabilitiesOfExtractsCrops) {
@@ -231,23 +239,7 @@ TEST(Predict, UsesAProbeHead) {
   must(tool("predict", "--weights random:1 --head " + shell_quote(run + "/head.bin") + " --out " +
                            shell_quote(out) + " --threads 2 --quiet " + shell_quote(w.test_split)),
        "predict (probe)");
-  std::map<std::string, Row> got = parse_predict_csv(testing::read_file(out));
-  Predictions ref = read_predictions_csv(run + "/predictions.csv");
-  ASSERT_EQ(got.size(), ref.rows.size());
-  bool away_from_0_and_1 = false;
-  double worst = 0;
-  for (const auto& row : ref.rows) {
-    const std::string path = w.test_split + "/" + row.path;
-    auto it = got.find(path);
-    ASSERT_NE(it, got.end()) << path;
-    expect_row_consistent(path, it->second);
-    for (int k = 0; k < 2; ++k)
-      worst = std::max(worst, std::abs(it->second.probs[k] - row.probs[k]));
-    away_from_0_and_1 |= row.probs[0] > 0.01 && row.probs[0] < 0.99;
-  }
-  EXPECT_TRUE(away_from_0_and_1);
-  EXPECT_LE(worst, kTolerance);
-  testing::report_numerics("predict vs train_head probabilities (probe)", worst, kTolerance);
+  expect_train_heads_probabilities(out, run + "/predictions.csv", w.test_split, " (probe)");
 }
 
 TEST(Predict, RefusesOtherWeightsBeforeAnyWork) {
