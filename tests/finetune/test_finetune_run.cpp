@@ -10,25 +10,23 @@
 //    fine-tuning flags on pool5 caches, mixed cuts, no --weights.
 #include <fmt/format.h>
 #include <gtest/gtest.h>
-#include <sys/stat.h>
 
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <map>
 #include <nlohmann/json.hpp>
-#include <random>
 #include <sstream>
 #include <tuple>
 
 #include "common/cache.h"
 #include "common/sha256.h"
 #include "finetune/block5.h"
+#include "finetune_world.h"
 #include "head/head_file.h"
 #include "head/predictions_csv.h"
 #include "test_util.h"
 #include "weights/pth_reader.h"
-#include "weights/pth_writer.h"
 
 namespace fs = std::filesystem;
 
@@ -36,134 +34,21 @@ namespace vggcache {
 namespace {
 
 using nlohmann::json;
+using testing::expect_refused;
+using testing::read_json;
+using testing::read_lines;
 using testing::shell_quote;
-
-constexpr int kTrainPerClass = 6, kTestPerClass = 5, kCrops = 2;
-
-struct ToolRun {
-  int rc = -1;
-  std::string output;
-};
-
-ToolRun tool(const std::string& name, const std::string& args) {
-  ToolRun r;
-  r.rc = testing::run_command(shell_quote(testing::bin_dir() + "/" + name) + " " + args, &r.output);
-  return r;
-}
-
-// VGG16's `features` with torchvision's init (kaiming_normal_, fan_out, ReLU gain) from `seed`,
-// biases small and nonzero so that loading them matters: a stand-in for the pretrained file.
-void write_random_vgg16(const std::string& path, uint32_t seed) {
-  const int convs[13][3] = {{0, 3, 64},     {2, 64, 64},    {5, 64, 128},   {7, 128, 128},
-                            {10, 128, 256}, {12, 256, 256}, {14, 256, 256}, {17, 256, 512},
-                            {19, 512, 512}, {21, 512, 512}, {24, 512, 512}, {26, 512, 512},
-                            {28, 512, 512}};
-  std::mt19937 rng(seed);
-  OrderedStateDict sd;
-  for (const auto& c : convs) {
-    const int idx = c[0], in = c[1], out = c[2];
-    std::normal_distribution<float> w(0.0f, std::sqrt(2.0f / (9.0f * out))), b(0.0f, 0.01f);
-    TensorData wt{{out, in, 3, 3}, std::vector<float>(static_cast<size_t>(out) * in * 9)};
-    for (float& v : wt.values) v = w(rng);
-    TensorData bt{{out}, std::vector<float>(out)};
-    for (float& v : bt.values) v = b(rng);
-    sd.emplace_back(fmt::format("features.{}.weight", idx), std::move(wt));
-    sd.emplace_back(fmt::format("features.{}.bias", idx), std::move(bt));
-  }
-  write_state_dict(path, sd);
-}
-
-void copy_split(const std::string& carbike, const std::string& from, const std::string& dir,
-                int per_class) {
-  for (const char* cls : {"bicycle", "car"}) {
-    fs::create_directories(fs::path(dir) / cls);
-    for (int i = 0; i < per_class; ++i) {
-      const std::string name = fmt::format("{}_{:04d}.jpg", cls, i);
-      fs::copy_file(fmt::format("{}/{}/{}/{}", carbike, from, cls, name),
-                    fmt::format("{}/{}/{}", dir, cls, name));
-    }
-  }
-}
-
-// The weights file, the splits and their pool4 and pool5 caches: made once per build tree (each
-// test runs in its own process; extract costs a few seconds), keyed on the extract binary, and
-// published with an atomic rename so concurrent test processes never see half of it.
-struct World {
-  std::string dir;
-  std::string weights() const { return dir + "/vgg16_a.pth"; }
-  std::string other_weights() const { return dir + "/vgg16_b.pth"; }
-  std::string train_split() const { return dir + "/train"; }
-  std::string test_split() const { return dir + "/test"; }
-  std::string cache(const std::string& split, const std::string& cut) const {
-    return dir + "/" + split + "." + cut;
-  }
-};
-
-void build_world(const std::string& carbike, const std::string& dir) {
-  write_random_vgg16(dir + "/vgg16_a.pth", 11);
-  // Another file: only its SHA-256 matters to the refusal.
-  write_state_dict(dir + "/vgg16_b.pth", {{"features.24.bias", TensorData{{2}, {1.0f, 2.0f}}}});
-  copy_split(carbike, "train", dir + "/train", kTrainPerClass);
-  copy_split(carbike, "test", dir + "/test", kTestPerClass);
-  for (const char* cut : {"pool4", "pool5"}) {
-    for (const char* split : {"train", "test"}) {
-      const std::string view = std::string(split) == "train"
-                                   ? fmt::format("--crops {} --flip", kCrops)
-                                   : std::string("--eval");
-      ToolRun r = tool("extract", fmt::format("--data {} --out {} --weights {} --cut {} {} "
-                                              "--threads 2 --quiet",
-                                              shell_quote(dir + "/" + split),
-                                              shell_quote(fmt::format("{}/{}.{}", dir, split, cut)),
-                                              shell_quote(dir + "/vgg16_a.pth"), cut, view));
-      if (r.rc != 0) throw std::runtime_error("extract failed:\n" + r.output);
-    }
-  }
-  testing::write_file(dir + "/complete", "");
-}
-
-World world(const std::string& carbike) {
-  struct stat st {};
-  const std::string extract = testing::bin_dir() + "/extract";
-  stat(extract.c_str(), &st);
-  const std::string key =
-      fmt::format("v1 {} {} {} {} {} {}", carbike, kTrainPerClass, kTestPerClass, kCrops,
-                  static_cast<long long>(st.st_size), static_cast<long long>(st.st_mtime));
-  const fs::path final_dir = fs::path(testing::bin_dir()).parent_path() / "testdata" /
-                             ("finetune-run-" + sha256_hex(key.data(), key.size()).substr(0, 16));
-  if (fs::exists(final_dir / "complete")) return World{final_dir.string()};
-  fs::create_directories(final_dir.parent_path());
-  std::string tmpl = final_dir.string() + ".tmp-XXXXXX";
-  if (!mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed for " + tmpl);
-  build_world(carbike, tmpl);
-  std::error_code ec;
-  fs::rename(tmpl, final_dir, ec);  // fails when another process published first: use theirs
-  if (ec) fs::remove_all(tmpl, ec);
-  return World{final_dir.string()};
-}
+using testing::tool;
+using testing::ToolRun;
+using testing::train;
+using testing::World;
+using testing::world;
 
 // The shared training settings of the compared runs: dropout on (its masks must agree too),
 // validation selection on, a small head.
 const char* kCommon =
     "--epochs 3 --batch 4 --hidden 32 --lr 1e-3 --dropout 0.5 --seed 3 --val-fraction 0.25 "
     "--threads 2 --quiet";
-
-ToolRun train(const World& w, const std::string& cut, const std::string& out,
-              const std::string& extra) {
-  return tool("train_head",
-              fmt::format("--train {} --test {} --out {} {}", shell_quote(w.cache("train", cut)),
-                          shell_quote(w.cache("test", cut)), shell_quote(out), extra));
-}
-
-json read_json(const std::string& path) {
-  return json::parse(testing::read_file(path));
-}
-
-std::vector<std::string> read_lines(const std::string& path) {
-  std::vector<std::string> v;
-  std::istringstream in(testing::read_file(path));
-  for (std::string l; std::getline(in, l);) v.push_back(l);
-  return v;
-}
 
 uint32_t head_version(const std::string& path) {
   const std::string s = testing::read_file(path);
@@ -322,7 +207,7 @@ TEST(FineTuneRun, TunesBlock5FromAPool5HeadAndPredictAgrees) {
   const std::map<std::string, PredictRow> got = parse_predict_csv(testing::read_file(csv));
   const Predictions ref = read_predictions_csv(tmp / "ft/predictions.csv");
   ASSERT_EQ(got.size(), ref.rows.size());
-  ASSERT_EQ(ref.rows.size(), static_cast<size_t>(2 * kTestPerClass));
+  ASSERT_EQ(ref.rows.size(), static_cast<size_t>(2 * testing::kTestPerClass));
   double worst = 0;
   bool away_from_0_and_1 = false;
   for (const PredictionRow& row : ref.rows) {
@@ -364,12 +249,6 @@ TEST(FineTuneRun, SgdTrainsBlock5AndRecordsItsSettings) {
   const HeadFile hf = load_head(tmp / "sgd/head.bin");
   const StateDict sd = read_state_dict(w.weights());
   EXPECT_FALSE(hf.block5.weight[2] == sd.at(Block5::weight_name(2)).values);
-}
-
-void expect_refused(const ToolRun& r, int rc, const std::vector<std::string>& parts) {
-  EXPECT_EQ(r.rc, rc) << r.output;
-  for (const std::string& p : parts)
-    EXPECT_NE(r.output.find(p), std::string::npos) << "'" << p << "' not in:\n" << r.output;
 }
 
 TEST(FineTuneRun, RefusesOtherWeightsHeadsAndFlags) {
