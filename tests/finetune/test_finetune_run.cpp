@@ -163,6 +163,56 @@ std::map<std::string, PredictRow> parse_predict_csv(const std::string& text) {
   return rows;
 }
 
+// The SVG chart of report.html whose title is `title` ("" when there is none).
+std::string svg_chart(const std::string& html, const std::string& title) {
+  const size_t at = html.find("aria-label=\"" + title + "\"");
+  if (at == std::string::npos) return "";
+  return html.substr(at, html.find("</svg>", at) - at);
+}
+
+// The fine-tuned run's report shows the --init-head's own run (`frozen`, its summary.json) beside
+// it (`tuned`): both test accuracies with their kept epochs, and each run's accuracy curves, the
+// frozen run's epochs on the left.
+void expect_warm_start_section(const std::string& run_dir, const json& frozen, const json& tuned) {
+  const std::string html = testing::read_file(run_dir + "/report.html");
+  const size_t at = html.find("<h2>Warm start: the frozen head's run beside this fine-tuning");
+  ASSERT_NE(at, std::string::npos);
+  const std::string section = html.substr(at, html.find("<h2>", at + 4) - at);
+  auto box = [](double accuracy, const std::string& what) {
+    return fmt::format("<b>{:.2f}%</b><span>{}</span>", 100 * accuracy, what);
+  };
+  EXPECT_NE(section.find(box(frozen["selected_test"]["accuracy"].get<double>(),
+                             fmt::format("frozen head: test accuracy (its run, epoch {} head)",
+                                         frozen["selected_epoch"].get<int>()))),
+            std::string::npos)
+      << section.substr(0, 800);
+  EXPECT_NE(section.find(box(tuned["finetune"]["init_test"]["accuracy"].get<double>(),
+                             "frozen head on this test set, before fine-tuning")),
+            std::string::npos);
+  EXPECT_NE(section.find(box(tuned["selected_test"]["accuracy"].get<double>(),
+                             fmt::format("fine-tuned: test accuracy (epoch {} head)",
+                                         tuned["selected_epoch"].get<int>()))),
+            std::string::npos);
+  // Left the frozen run's curves (its epochs and kept epoch), right this run's.
+  const std::string left = svg_chart(section, "Frozen head (pool5 run): accuracy per epoch"),
+                    right = svg_chart(section, "Fine-tuned (block 5 + head): accuracy per epoch");
+  ASSERT_FALSE(left.empty());
+  ASSERT_FALSE(right.empty());
+  EXPECT_LT(section.find(left), section.find(right));
+  const size_t frozen_epochs =
+                   read_lines(fs::path(run_dir).parent_path() / "p5/metrics.jsonl").size(),
+               tuned_epochs = read_lines(run_dir + "/metrics.jsonl").size();
+  ASSERT_NE(frozen_epochs, tuned_epochs) << "the charts could not be told apart";
+  for (const auto& [chart, epochs, kept] :
+       {std::tuple{&left, frozen_epochs, frozen["selected_epoch"].get<int>()},
+        std::tuple{&right, tuned_epochs, tuned["selected_epoch"].get<int>()}}) {
+    EXPECT_NE(chart->find(fmt::format("head kept: epoch {}", kept)), std::string::npos);
+    // The last epoch is the x axis's last tick; one more epoch is not on it.
+    EXPECT_NE(chart->find(fmt::format(">{}</text>", epochs)), std::string::npos) << *chart;
+    EXPECT_EQ(chart->find(fmt::format(">{}</text>", epochs + 1)), std::string::npos) << *chart;
+  }
+}
+
 TEST(FineTuneRun, TunesBlock5FromAPool5HeadAndPredictAgrees) {
   VGGCACHE_REQUIRE_CARBIKE(carbike);
   const World w = world(carbike);
@@ -182,8 +232,9 @@ TEST(FineTuneRun, TunesBlock5FromAPool5HeadAndPredictAgrees) {
               s5["selected_test"]["loss"].get<double>(), 1e-4);
   EXPECT_DOUBLE_EQ(s["settings"]["lr_block5"].get<double>(), 1e-5);  // default: lr / 10
   EXPECT_EQ(s["settings"]["hidden"], 32);                            // the init head's
-  for (const char* f : {"metrics.jsonl", "predictions.csv", "report.html"})
+  for (const char* f : {"metrics.jsonl", "predictions.csv", "report.html", "warm_start.png"})
     EXPECT_TRUE(fs::exists(tmp / ("ft/" + std::string(f)))) << f;
+  expect_warm_start_section(tmp / "ft", s5, s);
 
   // head.bin: version 2, its block 5 tuned away from the weights file's, features cut at pool4.
   EXPECT_EQ(head_version(tmp / "p5/head.bin"), 1u);  // an ordinary head stays version 1
@@ -246,9 +297,36 @@ TEST(FineTuneRun, SgdTrainsBlock5AndRecordsItsSettings) {
   EXPECT_EQ(s["settings"]["momentum"], 0.8);
   EXPECT_EQ(s["settings"]["lr_block5"], 2e-4);
   EXPECT_EQ(s["finetune"]["block5"], "tuned");
+  // Without --init-head there is no frozen run to show.
+  EXPECT_EQ(testing::read_file(tmp / "sgd/report.html").find("Warm start"), std::string::npos);
   const HeadFile hf = load_head(tmp / "sgd/head.bin");
   const StateDict sd = read_state_dict(w.weights());
   EXPECT_FALSE(hf.block5.weight[2] == sd.at(Block5::weight_name(2)).values);
+}
+
+// An --init-head whose directory holds only the head (copied away from its run): the report says
+// why the frozen curves are missing, shows the fine-tuned ones, and the run succeeds.
+TEST(FineTuneRun, ReportSaysWhenTheInitHeadsRunHasNoCurves) {
+  VGGCACHE_REQUIRE_CARBIKE(carbike);
+  const World w = world(carbike);
+  testing::TempDir tmp;
+  ASSERT_EQ(train(w, "pool5", tmp / "p5", "--epochs 1 --hidden 8 --threads 2 --quiet").rc, 0);
+  fs::create_directories(tmp / "bare");
+  fs::copy_file(tmp / "p5/head.bin", tmp / "bare/head.bin");
+  const ToolRun r =
+      train(w, "pool4", tmp / "ft",
+            "--epochs 1 --batch 4 --threads 2 --quiet --weights " + shell_quote(w.weights()) +
+                " --init-head " + shell_quote(tmp / "bare/head.bin"));
+  ASSERT_EQ(r.rc, 0) << r.output;
+  const std::string html = testing::read_file(tmp / "ft/report.html");
+  EXPECT_NE(html.find("The frozen head's curves cannot be shown: its run directory <span "
+                      "class=\"mono\">" +
+                      (tmp / "bare") + "</span>"),
+            std::string::npos);
+  EXPECT_NE(html.find("has no summary.json"), std::string::npos);
+  EXPECT_TRUE(svg_chart(html, "Frozen head (pool5 run): accuracy per epoch").empty());
+  EXPECT_FALSE(svg_chart(html, "Fine-tuned (block 5 + head): accuracy per epoch").empty());
+  EXPECT_FALSE(fs::exists(tmp / "ft/warm_start.png"));
 }
 
 TEST(FineTuneRun, RefusesOtherWeightsHeadsAndFlags) {
