@@ -126,6 +126,8 @@ void check_no_finetune_flags(const TrainParams& p, const std::string& train_dir)
     flag = "--freeze-block5";
   else if (!p.init_head.empty())
     flag = "--init-head";
+  else if (p.momentum != TrainParams{}.momentum)  // a sweep's; single runs refuse it at parsing
+    flag = "--momentum";
   if (!flag.empty())
     throw Error(ErrorKind::kInvalidArgument,
                 fmt::format("{} applies to fine-tuning block 5 from pool4 caches (extract --cut "

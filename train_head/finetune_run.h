@@ -34,8 +34,8 @@ namespace vggcache {
 std::string cache_cut(const std::string& dir);
 
 // Error(kInvalidArgument) naming the first fine-tuning flag set in `p` (--weights, --optimizer
-// sgd, --lr-block5, --freeze-block5, --init-head): a pool5 run does not read them, and ignoring
-// them would let a user believe block 5 was tuned.
+// sgd, --lr-block5, --freeze-block5, --init-head, --momentum): a pool5 run does not read them, and
+// ignoring them would let a user believe block 5 was tuned.
 void check_no_finetune_flags(const TrainParams& p, const std::string& train_dir);
 
 // Block 5's tensors from `weights_path` (a torchvision state_dict: features.24/26/28), after

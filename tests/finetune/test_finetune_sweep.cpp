@@ -112,13 +112,18 @@ TEST(FineTuneSweep, RefusesKeysThatDoNotApplyToTheCaches) {
   expect_refused(sweep("pool4", "s3", "hidden=0,8", weights), 2, {"hidden 0"});
   expect_refused(sweep("pool4", "s4", "class_weight=none,balanced", weights), 2,
                  {"class-weight balanced"});
+  // --momentum with no SGD configuration would be unused.
+  expect_refused(sweep("pool4", "s9", "lr=1e-3,1e-4", weights + " --momentum 0.5"), 2,
+                 {"--momentum", "sgd"});
   // --weights is required as for a single run.
   expect_refused(sweep("pool4", "s5", "lr=1e-3,1e-4", ""), 2, {"--weights"});
   // Fine-tuning keys and flags on pool5 caches.
   expect_refused(sweep("pool5", "s6", "lr_block5=1e-4,1e-3", ""), 2, {"lr-block5", "pool4"});
   expect_refused(sweep("pool5", "s7", "optimizer=adam,sgd", ""), 2, {"optimizer sgd", "pool4"});
   expect_refused(sweep("pool5", "s8", "lr=1e-3,1e-4", weights), 2, {"--weights", "pool4"});
-  for (const char* d : {"s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8"})
+  expect_refused(sweep("pool5", "s10", "lr=1e-3,1e-4", " --momentum 0.5"), 2,
+                 {"--momentum", "pool4"});
+  for (const char* d : {"s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9", "s10"})
     EXPECT_FALSE(fs::exists(tmp / (std::string(d) + "/sweep.json"))) << d;
 }
 

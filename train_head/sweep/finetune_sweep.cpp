@@ -67,6 +67,13 @@ int run_finetune_sweep(const TrainParams& base_in, const SweepParams& sweep) {
       throw Error(e.kind(), fmt::format("sweep configuration {}: {}", c.index, e.what()));
     }
   }
+  // As a single run refuses --momentum without SGD (it would be silently unused).
+  if (base.momentum != TrainParams{}.momentum &&
+      std::none_of(plan.configs.begin(), plan.configs.end(),
+                   [](const SweepConfig& c) { return c.params.optimizer == "sgd"; }))
+    throw Error(ErrorKind::kInvalidArgument,
+                "--momentum applies to --optimizer sgd only, and no configuration of this sweep "
+                "uses SGD (give --optimizer sgd or sweep optimizer=adam,sgd)");
   const json sweep_doc = sweep_json(plan, base);
   const SweepWork work = open_sweep_dir(base.out_dir, plan, sweep_doc, sweep);
 
