@@ -89,7 +89,9 @@ std::vector<size_t> confidently_wrong(const Predictions& p, size_t k) {
 
 }  // namespace
 
-RunReportResult write_run_report(const std::string& run_dir, const std::string& images_root) {
+RunReportResult write_run_report(const std::string& run_dir, const std::string& images_root,
+                                 const std::string& shown_dir) {
+  const std::string shown = shown_dir.empty() ? run_dir : shown_dir;
   const json s = read_json(run_dir + "/summary.json");
   // A k-NN run (train_head --knn) trains nothing: no metrics.jsonl, no epochs, no head.bin.
   const bool knn = s.value("method", "") == "knn";
@@ -112,7 +114,7 @@ RunReportResult write_run_report(const std::string& run_dir, const std::string& 
   std::string body;
 
   // Headline.
-  body += "<h1>train_head report</h1>\n<p class=\"sub\">" + xml_escape(run_dir) + " &middot; " +
+  body += "<h1>train_head report</h1>\n<p class=\"sub\">" + xml_escape(shown) + " &middot; " +
           xml_escape(p.classes.size() == 2 ? p.classes[0] + " vs " + p.classes[1]
                                            : fmt::format("{} classes", p.classes.size())) +
           "</p>\n";
@@ -281,7 +283,7 @@ RunReportResult write_run_report(const std::string& run_dir, const std::string& 
                                                                            : "") +
       "test_grid.png, confident_wrong.png.</p>\n";
 
-  write_file_atomically(res.html, html_page("train_head report: " + run_dir, body));
+  write_file_atomically(res.html, html_page("train_head report: " + shown, body));
   return res;
 }
 

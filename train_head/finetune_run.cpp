@@ -250,7 +250,7 @@ int run_finetune(const TrainParams& p) {
   return 0;
 }
 
-TrainOutcome finetune_to_dir(const TrainParams& p, bool announce) {
+TrainOutcome finetune_to_dir(const TrainParams& p, bool announce, const std::string& final_dir) {
   FineTuneInputs in = open_finetune_inputs(p);
   CacheSource &train = *in.train, &test = *in.test;
   const CacheMeta& meta = train.meta();
@@ -426,7 +426,7 @@ TrainOutcome finetune_to_dir(const TrainParams& p, bool announce) {
       {"init_test", has_init ? eval_json(init_test, meta.classes) : json(nullptr)}};
   write_json_file(p.out_dir + "/summary.json", summary);
 
-  write_predictions_and_report(p.out_dir, test.meta(), test.images(), out.selected_test);
+  write_predictions_and_report(p.out_dir, test.meta(), test.images(), out.selected_test, final_dir);
   if (!announce) return out;
   fmt::print("{}", final_table(out, meta.classes));
   if (has_init)

@@ -90,9 +90,11 @@ FineTuneInputs open_finetune_inputs(const TrainParams& p);
 
 // Trains one pool4 run into p.out_dir (all of the run's files). `announce` prints its header, the
 // final table and its speed (a sweep's configurations train without them, several at once);
-// p.quiet drops the per-epoch lines as in any run. Thread-safety: runs of different out_dirs may
-// train at once (each opens its own readers).
-TrainOutcome finetune_to_dir(const TrainParams& p, bool announce);
+// p.quiet drops the per-epoch lines as in any run. `final_dir`: where the files end up when
+// p.out_dir only stages them (a sweep's .tmp-<id>/), the name report.html shows. Thread-safety:
+// runs of different out_dirs may train at once (each opens its own readers).
+TrainOutcome finetune_to_dir(const TrainParams& p, bool announce,
+                             const std::string& final_dir = "");
 
 // The whole pool4 run (parse has been done; TBB's thread limit is set). Returns the exit code.
 int run_finetune(const TrainParams& p);

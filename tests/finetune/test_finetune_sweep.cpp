@@ -67,6 +67,11 @@ TEST(FineTuneSweep, OneFineTuningRunPerConfigurationWithItsSweptValues) {
     EXPECT_EQ(sum["settings"]["hidden"], 8);  // the --init-head's, not --hidden 64
     EXPECT_EQ(sum["finetune"]["block5"], "tuned");
     EXPECT_FALSE(sum["finetune"]["init_test"].is_null());
+    // Its report names the published directory, not where it was staged, and shows the warm start.
+    const std::string page = testing::read_file(dir + "/report.html");
+    EXPECT_NE(page.find("<p class=\"sub\">" + dir), std::string::npos) << dir;
+    EXPECT_EQ(page.find(".tmp-" + row["id"].get<std::string>()), std::string::npos) << dir;
+    EXPECT_NE(page.find("<h2>Warm start"), std::string::npos) << dir;
     const HeadFile hf = load_head(dir + "/head.bin");
     ASSERT_FALSE(hf.block5.empty()) << dir;
     EXPECT_FALSE(hf.block5.weight[2] == file.at("features.28.weight").values) << dir;

@@ -124,7 +124,7 @@ int run_finetune_sweep(const TrainParams& base_in, const SweepParams& sweep) {
         p.out_dir = fresh_config_dir(base.out_dir, c.id);
         p.quiet = true;  // the sweep's progress line speaks for its configurations
         progress.started(1);
-        const TrainOutcome out = finetune_to_dir(p, /*announce=*/false);
+        const TrainOutcome out = finetune_to_dir(p, /*announce=*/false, base.out_dir + "/" + c.id);
         progress.worked(config_work(p, train_images - val_images, val_images, test_vectors, crops));
         publish_config(base.out_dir, c, seconds_since(t0));
         progress.finished(c.id, out.epochs.at(out.selected_epoch - 1).val_accuracy);
