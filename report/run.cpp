@@ -18,7 +18,9 @@
 #include "report/image_grid.h"
 #include "report/png.h"
 #include "report/roc.h"
+#include "report/run_parts.h"
 #include "report/svg.h"
+#include "report/warm_start.h"
 
 namespace vggcache {
 
@@ -29,79 +31,6 @@ using nlohmann::json;
 constexpr size_t kGridImages = 40;   // the sample of test images shown
 constexpr size_t kWrongImages = 16;  // the most confidently wrong ones shown
 constexpr int kGridColumns = 8;
-
-json read_json(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw Error(ErrorKind::kIo, "cannot read " + path);
-  try {
-    return json::parse(in);
-  } catch (const json::exception& e) {
-    throw Error(ErrorKind::kCorrupt, path + ": " + e.what());
-  }
-}
-
-std::vector<json> read_jsonl(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw Error(ErrorKind::kIo, "cannot read " + path);
-  std::vector<json> v;
-  size_t n = 0;
-  for (std::string line; std::getline(in, line);) {
-    ++n;
-    if (line.empty()) continue;
-    try {
-      v.push_back(json::parse(line));
-    } catch (const json::exception& e) {
-      throw Error(ErrorKind::kCorrupt, fmt::format("{}: line {}: {}", path, n, e.what()));
-    }
-  }
-  return v;
-}
-
-double num(const json& j, const char* key) {
-  return j.contains(key) && j[key].is_number() ? j[key].get<double>() : NAN;
-}
-
-std::string value_text(const json& v) {
-  return v.is_string() ? v.get<std::string>() : v.dump();
-}
-
-std::string percent(double v) {
-  return std::isfinite(v) ? fmt::format("{:.2f}%", 100 * v) : "-";
-}
-
-std::pair<LineChart, LineChart> learning_charts(const std::vector<json>& epochs, int selected) {
-  LineChart acc, loss;
-  acc.title = "Accuracy per epoch";
-  loss.title = "Loss per epoch";
-  acc.x.label = loss.x.label = "epoch";
-  acc.x.integer = loss.x.integer = true;
-  acc.y.label = "accuracy";
-  acc.y.max = 1.0;
-  loss.y.label = "loss (BCE / cross-entropy)";
-  const struct {
-    const char* name;
-    const char* key;
-    Rgb color;
-  } kinds[] = {{"train", "train", kBlue}, {"validation", "val", kOrange}, {"test", "test", kGreen}};
-  for (const auto& k : kinds) {
-    Series a{k.name, k.color}, l{k.name, k.color};
-    bool any = false;
-    for (const auto& e : epochs) {
-      const double x = num(e, "epoch"), ya = num(e, (std::string(k.key) + "_accuracy").c_str());
-      a.x.push_back(x);
-      a.y.push_back(ya);
-      l.x.push_back(x);
-      l.y.push_back(num(e, (std::string(k.key) + "_loss").c_str()));
-      any = any || std::isfinite(ya);
-    }
-    if (!any) continue;  // no validation split
-    acc.series.push_back(a);
-    loss.series.push_back(l);
-  }
-  acc.note = fmt::format("head kept: epoch {}", selected);
-  loss.note = "train: running mean over the epoch's batches (dropout on)";
-  return {acc, loss};
-}
 
 std::vector<std::pair<std::string, std::string>> settings_rows(const json& s) {
   std::vector<std::pair<std::string, std::string>> rows;
@@ -158,14 +87,11 @@ std::vector<size_t> confidently_wrong(const Predictions& p, size_t k) {
   return wrong;
 }
 
-std::string metric_box(const std::string& value, const std::string& what) {
-  return "<div class=\"metric\"><b>" + xml_escape(value) + "</b><span>" + xml_escape(what) +
-         "</span></div>\n";
-}
-
 }  // namespace
 
-RunReportResult write_run_report(const std::string& run_dir, const std::string& images_root) {
+RunReportResult write_run_report(const std::string& run_dir, const std::string& images_root,
+                                 const std::string& shown_dir) {
+  const std::string shown = shown_dir.empty() ? run_dir : shown_dir;
   const json s = read_json(run_dir + "/summary.json");
   // A k-NN run (train_head --knn) trains nothing: no metrics.jsonl, no epochs, no head.bin.
   const bool knn = s.value("method", "") == "knn";
@@ -188,7 +114,7 @@ RunReportResult write_run_report(const std::string& run_dir, const std::string& 
   std::string body;
 
   // Headline.
-  body += "<h1>train_head report</h1>\n<p class=\"sub\">" + xml_escape(run_dir) + " &middot; " +
+  body += "<h1>train_head report</h1>\n<p class=\"sub\">" + xml_escape(shown) + " &middot; " +
           xml_escape(p.classes.size() == 2 ? p.classes[0] + " vs " + p.classes[1]
                                            : fmt::format("{} classes", p.classes.size())) +
           "</p>\n";
@@ -262,6 +188,7 @@ RunReportResult write_run_report(const std::string& run_dir, const std::string& 
     write_png(run_dir + "/learning_curves.png",
               hstack({png_line_chart(acc), png_line_chart(loss)}));
   }
+  body += warm_start_section(run_dir, s, epochs);  // "" unless fine-tuned from --init-head
 
   // Test results of the kept head.
   MatrixChart m;
@@ -352,9 +279,11 @@ RunReportResult write_run_report(const std::string& run_dir, const std::string& 
                       : "<p class=\"note\">Files: summary.json, metrics.jsonl, predictions.csv, "
                         "head.bin; figures as learning_curves.png, confusion_matrix.png, ") +
       std::string(std::isfinite(res.auc) ? "roc.png, " : "") +
+      std::string(std::filesystem::exists(run_dir + "/warm_start.png", ec) ? "warm_start.png, "
+                                                                           : "") +
       "test_grid.png, confident_wrong.png.</p>\n";
 
-  write_file_atomically(res.html, html_page("train_head report: " + run_dir, body));
+  write_file_atomically(res.html, html_page("train_head report: " + shown, body));
   return res;
 }
 

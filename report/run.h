@@ -16,7 +16,10 @@ struct RunReportResult {
 
 // `images_root`: the directory the test cache was extracted from (CacheMeta::source_dir), which
 // predictions.csv's paths are relative to; relative roots are taken from the working directory.
+// `shown_dir` names the run on the page when run_dir is where its files are staged (a sweep's
+// .tmp-<id>/, renamed once complete); "" shows run_dir.
 // Throws Error(kIo/kCorrupt) when the run's files are missing or malformed, never for images.
-RunReportResult write_run_report(const std::string& run_dir, const std::string& images_root);
+RunReportResult write_run_report(const std::string& run_dir, const std::string& images_root,
+                                 const std::string& shown_dir = "");
 
 }  // namespace vggcache

@@ -57,8 +57,8 @@ std::string validate_train_params(const TrainParams& p) {
 namespace {
 
 // The flags that only fine-tuning from a pool4 cache reads (a single run).
-// (--optimizer sgd too: check_no_finetune_flags() refuses it on pool5 caches, and sweeps and k-NN
-// refuse any --optimizer that does not apply to them.)
+// (--optimizer sgd too: check_no_finetune_flags() refuses it on pool5 caches, single runs and
+// sweeps alike, and k-NN refuses any --optimizer.)
 constexpr const char* kFinetuneFlags[] = {"--weights", "--momentum", "--lr-block5", "--init-head",
                                           "--freeze-block5"};
 
@@ -68,8 +68,9 @@ std::string apply_finetune_args(const CLI::App& app, const TrainParams& p) {
   if (app.count("--lr-block5") > 0 && !(p.lr_block5 > 0.0))
     return fmt::format("--lr-block5 must be > 0 (got {})", p.lr_block5);
   // Adam has no momentum setting of that name (its β1 is fixed at 0.9): silently ignoring the
-  // flag would hide a typo'd optimizer choice.
-  if (app.count("--momentum") > 0 && p.optimizer != "sgd")
+  // flag would hide a typo'd optimizer choice. A sweep may cross --optimizer with it (each SGD
+  // configuration takes it).
+  if (app.count("--momentum") > 0 && p.optimizer != "sgd" && app.count("--sweep") == 0)
     return "--momentum applies to --optimizer sgd only";
   return "";
 }
@@ -150,15 +151,6 @@ std::string apply_sweep_args(const CLI::App& app, const std::string& shard, Trai
       if (app.count(flag) > 0) return fmt::format("{} needs --sweep", flag);
     return "";
   }
-  for (const char* flag : kFinetuneFlags)
-    if (app.count(flag) > 0)
-      return fmt::format(
-          "{} does not apply to --sweep (sweeps fine-tuning from pool4 caches are not built yet; "
-          "run them one by one)",
-          flag);
-  if (p->optimizer == "sgd")
-    return "--optimizer sgd does not apply to --sweep (it fine-tunes block 5 from pool4 caches, "
-           "which sweeps do not do yet; run them one by one)";
   if (app.count("--val-fraction") == 0) p->val_fraction = 0.1;
   if (!(p->val_fraction > 0.0))
     return "--val-fraction must be > 0 in a sweep (configurations are selected on it)";

@@ -36,10 +36,6 @@ namespace {
 // ~220 MB at 224 px while keeping the GEMMs wide.
 constexpr int kEvalViews = 128;
 
-double block5_lr(const TrainParams& p) {
-  return p.lr_block5 > 0 ? p.lr_block5 : p.lr / 10;
-}
-
 // Both caches must hold pool4 maps of the same extraction settings, as the pool5 trainer's
 // check_training_caches() demands of pool5 caches.
 void check_finetune_caches(const CacheMeta& train, const std::string& train_dir,
@@ -68,7 +64,8 @@ void check_finetune_caches(const CacheMeta& train, const std::string& train_dir,
                             train_dir, train.weights.name));
 }
 
-// Settings the fine-tuning step does not have: refused rather than silently dropped.
+}  // namespace
+
 void check_finetune_settings(const TrainParams& p) {
   if (p.optimizer == "lbfgs" || p.hidden == 0)
     throw Error(ErrorKind::kInvalidArgument,
@@ -83,6 +80,8 @@ void check_finetune_settings(const TrainParams& p) {
                 "--class-weight balanced is not built for fine-tuning yet (use --sampler "
                 "balanced)");
 }
+
+namespace {
 
 // The evaluation of `head` over block 5's outputs for `images`.
 EvalResult evaluate_block5_head(const HeadWeights& head, const Block5& block5, FeatureSource& maps,
@@ -127,6 +126,8 @@ void check_no_finetune_flags(const TrainParams& p, const std::string& train_dir)
     flag = "--freeze-block5";
   else if (!p.init_head.empty())
     flag = "--init-head";
+  else if (p.momentum != TrainParams{}.momentum)  // a sweep's; single runs refuse it at parsing
+    flag = "--momentum";
   if (!flag.empty())
     throw Error(ErrorKind::kInvalidArgument,
                 fmt::format("{} applies to fine-tuning block 5 from pool4 caches (extract --cut "
@@ -219,34 +220,49 @@ void Block5Source::gather(const Item* items, int n, const Standardizer* s, float
                 out + static_cast<size_t>(i) * kBlock5OutputDim);
 }
 
-int run_finetune(const TrainParams& p) {
-  CacheSource train(p.train_cache, p.verify), test(p.test_cache, p.verify);
-  check_finetune_caches(train.meta(), p.train_cache, test.meta(), p.test_cache);
+FineTuneInputs open_finetune_inputs(const TrainParams& p) {
+  FineTuneInputs in;
+  in.train = std::make_unique<CacheSource>(p.train_cache, p.verify);
+  in.test = std::make_unique<CacheSource>(p.test_cache, p.verify);
+  check_finetune_caches(in.train->meta(), p.train_cache, in.test->meta(), p.test_cache);
   check_finetune_settings(p);
+  const CacheMeta& meta = in.train->meta();
   if (p.weights.empty())
     throw Error(ErrorKind::kInvalidArgument,
                 fmt::format("cache {} holds pool4 maps: fine-tuning block 5 needs --weights "
                             "FILE.pth, the VGG16 weights it was extracted with ({}, SHA-256 {})",
-                            p.train_cache, train.meta().weights.name, train.meta().weights.sha256));
-  const CacheMeta& meta = train.meta();
-  const int h = meta.cut_shape[1], w = meta.cut_shape[2];
-  Block5 block5 = load_block5_for_cache(p.weights, meta, p.train_cache);
-
-  const int classes = static_cast<int>(meta.classes.size());
-  HeadWeights init;
+                            p.train_cache, meta.weights.name, meta.weights.sha256));
+  in.block5 = load_block5_for_cache(p.weights, meta, p.train_cache);
   if (!p.init_head.empty()) {
     HeadFile ih = load_head(p.init_head);
     check_init_head(ih, p.init_head, meta, p.train_cache);
-    if (ih.weights.shape.hidden != p.hidden)
-      spdlog::info("--init-head {}: hidden size {} (from the head)", p.init_head,
-                   ih.weights.shape.hidden);
-    init = std::move(ih.weights);
+    in.init = std::move(ih.weights);
+    in.has_init = true;
   } else {
-    init = init_head(HeadShape{kBlock5OutputDim, p.hidden, classes}, p.seed);
+    in.init = init_head(
+        HeadShape{kBlock5OutputDim, p.hidden, static_cast<int>(meta.classes.size())}, p.seed);
   }
+  return in;
+}
+
+int run_finetune(const TrainParams& p) {
+  finetune_to_dir(p, /*announce=*/true);
+  return 0;
+}
+
+TrainOutcome finetune_to_dir(const TrainParams& p, bool announce, const std::string& final_dir) {
+  FineTuneInputs in = open_finetune_inputs(p);
+  CacheSource &train = *in.train, &test = *in.test;
+  const CacheMeta& meta = train.meta();
+  const int h = meta.cut_shape[1], w = meta.cut_shape[2];
+  const int classes = static_cast<int>(meta.classes.size());
+  Block5 block5 = std::move(in.block5);
+  HeadWeights init = std::move(in.init);
+  if (announce && in.has_init && init.shape.hidden != p.hidden)
+    spdlog::info("--init-head {}: hidden size {} (from the head)", p.init_head, init.shape.hidden);
   TrainParams run = p;  // as recorded: the head's shape and block 5's effective rate
   run.hidden = init.shape.hidden;
-  run.lr_block5 = block5_lr(p);
+  run.lr_block5 = effective_lr_block5(p);
   make_directories(p.out_dir);
 
   const ImageSplit split = split_images(train.images(), p.val_fraction, p.seed);
@@ -263,23 +279,26 @@ int run_finetune(const TrainParams& p) {
   cfg.freeze_block5 = p.freeze_block5;
   cfg.seed = p.seed;  // the dropout masks of the pool5 trainer for the same seed and step keys
 
-  fmt::print(
-      "train_head: fine-tuning {} + head from pool4 maps {}×{}×{}: {} training images × {} crops "
-      "({} held out), {} test images × {} views, {} classes, {}{} lr {:g} (block 5: {:g}), {} "
-      "threads, {}\n",
-      p.freeze_block5 ? "nothing of block 5 (frozen)" : "block 5", kBlock5Channels, h, w,
-      split.train.size(), train.crops(), split.val.size(), test.images().size(), test.crops(),
-      classes, p.optimizer, p.optimizer == "sgd" ? fmt::format(" momentum {:g}", p.momentum) : "",
-      p.lr, cfg.lr_block5, p.threads, blas_backend());
+  if (announce)
+    fmt::print(
+        "train_head: fine-tuning {} + head from pool4 maps {}×{}×{}: {} training images × {} crops "
+        "({} held out), {} test images × {} views, {} classes, {}{} lr {:g} (block 5: {:g}), {} "
+        "threads, {}\n",
+        p.freeze_block5 ? "nothing of block 5 (frozen)" : "block 5", kBlock5Channels, h, w,
+        split.train.size(), train.crops(), split.val.size(), test.images().size(), test.crops(),
+        classes, p.optimizer, p.optimizer == "sgd" ? fmt::format(" momentum {:g}", p.momentum) : "",
+        p.lr, cfg.lr_block5, p.threads, blas_backend());
 
   // The starting point's test accuracy: with --init-head, the frozen pipeline's head (block 5
   // from the weights file), shown beside the tuned one.
   EvalResult init_test;
-  const bool has_init = !p.init_head.empty();
+  const bool has_init = in.has_init;
   if (has_init) {
     init_test = evaluate_block5_head(init, block5, test, h, w, test.images());
-    fmt::print("train_head: --init-head on the test images before fine-tuning: accuracy {:.2f}%\n",
-               100 * init_test.accuracy);
+    if (announce)
+      fmt::print(
+          "train_head: --init-head on the test images before fine-tuning: accuracy {:.2f}%\n",
+          100 * init_test.accuracy);
   }
 
   FineTuner ft(std::move(block5), std::move(init), cfg);
@@ -407,7 +426,8 @@ int run_finetune(const TrainParams& p) {
       {"init_test", has_init ? eval_json(init_test, meta.classes) : json(nullptr)}};
   write_json_file(p.out_dir + "/summary.json", summary);
 
-  write_predictions_and_report(p.out_dir, test.meta(), test.images(), out.selected_test);
+  write_predictions_and_report(p.out_dir, test.meta(), test.images(), out.selected_test, final_dir);
+  if (!announce) return out;
   fmt::print("{}", final_table(out, meta.classes));
   if (has_init)
     fmt::print(
@@ -416,7 +436,7 @@ int run_finetune(const TrainParams& p) {
   fmt::print("train_head: {:.1f} crops/s over {:.1f} s of fine-tuning; outputs in {}\n",
              out.train_seconds > 0 ? out.train_vectors / out.train_seconds : 0.0, out.train_seconds,
              p.out_dir);
-  return 0;
+  return out;
 }
 
 }  // namespace vggcache

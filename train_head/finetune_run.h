@@ -17,6 +17,7 @@
 // (--standardize, --class-weight balanced); fine-tuning flags on pool5 caches are refused by
 // check_no_finetune_flags().
 #pragma once
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -25,6 +26,7 @@
 #include "head/feature_source.h"
 #include "head/head_file.h"
 #include "train_head/params.h"
+#include "train_head/trainer.h"
 
 namespace vggcache {
 
@@ -32,8 +34,8 @@ namespace vggcache {
 std::string cache_cut(const std::string& dir);
 
 // Error(kInvalidArgument) naming the first fine-tuning flag set in `p` (--weights, --optimizer
-// sgd, --lr-block5, --freeze-block5, --init-head): a pool5 run does not read them, and ignoring
-// them would let a user believe block 5 was tuned.
+// sgd, --lr-block5, --freeze-block5, --init-head, --momentum): a pool5 run does not read them, and
+// ignoring them would let a user believe block 5 was tuned.
 void check_no_finetune_flags(const TrainParams& p, const std::string& train_dir);
 
 // Block 5's tensors from `weights_path` (a torchvision state_dict: features.24/26/28), after
@@ -71,6 +73,28 @@ class Block5Source : public FeatureSource {
   int h_, w_;
   std::vector<float> x_;  // the gathered maps, n × 512 × h × w
 };
+
+// Refuses (Error(kInvalidArgument), naming the flag) settings the fine-tuning step does not have,
+// rather than silently dropping them: the linear probe, --standardize, --class-weight balanced.
+void check_finetune_settings(const TrainParams& p);
+
+// What a fine-tuning run starts from, every check above passed: both pool4 caches (opened), block
+// 5 from --weights, and the starting head (--init-head's, or init_head(--seed) of p.hidden).
+struct FineTuneInputs {
+  std::unique_ptr<CacheSource> train, test;
+  Block5 block5;
+  HeadWeights init;
+  bool has_init = false;  // init is --init-head's
+};
+FineTuneInputs open_finetune_inputs(const TrainParams& p);
+
+// Trains one pool4 run into p.out_dir (all of the run's files). `announce` prints its header, the
+// final table and its speed (a sweep's configurations train without them, several at once);
+// p.quiet drops the per-epoch lines as in any run. `final_dir`: where the files end up when
+// p.out_dir only stages them (a sweep's .tmp-<id>/), the name report.html shows. Thread-safety:
+// runs of different out_dirs may train at once (each opens its own readers).
+TrainOutcome finetune_to_dir(const TrainParams& p, bool announce,
+                             const std::string& final_dir = "");
 
 // The whole pool4 run (parse has been done; TBB's thread limit is set). Returns the exit code.
 int run_finetune(const TrainParams& p);

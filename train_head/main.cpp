@@ -22,6 +22,7 @@
 #include "train_head/probe.h"
 #include "train_head/run_outputs.h"
 #include "train_head/sweep/collect.h"
+#include "train_head/sweep/finetune_sweep.h"
 #include "train_head/sweep/runner.h"
 #include "train_head/trainer.h"
 
@@ -41,12 +42,15 @@ int main(int argc, char** argv) {
     // Thread counts are set explicitly: TBB runs all parallel work; BLAS runs inside its tasks.
     tbb::global_control threads(tbb::global_control::max_allowed_parallelism, p.threads);
     configure_blas_for_tbb();
-    if (sweep.enabled) return run_sweep(p, sweep);  // train_head/sweep/runner.h
-    if (!p.knn.empty()) return run_knn(p);          // train_head/knn_run.h
     // pool4 maps: block 5 is fine-tuned with the head (a caches pair of mixed cuts is refused
     // there, naming the pool5 one).
-    if (cache_cut(p.train_cache) == "pool4" || cache_cut(p.test_cache) == "pool4")
-      return run_finetune(p);  // train_head/finetune_run.h
+    const bool pool4 = p.knn.empty() &&
+                       (cache_cut(p.train_cache) == "pool4" || cache_cut(p.test_cache) == "pool4");
+    if (sweep.enabled)
+      return pool4 ? run_finetune_sweep(p, sweep)  // train_head/sweep/finetune_sweep.h
+                   : run_sweep(p, sweep);          // train_head/sweep/runner.h
+    if (!p.knn.empty()) return run_knn(p);         // train_head/knn_run.h
+    if (pool4) return run_finetune(p);             // train_head/finetune_run.h
     check_no_finetune_flags(p, p.train_cache);
 
     // Two prepool-f32 caches: train on compact vectors (same results, far fewer columns).

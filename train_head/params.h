@@ -46,7 +46,7 @@ struct TrainParams {
   double tol = 1e-4;   // --tol: lbfgs stops when ‖∇(f / Σ w_i)‖_∞ <= tol (> 0)
   // Fine-tuning VGG16's block 5 with the head from a pool4 cache (extract --cut pool4;
   // train_head/finetune_run.h). These flags apply only there (a pool5 cache refuses them, exit 2),
-  // and not with --sweep or --knn.
+  // and not with --knn; a sweep on pool4 caches sweeps them (train_head/sweep/finetune_sweep.h).
   std::string weights;         // --weights FILE.pth: the VGG16 weights the pool4 cache was
                                //   extracted with (SHA-256 checked); block 5 starts from them
   double momentum = 0.9;       // --momentum: SGD's momentum, in [0, 1) (--optimizer sgd only)
@@ -60,6 +60,11 @@ struct TrainParams {
   std::string knn_vote = "uniform";  // --knn-vote uniform|weighted
   double knn_temperature = 0.07;     // --knn-temperature T: weighted votes e^{s/T} (> 0)
 };
+
+// Block 5's learning rate as a fine-tuning run uses it: --lr-block5, or --lr / 10 when not given.
+inline double effective_lr_block5(const TrainParams& p) {
+  return p.lr_block5 > 0 ? p.lr_block5 : p.lr / 10;
+}
 
 // The flags of a sweep (`train_head --sweep SPEC`, train_head/sweep/*.h); the TrainParams around
 // them give every unswept setting and --threads, the total thread budget.

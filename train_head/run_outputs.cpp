@@ -215,10 +215,11 @@ void write_run_outputs(const std::string& run_dir, const TrainParams& p,
 }
 
 void write_predictions_and_report(const std::string& run_dir, const CacheMeta& test_meta,
-                                  const std::vector<uint32_t>& images, const EvalResult& selected) {
+                                  const std::vector<uint32_t>& images, const EvalResult& selected,
+                                  const std::string& shown_dir) {
   write_predictions_csv(run_dir + "/predictions.csv",
                         {test_meta.classes, prediction_rows(test_meta, images, selected)});
-  RunReportResult report = write_run_report(run_dir, test_meta.source_dir);
+  RunReportResult report = write_run_report(run_dir, test_meta.source_dir, shown_dir);
   if (report.images_missing > 0)
     spdlog::warn("report: {} of {} test images not found under {}; shown as placeholders",
                  report.images_missing, report.images_shown, test_meta.source_dir);

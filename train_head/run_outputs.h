@@ -78,8 +78,10 @@ void write_run_outputs(const std::string& run_dir, const TrainParams& p,
 
 // Writes RUN_DIR/predictions.csv (one row per test image of `images`, from `selected`, the kept
 // head's evaluation) and RUN_DIR/report.html (report/run.h), warning when test images named by
-// the cache are missing under its source directory. Throws Error(kIo) naming the file.
+// the cache are missing under its source directory. `shown_dir` as write_run_report() takes it.
+// Throws Error(kIo) naming the file.
 void write_predictions_and_report(const std::string& run_dir, const CacheMeta& test_meta,
-                                  const std::vector<uint32_t>& images, const EvalResult& selected);
+                                  const std::vector<uint32_t>& images, const EvalResult& selected,
+                                  const std::string& shown_dir = "");
 
 }  // namespace vggcache

@@ -10,26 +10,23 @@
 //    fine-tuning flags on pool5 caches, mixed cuts, no --weights.
 #include <fmt/format.h>
 #include <gtest/gtest.h>
-#include <sys/stat.h>
 
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <map>
 #include <nlohmann/json.hpp>
-#include <random>
 #include <sstream>
 #include <tuple>
 
 #include "common/cache.h"
 #include "common/sha256.h"
 #include "finetune/block5.h"
+#include "finetune_world.h"
 #include "head/head_file.h"
 #include "head/predictions_csv.h"
-#include "random_vgg16.h"
 #include "test_util.h"
 #include "weights/pth_reader.h"
-#include "weights/pth_writer.h"
 
 namespace fs = std::filesystem;
 
@@ -37,112 +34,21 @@ namespace vggcache {
 namespace {
 
 using nlohmann::json;
+using testing::expect_refused;
+using testing::read_json;
+using testing::read_lines;
 using testing::shell_quote;
-
-constexpr int kTrainPerClass = 6, kTestPerClass = 5, kCrops = 2;
-
-struct ToolRun {
-  int rc = -1;
-  std::string output;
-};
-
-ToolRun tool(const std::string& name, const std::string& args) {
-  ToolRun r;
-  r.rc = testing::run_command(shell_quote(testing::bin_dir() + "/" + name) + " " + args, &r.output);
-  return r;
-}
-
-void copy_split(const std::string& carbike, const std::string& from, const std::string& dir,
-                int per_class) {
-  for (const char* cls : {"bicycle", "car"}) {
-    fs::create_directories(fs::path(dir) / cls);
-    for (int i = 0; i < per_class; ++i) {
-      const std::string name = fmt::format("{}_{:04d}.jpg", cls, i);
-      fs::copy_file(fmt::format("{}/{}/{}/{}", carbike, from, cls, name),
-                    fmt::format("{}/{}/{}", dir, cls, name));
-    }
-  }
-}
-
-// The weights file, the splits and their pool4 and pool5 caches: made once per build tree (each
-// test runs in its own process; extract costs a few seconds), keyed on the extract binary, and
-// published with an atomic rename so concurrent test processes never see half of it.
-struct World {
-  std::string dir;
-  std::string weights() const { return dir + "/vgg16_a.pth"; }
-  std::string other_weights() const { return dir + "/vgg16_b.pth"; }
-  std::string train_split() const { return dir + "/train"; }
-  std::string test_split() const { return dir + "/test"; }
-  std::string cache(const std::string& split, const std::string& cut) const {
-    return dir + "/" + split + "." + cut;
-  }
-};
-
-void build_world(const std::string& carbike, const std::string& dir) {
-  testing::write_random_vgg16(dir + "/vgg16_a.pth", 11);
-  // Another file: only its SHA-256 matters to the refusal.
-  write_state_dict(dir + "/vgg16_b.pth", {{"features.24.bias", TensorData{{2}, {1.0f, 2.0f}}}});
-  copy_split(carbike, "train", dir + "/train", kTrainPerClass);
-  copy_split(carbike, "test", dir + "/test", kTestPerClass);
-  for (const char* cut : {"pool4", "pool5"}) {
-    for (const char* split : {"train", "test"}) {
-      const std::string view = std::string(split) == "train"
-                                   ? fmt::format("--crops {} --flip", kCrops)
-                                   : std::string("--eval");
-      ToolRun r = tool("extract", fmt::format("--data {} --out {} --weights {} --cut {} {} "
-                                              "--threads 2 --quiet",
-                                              shell_quote(dir + "/" + split),
-                                              shell_quote(fmt::format("{}/{}.{}", dir, split, cut)),
-                                              shell_quote(dir + "/vgg16_a.pth"), cut, view));
-      if (r.rc != 0) throw std::runtime_error("extract failed:\n" + r.output);
-    }
-  }
-  testing::write_file(dir + "/complete", "");
-}
-
-World world(const std::string& carbike) {
-  struct stat st {};
-  const std::string extract = testing::bin_dir() + "/extract";
-  stat(extract.c_str(), &st);
-  const std::string key =
-      fmt::format("v1 {} {} {} {} {} {}", carbike, kTrainPerClass, kTestPerClass, kCrops,
-                  static_cast<long long>(st.st_size), static_cast<long long>(st.st_mtime));
-  const fs::path final_dir = fs::path(testing::bin_dir()).parent_path() / "testdata" /
-                             ("finetune-run-" + sha256_hex(key.data(), key.size()).substr(0, 16));
-  if (fs::exists(final_dir / "complete")) return World{final_dir.string()};
-  fs::create_directories(final_dir.parent_path());
-  std::string tmpl = final_dir.string() + ".tmp-XXXXXX";
-  if (!mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed for " + tmpl);
-  build_world(carbike, tmpl);
-  std::error_code ec;
-  fs::rename(tmpl, final_dir, ec);  // fails when another process published first: use theirs
-  if (ec) fs::remove_all(tmpl, ec);
-  return World{final_dir.string()};
-}
+using testing::tool;
+using testing::ToolRun;
+using testing::train;
+using testing::World;
+using testing::world;
 
 // The shared training settings of the compared runs: dropout on (its masks must agree too),
 // validation selection on, a small head.
 const char* kCommon =
     "--epochs 3 --batch 4 --hidden 32 --lr 1e-3 --dropout 0.5 --seed 3 --val-fraction 0.25 "
     "--threads 2 --quiet";
-
-ToolRun train(const World& w, const std::string& cut, const std::string& out,
-              const std::string& extra) {
-  return tool("train_head",
-              fmt::format("--train {} --test {} --out {} {}", shell_quote(w.cache("train", cut)),
-                          shell_quote(w.cache("test", cut)), shell_quote(out), extra));
-}
-
-json read_json(const std::string& path) {
-  return json::parse(testing::read_file(path));
-}
-
-std::vector<std::string> read_lines(const std::string& path) {
-  std::vector<std::string> v;
-  std::istringstream in(testing::read_file(path));
-  for (std::string l; std::getline(in, l);) v.push_back(l);
-  return v;
-}
 
 uint32_t head_version(const std::string& path) {
   const std::string s = testing::read_file(path);
@@ -257,6 +163,56 @@ std::map<std::string, PredictRow> parse_predict_csv(const std::string& text) {
   return rows;
 }
 
+// The SVG chart of report.html whose title is `title` ("" when there is none).
+std::string svg_chart(const std::string& html, const std::string& title) {
+  const size_t at = html.find("aria-label=\"" + title + "\"");
+  if (at == std::string::npos) return "";
+  return html.substr(at, html.find("</svg>", at) - at);
+}
+
+// The fine-tuned run's report shows the --init-head's own run (`frozen`, its summary.json) beside
+// it (`tuned`): both test accuracies with their kept epochs, and each run's accuracy curves, the
+// frozen run's epochs on the left.
+void expect_warm_start_section(const std::string& run_dir, const json& frozen, const json& tuned) {
+  const std::string html = testing::read_file(run_dir + "/report.html");
+  const size_t at = html.find("<h2>Warm start: the frozen head's run beside this fine-tuning");
+  ASSERT_NE(at, std::string::npos);
+  const std::string section = html.substr(at, html.find("<h2>", at + 4) - at);
+  auto box = [](double accuracy, const std::string& what) {
+    return fmt::format("<b>{:.2f}%</b><span>{}</span>", 100 * accuracy, what);
+  };
+  EXPECT_NE(section.find(box(frozen["selected_test"]["accuracy"].get<double>(),
+                             fmt::format("frozen head: test accuracy (its run, epoch {} head)",
+                                         frozen["selected_epoch"].get<int>()))),
+            std::string::npos)
+      << section.substr(0, 800);
+  EXPECT_NE(section.find(box(tuned["finetune"]["init_test"]["accuracy"].get<double>(),
+                             "frozen head on this test set, before fine-tuning")),
+            std::string::npos);
+  EXPECT_NE(section.find(box(tuned["selected_test"]["accuracy"].get<double>(),
+                             fmt::format("fine-tuned: test accuracy (epoch {} head)",
+                                         tuned["selected_epoch"].get<int>()))),
+            std::string::npos);
+  // Left the frozen run's curves (its epochs and kept epoch), right this run's.
+  const std::string left = svg_chart(section, "Frozen head (pool5 run): accuracy per epoch"),
+                    right = svg_chart(section, "Fine-tuned (block 5 + head): accuracy per epoch");
+  ASSERT_FALSE(left.empty());
+  ASSERT_FALSE(right.empty());
+  EXPECT_LT(section.find(left), section.find(right));
+  const size_t frozen_epochs =
+                   read_lines(fs::path(run_dir).parent_path() / "p5/metrics.jsonl").size(),
+               tuned_epochs = read_lines(run_dir + "/metrics.jsonl").size();
+  ASSERT_NE(frozen_epochs, tuned_epochs) << "the charts could not be told apart";
+  for (const auto& [chart, epochs, kept] :
+       {std::tuple{&left, frozen_epochs, frozen["selected_epoch"].get<int>()},
+        std::tuple{&right, tuned_epochs, tuned["selected_epoch"].get<int>()}}) {
+    EXPECT_NE(chart->find(fmt::format("head kept: epoch {}", kept)), std::string::npos);
+    // The last epoch is the x axis's last tick; one more epoch is not on it.
+    EXPECT_NE(chart->find(fmt::format(">{}</text>", epochs)), std::string::npos) << *chart;
+    EXPECT_EQ(chart->find(fmt::format(">{}</text>", epochs + 1)), std::string::npos) << *chart;
+  }
+}
+
 TEST(FineTuneRun, TunesBlock5FromAPool5HeadAndPredictAgrees) {
   VGGCACHE_REQUIRE_CARBIKE(carbike);
   const World w = world(carbike);
@@ -276,8 +232,9 @@ TEST(FineTuneRun, TunesBlock5FromAPool5HeadAndPredictAgrees) {
               s5["selected_test"]["loss"].get<double>(), 1e-4);
   EXPECT_DOUBLE_EQ(s["settings"]["lr_block5"].get<double>(), 1e-5);  // default: lr / 10
   EXPECT_EQ(s["settings"]["hidden"], 32);                            // the init head's
-  for (const char* f : {"metrics.jsonl", "predictions.csv", "report.html"})
+  for (const char* f : {"metrics.jsonl", "predictions.csv", "report.html", "warm_start.png"})
     EXPECT_TRUE(fs::exists(tmp / ("ft/" + std::string(f)))) << f;
+  expect_warm_start_section(tmp / "ft", s5, s);
 
   // head.bin: version 2, its block 5 tuned away from the weights file's, features cut at pool4.
   EXPECT_EQ(head_version(tmp / "p5/head.bin"), 1u);  // an ordinary head stays version 1
@@ -301,7 +258,7 @@ TEST(FineTuneRun, TunesBlock5FromAPool5HeadAndPredictAgrees) {
   const std::map<std::string, PredictRow> got = parse_predict_csv(testing::read_file(csv));
   const Predictions ref = read_predictions_csv(tmp / "ft/predictions.csv");
   ASSERT_EQ(got.size(), ref.rows.size());
-  ASSERT_EQ(ref.rows.size(), static_cast<size_t>(2 * kTestPerClass));
+  ASSERT_EQ(ref.rows.size(), static_cast<size_t>(2 * testing::kTestPerClass));
   double worst = 0;
   bool away_from_0_and_1 = false;
   for (const PredictionRow& row : ref.rows) {
@@ -340,15 +297,36 @@ TEST(FineTuneRun, SgdTrainsBlock5AndRecordsItsSettings) {
   EXPECT_EQ(s["settings"]["momentum"], 0.8);
   EXPECT_EQ(s["settings"]["lr_block5"], 2e-4);
   EXPECT_EQ(s["finetune"]["block5"], "tuned");
+  // Without --init-head there is no frozen run to show.
+  EXPECT_EQ(testing::read_file(tmp / "sgd/report.html").find("Warm start"), std::string::npos);
   const HeadFile hf = load_head(tmp / "sgd/head.bin");
   const StateDict sd = read_state_dict(w.weights());
   EXPECT_FALSE(hf.block5.weight[2] == sd.at(Block5::weight_name(2)).values);
 }
 
-void expect_refused(const ToolRun& r, int rc, const std::vector<std::string>& parts) {
-  EXPECT_EQ(r.rc, rc) << r.output;
-  for (const std::string& p : parts)
-    EXPECT_NE(r.output.find(p), std::string::npos) << "'" << p << "' not in:\n" << r.output;
+// An --init-head whose directory holds only the head (copied away from its run): the report says
+// why the frozen curves are missing, shows the fine-tuned ones, and the run succeeds.
+TEST(FineTuneRun, ReportSaysWhenTheInitHeadsRunHasNoCurves) {
+  VGGCACHE_REQUIRE_CARBIKE(carbike);
+  const World w = world(carbike);
+  testing::TempDir tmp;
+  ASSERT_EQ(train(w, "pool5", tmp / "p5", "--epochs 1 --hidden 8 --threads 2 --quiet").rc, 0);
+  fs::create_directories(tmp / "bare");
+  fs::copy_file(tmp / "p5/head.bin", tmp / "bare/head.bin");
+  const ToolRun r =
+      train(w, "pool4", tmp / "ft",
+            "--epochs 1 --batch 4 --threads 2 --quiet --weights " + shell_quote(w.weights()) +
+                " --init-head " + shell_quote(tmp / "bare/head.bin"));
+  ASSERT_EQ(r.rc, 0) << r.output;
+  const std::string html = testing::read_file(tmp / "ft/report.html");
+  EXPECT_NE(html.find("The frozen head's curves cannot be shown: its run directory <span "
+                      "class=\"mono\">" +
+                      (tmp / "bare") + "</span>"),
+            std::string::npos);
+  EXPECT_NE(html.find("has no summary.json"), std::string::npos);
+  EXPECT_TRUE(svg_chart(html, "Frozen head (pool5 run): accuracy per epoch").empty());
+  EXPECT_FALSE(svg_chart(html, "Fine-tuned (block 5 + head): accuracy per epoch").empty());
+  EXPECT_FALSE(fs::exists(tmp / "ft/warm_start.png"));
 }
 
 TEST(FineTuneRun, RefusesOtherWeightsHeadsAndFlags) {

@@ -76,6 +76,63 @@ TEST(SweepSpec, EveryFlagCanBeSwept) {
   EXPECT_EQ(g[0].seed, 42u);
 }
 
+// Fine-tuning's keys (pool4 caches, --weights set): Adam's configurations take the command's
+// momentum and frozen ones its lr-block5, so those differing only there are one; settings show
+// block 5's rate as used.
+TEST(SweepSpec, FineTuningKeysAndTheirRules) {
+  TrainParams base;
+  base.weights = "vgg16.pth";
+  base.momentum = 0.9;
+  const SweepSpec spec = parse_sweep_spec(
+      "optimizer=adam,sgd;momentum=0.5,0.8;lr_block5=1e-3,2e-4;freeze_block5=false,true");
+  std::vector<TrainParams> g = expand_grid(spec, base);
+  // adam: 2 rates unfrozen + 1 frozen; sgd: 2 momenta × (2 rates unfrozen + 1 frozen).
+  ASSERT_EQ(g.size(), 9u);
+  std::set<std::string> seen;
+  for (const TrainParams& p : g) {
+    const json s = config_settings_json(p);
+    EXPECT_TRUE(seen.insert(s.dump()).second) << s.dump();
+    EXPECT_EQ(s.at("optimizer"), p.optimizer);
+    if (p.optimizer == "adam") {
+      EXPECT_EQ(p.momentum, 0.9);
+      EXPECT_FALSE(s.contains("momentum"));
+    } else {
+      EXPECT_EQ(s.at("momentum"), p.momentum);
+    }
+    if (p.freeze_block5) EXPECT_EQ(s.at("lr_block5"), p.lr / 10);  // the command's: --lr / 10
+    EXPECT_FALSE(s.contains("l2"));
+  }
+  // Without --weights (pool5 caches) nothing of this is in the settings, so ids stay as they were.
+  EXPECT_FALSE(config_settings_json(TrainParams{}).contains("lr_block5"));
+  // Which caches a spec's keys apply to.
+  EXPECT_NO_THROW(check_spec_for_caches(spec, /*finetune=*/true, /*init_head=*/false));
+  auto refused = [](const std::string& text, bool finetune, bool init_head) {
+    try {
+      check_spec_for_caches(parse_sweep_spec(text), finetune, init_head);
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::kInvalidArgument);
+      return std::string(e.what());
+    }
+    return std::string("(accepted)");
+  };
+  EXPECT_NE(refused("momentum=0.5,0.9", false, false).find("momentum applies to fine-tuning"),
+            std::string::npos);
+  EXPECT_NE(refused("optimizer=adam,sgd", false, false).find("optimizer sgd"), std::string::npos);
+  EXPECT_EQ(refused("optimizer=adam,lbfgs", false, false), "(accepted)");
+  EXPECT_NE(refused("hidden=8,16", true, true).find("--init-head"), std::string::npos);
+  EXPECT_EQ(refused("hidden=8,16", true, false), "(accepted)");
+  EXPECT_NE(refused("l2=1,2", true, false).find("l2"), std::string::npos);
+  EXPECT_EQ(refused("standardize=false", true, false), "(accepted)");
+  // A word outside the key's list names them all.
+  try {
+    parse_sweep_spec("optimizer=adam,rmsprop");
+    ADD_FAILURE() << "rmsprop accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("'adam', 'lbfgs' or 'sgd'"), std::string::npos)
+        << e.what();
+  }
+}
+
 TEST(SweepSpec, SameSpaceInAnySyntax) {
   const std::string toml = R"(# the issue's grid
 lr = [1e-3, 3e-4,

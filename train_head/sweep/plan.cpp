@@ -23,8 +23,8 @@ std::string hash_hex(const std::string& s, size_t digits) {
 }  // namespace
 
 SweepPlan make_sweep_plan(const SweepSpec& spec, const SweepParams& sweep, const TrainParams& base,
-                          const std::string& train_fingerprint,
-                          const std::string& test_fingerprint) {
+                          const std::string& train_fingerprint, const std::string& test_fingerprint,
+                          const json& finetune) {
   SweepPlan plan;
   // Unswept settings only: "--lr 1e-3 --sweep lr=..." and "--sweep lr=..." are one sweep.
   json fixed = config_settings_json(base);
@@ -44,6 +44,7 @@ SweepPlan make_sweep_plan(const SweepSpec& spec, const SweepParams& sweep, const
                    {"test_cache", test_fingerprint}};
   // It picks each epoch and ranks the rows; absent at the default, as in sweeps made before it.
   if (base.select != "accuracy") plan.identity["select"] = base.select;
+  if (!finetune.is_null()) plan.identity["finetune"] = finetune;
   plan.identity_hash = hash_hex(plan.identity.dump(), 16);
   std::vector<TrainParams> ps =
       sweep.samples > 0 ? sample_configs(spec, base, static_cast<size_t>(sweep.samples), base.seed)
@@ -67,10 +68,16 @@ json sweep_json(const SweepPlan& plan, const TrainParams& base) {
   for (const SweepConfig& c : plan.configs)
     configs.push_back(
         {{"index", c.index}, {"id", c.id}, {"settings", config_settings_json(c.params)}});
-  return {{"format", "vggcache-sweep"},      {"version", 1},
-          {"identity", plan.identity},       {"identity_hash", plan.identity_hash},
-          {"train_cache", base.train_cache}, {"test_cache", base.test_cache},
-          {"configurations", configs}};
+  json doc = {{"format", "vggcache-sweep"},      {"version", 1},
+              {"identity", plan.identity},       {"identity_hash", plan.identity_hash},
+              {"train_cache", base.train_cache}, {"test_cache", base.test_cache},
+              {"configurations", configs}};
+  // Where the files a fine-tuning sweep starts from were (identity.finetune holds their hashes).
+  if (!base.weights.empty()) {
+    doc["weights"] = base.weights;
+    doc["init_head"] = base.init_head.empty() ? json(nullptr) : json(base.init_head);
+  }
+  return doc;
 }
 
 std::string json_difference(const json& a, const json& b, const std::string& prefix) {
@@ -105,6 +112,9 @@ void check_same_sweep(const json& stored, const json& identity, const std::strin
 std::string schedule_key(const TrainParams& p) {
   // L-BFGS has no batches to share: each configuration is a unit of its own.
   if (p.optimizer == "lbfgs") return "lbfgs/" + config_settings_json(p).dump();
+  // A fine-tuning configuration trains block 5 too: its batches go through its own block 5, so
+  // there is nothing for configurations to share but reading the maps.
+  if (!p.weights.empty()) return "finetune/" + config_settings_json(p).dump();
   return fmt::format("b{}/e{}/s{}/a{}/z{}/{}", p.batch, p.epochs, p.seed, p.all_crops ? 1 : 0,
                      p.standardize ? 1 : 0, p.sampler == "uniform" ? 0 : 1);
 }

@@ -28,10 +28,12 @@ struct SweepPlan {
 };
 
 // Expands the spec (grid, or `sweep.samples` random draws from base.seed) over `base` and names
-// each configuration. The configurations are validated as single runs are.
+// each configuration. The configurations are validated as single runs are. `finetune`, when not
+// null, is what else a sweep fine-tuning block 5 starts from (the weights, the --init-head),
+// stored as identity.finetune (absent otherwise, so pool5 sweeps keep their identities).
 SweepPlan make_sweep_plan(const SweepSpec& spec, const SweepParams& sweep, const TrainParams& base,
-                          const std::string& train_fingerprint,
-                          const std::string& test_fingerprint);
+                          const std::string& train_fingerprint, const std::string& test_fingerprint,
+                          const nlohmann::json& finetune = nullptr);
 
 // The content of SWEEP_DIR/sweep.json: identity, its hash, every configuration's id and settings,
 // and (informational) the cache paths.
@@ -47,7 +49,8 @@ std::string json_difference(const nlohmann::json& a, const nlohmann::json& b,
                             const std::string& prefix = "");
 
 // What fixes a configuration's batch schedule and data: batch, epochs, seed (crops, shuffles and
-// the val split), all-crops, standardize. Configurations with equal keys can share batches.
+// the val split), all-crops, standardize. Configurations with equal keys can share batches;
+// L-BFGS and fine-tuning configurations share nothing (each key is the configuration's own).
 std::string schedule_key(const TrainParams& p);
 
 // Indexes (into plan.configs) of shard `index` of `count`: the configurations ordered by schedule

@@ -62,10 +62,13 @@ std::string setting_text(const json& v) {
   return v.dump();
 }
 
-// Keys of config_settings_json, in its canonical order.
-const char* const kSettingKeys[] = {
-    "lr",        "weight_decay", "dropout",      "hidden",  "batch",     "epochs", "standardize",
-    "all_crops", "seed",         "class_weight", "sampler", "optimizer", "l2"};  // last two: lbfgs
+// Keys of config_settings_json, in its canonical order; the probe's and fine-tuning's are columns
+// only in sweeps that have such configurations, so every other sweep's CSV keeps its columns.
+const char* const kSettingKeys[] = {"lr",    "weight_decay", "dropout",     "hidden",
+                                    "batch", "epochs",       "standardize", "all_crops",
+                                    "seed",  "class_weight", "sampler"};
+const char* const kLbfgsKeys[] = {"optimizer", "l2"};
+const char* const kFinetuneKeys[] = {"optimizer", "momentum", "lr_block5", "freeze_block5"};
 
 json row_json(const SweepRow& r, size_t rank) {
   return {{"rank", rank},
@@ -155,19 +158,29 @@ std::string single_run_command(const json& sweep, const SweepRow& r) {
   if (s.value("class_weight", "none") != "none") cmd += " --class-weight balanced";
   if (s.value("sampler", "uniform") != "uniform") cmd += " --sampler balanced";
   if (sweep_select(sweep) != "accuracy") cmd += " --select balanced";
+  if (s.contains("lr_block5")) {  // fine-tuning block 5 (sweep.json names the files it needs)
+    cmd += fmt::format(" --weights {}", shell_word(sweep.value("weights", "WEIGHTS.pth")));
+    if (sweep.contains("init_head") && !sweep.at("init_head").is_null())
+      cmd += " --init-head " + shell_word(sweep.at("init_head").get<std::string>());
+    cmd += " --optimizer " + s.at("optimizer").get<std::string>();
+    if (s.contains("momentum")) cmd += " --momentum " + setting_text(s.at("momentum"));
+    cmd += " --lr-block5 " + setting_text(s.at("lr_block5"));
+    if (s.at("freeze_block5").get<bool>()) cmd += " --freeze-block5";
+  }
   return cmd;
 }
 
 void write_sweep_results(const std::string& dir, const json& sweep,
                          const std::vector<SweepRow>& ranked) {
   const size_t total = sweep.at("configurations").size();
-  // optimizer and l2 are columns only in sweeps that have an lbfgs configuration, so the CSV of
-  // every other sweep keeps the columns it always had.
-  bool lbfgs = false;
-  for (const json& c : sweep.at("configurations"))
-    lbfgs |= c.at("settings").value("optimizer", "adam") != "adam";
+  bool lbfgs = false, finetune = false;
+  for (const json& c : sweep.at("configurations")) {
+    lbfgs |= c.at("settings").value("optimizer", "adam") == "lbfgs";
+    finetune |= c.at("settings").contains("lr_block5");
+  }
   std::vector<const char*> keys(std::begin(kSettingKeys), std::end(kSettingKeys));
-  if (!lbfgs) keys.resize(keys.size() - 2);
+  if (lbfgs) keys.insert(keys.end(), std::begin(kLbfgsKeys), std::end(kLbfgsKeys));
+  if (finetune) keys.insert(keys.end(), std::begin(kFinetuneKeys), std::end(kFinetuneKeys));
   std::string csv = "rank,id";
   for (const char* k : keys) csv += std::string(",") + k;
   csv +=
@@ -177,7 +190,7 @@ void write_sweep_results(const std::string& dir, const json& sweep,
   for (size_t i = 0; i < ranked.size(); ++i) {
     const SweepRow& r = ranked[i];
     csv += fmt::format("{},{}", i + 1, r.id);
-    for (const char* k : keys)  // l2 is empty for Adam (its L2 is weight_decay)
+    for (const char* k : keys)  // l2 is empty for Adam (its L2 is weight_decay), momentum for Adam
       csv += "," + (r.settings.contains(k) ? setting_text(r.settings.at(k)) : std::string());
     csv += fmt::format(",{},{},{},{},{},{},{:.3f},{}\n", format_number(r.val_accuracy),
                        format_number(r.val_loss), r.best_epoch, format_number(r.test_accuracy),

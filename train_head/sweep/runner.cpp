@@ -7,8 +7,6 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <filesystem>
-#include <fstream>
 #include <map>
 #include <memory>
 #include <set>
@@ -19,10 +17,10 @@
 #include "head/feature_check.h"
 #include "head/feature_source.h"
 #include "head/linalg.h"
-#include "report/sweep.h"
 #include "train_head/batch_schedule.h"
 #include "train_head/cache_checks.h"
 #include "train_head/compact_step.h"
+#include "train_head/finetune_run.h"
 #include "train_head/probe.h"
 #include "train_head/run_outputs.h"
 #include "train_head/sweep/plan.h"
@@ -30,35 +28,14 @@
 #include "train_head/sweep/results.h"
 #include "train_head/sweep/sources.h"
 #include "train_head/sweep/spec.h"
+#include "train_head/sweep/sweep_dir.h"
 #include "train_head/trainer.h"
 
 namespace vggcache {
 
-namespace fs = std::filesystem;
 using nlohmann::json;
 
 namespace {
-
-// MemAvailable from /proc/meminfo; 8 GiB where it cannot be read.
-uint64_t memory_available() {
-  std::ifstream in("/proc/meminfo");
-  for (std::string line; std::getline(in, line);) {
-    unsigned long long kb = 0;
-    if (std::sscanf(line.c_str(), "MemAvailable: %llu kB", &kb) == 1) return kb * 1024;
-  }
-  return 8ull << 30;
-}
-
-void remove_dir(const std::string& path) {
-  std::error_code ec;
-  fs::remove_all(path, ec);
-  if (ec) throw Error(ErrorKind::kIo, "cannot remove " + path + ": " + ec.message());
-}
-
-bool is_done(const std::string& config_dir) {
-  std::error_code ec;
-  return fs::exists(config_dir + "/" + kSweepDoneFile, ec);
-}
 
 // What configurations with one seed share: the val split and (when asked) the standardizer.
 struct SeedData {
@@ -106,10 +83,6 @@ struct SweepContext {
   std::atomic<uint64_t> peak_rss_anon{0};
 };
 
-std::string tmp_dir(const SweepContext& ctx, const std::string& id) {
-  return ctx.base->out_dir + "/.tmp-" + id;
-}
-
 // Estimated cost of one epoch of a configuration (see train_head/sweep/progress.h).
 double epoch_work(const SweepContext& ctx, const TrainParams& p, int64_t train_vectors,
                   int64_t val_vectors) {
@@ -129,9 +102,7 @@ void run_unit(SweepContext& ctx, const SweepUnit& unit) {
     TrainParams p = c.params;
     p.out_dir = ctx.base->out_dir + "/" + c.id;
     ps.push_back(p);
-    tmps.push_back(tmp_dir(ctx, c.id));
-    remove_dir(tmps.back());
-    make_directories(tmps.back());
+    tmps.push_back(fresh_config_dir(ctx.base->out_dir, c.id));
     logs.push_back(std::make_unique<MetricsLog>(tmps.back()));
   }
   inits.resize(ps.size());  // 25 MB of random numbers each at hidden 256: made in parallel
@@ -179,33 +150,10 @@ void run_unit(SweepContext& ctx, const SweepUnit& unit) {
     write_run_outputs(tmps[h], ps[h], *ctx.train_meta, *ctx.test_meta, sd.split, ctx.test_images,
                       ps[h].standardize ? sd.head_standardizer : ctx.head_none, outs[h],
                       ctx.peak_rss_anon.load());
-    write_json_file(tmps[h] + "/" + kSweepDoneFile, {{"id", c.id},
-                                                     {"index", c.index},
-                                                     {"settings", config_settings_json(c.params)},
-                                                     {"seconds", seconds}});
-    // The rename publishes the directory whole: <id>/ exists only complete.
-    const std::string final_dir = ctx.base->out_dir + "/" + c.id;
-    remove_dir(final_dir);
-    std::error_code ec;
-    fs::rename(tmps[h], final_dir, ec);
-    if (ec)
-      throw Error(ErrorKind::kIo,
-                  "cannot rename " + tmps[h] + " to " + final_dir + ": " + ec.message());
+    publish_config(ctx.base->out_dir, c, seconds);
     const EpochMetrics& best = outs[h].epochs.at(outs[h].selected_epoch - 1);
     ctx.progress->finished(c.id, best.val_accuracy);
   });
-}
-
-// Reads SWEEP_DIR/sweep.json if there is one and refuses another sweep's.
-void check_existing_sweep(const std::string& dir, const SweepPlan& plan) {
-  const std::string path = dir + "/sweep.json";
-  std::error_code ec;
-  if (!fs::exists(path, ec)) return;
-  std::ifstream in(path);
-  json stored = json::parse(in, nullptr, /*allow_exceptions=*/false);
-  if (stored.is_discarded())
-    throw Error(ErrorKind::kCorrupt, path + " is not valid JSON; use another --out directory");
-  check_same_sweep(stored, plan.identity, dir);
 }
 
 // ", compact first layer (...)" for the sweep's log line, one part per vector form in use.
@@ -224,6 +172,8 @@ std::string compact_note(const SweepContext& ctx) {
 
 int run_sweep(const TrainParams& base, const SweepParams& sweep) {
   const SweepSpec spec = load_sweep_spec(sweep.spec);
+  check_no_finetune_flags(base, base.train_cache);
+  check_spec_for_caches(spec, /*finetune=*/false, /*init_head=*/false);
   SweepContext ctx;
   // Index 1 also serves unstandardised L-BFGS configurations, which read window means.
   for (bool standardize : {false, true})
@@ -239,23 +189,10 @@ int run_sweep(const TrainParams& base, const SweepParams& sweep) {
   check_training_caches(train.meta(), base.train_cache, test.meta(), base.test_cache);
   const SweepPlan plan =
       make_sweep_plan(spec, sweep, base, train.meta().fingerprint(), test.meta().fingerprint());
-  const std::string& dir = base.out_dir;
-  make_directories(dir);
-  check_existing_sweep(dir, plan);
   const json sweep_doc = sweep_json(plan, base);
-  write_file_atomically(dir + "/sweep.json", sweep_doc.dump(2) + "\n");
-
   // This run's slice; what an earlier run finished is kept, what it left unfinished is redone.
-  const std::vector<size_t> slice =
-      shard_configs(plan.configs, sweep.shard_index, sweep.shard_count);
-  std::vector<size_t> pending;
-  for (size_t i : slice) {
-    const std::string id_dir = dir + "/" + plan.configs[i].id;
-    if (is_done(id_dir)) continue;
-    remove_dir(dir + "/.tmp-" + plan.configs[i].id);
-    remove_dir(id_dir);
-    pending.push_back(i);
-  }
+  const SweepWork work = open_sweep_dir(base.out_dir, plan, sweep_doc, sweep);
+  const std::vector<size_t>&slice = work.slice, &pending = work.pending;
 
   ctx.base = &base;
   ctx.plan = &plan;
@@ -328,20 +265,7 @@ int run_sweep(const TrainParams& base, const SweepParams& sweep) {
   for (const SweepWave& wave : waves)
     tbb::parallel_for(size_t{0}, wave.size(), [&](size_t u) { run_unit(ctx, wave[u]); });
 
-  std::vector<SweepRow> rows = finished_rows(sweep_doc, {dir});
-  rank_rows(&rows, sweep_select(sweep_doc));
-  write_sweep_results(dir, sweep_doc, rows);
-  write_sweep_report(dir);  // SWEEP_DIR/report.html, from results.json
-  fmt::print("{}", top_table(sweep_doc, rows, 5));
-  if (!rows.empty())
-    fmt::print("best (by validation accuracy): {}  val acc {:.2f}% (epoch {}), test acc {:.2f}%\n",
-               rows.front().dir, 100 * rows.front().val_accuracy, rows.front().best_epoch,
-               100 * rows.front().test_accuracy);
-  fmt::print(
-      "train_head sweep: {} configurations trained in {:.1f} s; {} of {} finished; results "
-      "in {}/results.csv{}\n",
-      pending.size(), progress.seconds(), rows.size(), plan.configs.size(), dir,
-      rows.size() < plan.configs.size() ? " (merge shards with train_head --collect DIR...)" : "");
+  finish_sweep(base.out_dir, sweep_doc, pending.size(), progress.seconds());
   return 0;
 }
 

@@ -27,7 +27,7 @@ enum class KeyKind {
   kSize,  // integer, ranges drawn log-uniformly (hidden, batch)
   kInt,   // integer, ranges drawn uniformly (epochs, seed)
   kBool,
-  kChoice,  // one of two words, held as 0 / 1 (class-weight, sampler, optimizer)
+  kChoice,  // one of a few words, held as their index (class-weight, sampler, optimizer)
 };
 
 struct KeyInfo {
@@ -35,8 +35,9 @@ struct KeyInfo {
   KeyKind kind;
   double min, max;  // allowed values: min <= v <= max, except where the check below says <
   bool min_open, max_open;
-  const char* word0 = nullptr;  // kChoice: the words of values 0 and 1
-  const char* word1 = nullptr;
+  // kChoice: the words of values 0, 1, ... (max is the last index). A word's value never
+  // changes, so specs and ids made before a word was added stay the same.
+  std::vector<const char*> words = {};
 };
 
 // The bounds repeat validate_train_params()'s, so a spec fails before any training starts; the
@@ -51,13 +52,25 @@ const KeyInfo kKeys[] = {
     {"standardize", KeyKind::kBool, 0, 1, false, false},
     {"all-crops", KeyKind::kBool, 0, 1, false, false},
     {"seed", KeyKind::kInt, 0, 9007199254740992.0, false, false},
-    {"class-weight", KeyKind::kChoice, 0, 1, false, false, "none", "balanced"},
-    {"sampler", KeyKind::kChoice, 0, 1, false, false, "uniform", "balanced"},
+    {"class-weight", KeyKind::kChoice, 0, 1, false, false, {"none", "balanced"}},
+    {"sampler", KeyKind::kChoice, 0, 1, false, false, {"uniform", "balanced"}},
     // After the older keys: a spec's canonical JSON lists keys in this order, and specs without
     // these keep the JSON (hence the sweep identity) they had.
-    {"optimizer", KeyKind::kChoice, 0, 1, false, false, "adam", "lbfgs"},
+    {"optimizer", KeyKind::kChoice, 0, 2, false, false, {"adam", "lbfgs", "sgd"}},
     {"l2", KeyKind::kRate, 0.0, 1e12, true, false},
+    // Fine-tuning block 5 from pool4 caches (train_head/finetune_run.h); refused on pool5 caches.
+    {"lr-block5", KeyKind::kRate, 0.0, 1e6, true, true},
+    {"momentum", KeyKind::kReal, 0.0, 1.0, false, true},
+    {"freeze-block5", KeyKind::kBool, 0, 1, false, false},
 };
+
+// "'adam', 'lbfgs' or 'sgd'".
+std::string word_list(const KeyInfo& k) {
+  std::string s;
+  for (size_t i = 0; i < k.words.size(); ++i)
+    s += fmt::format("{}'{}'", i == 0 ? "" : i + 1 == k.words.size() ? " or " : ", ", k.words[i]);
+  return s;
+}
 
 const KeyInfo* find_key(const std::string& key) {
   for (const KeyInfo& k : kKeys)
@@ -147,14 +160,12 @@ SpecValue parse_token(const KeyInfo& k, const std::string& raw) {
     return v;
   }
   if (k.kind == KeyKind::kChoice) {
-    if (t == k.word0) {
-      v.lo = v.hi = 0;
-    } else if (t == k.word1) {
-      v.lo = v.hi = 1;
-    } else {
-      throw spec_error(fmt::format("{}: '{}' is not '{}' or '{}'", k.key, t, k.word0, k.word1));
-    }
-    return v;
+    for (size_t i = 0; i < k.words.size(); ++i)
+      if (t == k.words[i]) {
+        v.lo = v.hi = static_cast<double>(i);
+        return v;
+      }
+    throw spec_error(fmt::format("{}: '{}' is not {}", k.key, t, word_list(k)));
   }
   const size_t dots = t.find("..");
   if (dots != std::string::npos) {
@@ -282,8 +293,7 @@ SpecValue json_value(const KeyInfo& k, const json& v) {
     return s;
   }
   if (k.kind == KeyKind::kChoice)
-    throw spec_error(
-        fmt::format("{}: {} is not \"{}\" or \"{}\"", k.key, v.dump(), k.word0, k.word1));
+    throw spec_error(fmt::format("{}: {} is not {}", k.key, v.dump(), word_list(k)));
   if (v.is_number()) {
     SpecValue s;
     s.lo = s.hi = v.get<double>();
@@ -402,7 +412,7 @@ json SweepSpec::to_json() const {
       else if (kind == KeyKind::kBool)
         values.push_back(v.lo != 0);
       else if (kind == KeyKind::kChoice)
-        values.push_back(v.lo != 0 ? find_key(a.key)->word1 : find_key(a.key)->word0);
+        values.push_back(find_key(a.key)->words.at(static_cast<size_t>(v.lo)));
       else if (kind == KeyKind::kSize || kind == KeyKind::kInt)
         values.push_back(static_cast<uint64_t>(v.lo));
       else
@@ -437,6 +447,42 @@ SweepSpec load_sweep_spec(const std::string& arg) {
     return parse_sweep_spec(ss.str());
   } catch (const Error& e) {
     throw Error(e.kind(), std::string(e.what()) + " (in " + arg + ")");
+  }
+}
+
+void check_spec_for_caches(const SweepSpec& spec, bool finetune, bool init_head) {
+  for (const SpecAxis& a : spec.axes) {
+    auto has = [&](double v) {
+      return std::any_of(a.values.begin(), a.values.end(),
+                         [v](const SpecValue& x) { return !x.range && x.lo == v; });
+    };
+    std::string why;
+    if (!finetune) {
+      if (a.key == "lr-block5" || a.key == "momentum" || a.key == "freeze-block5" ||
+          (a.key == "optimizer" && has(2)))
+        why = fmt::format(
+            "{} applies to fine-tuning block 5 from pool4 caches (extract --cut "
+            "pool4); these caches hold pool5 features, on which only the head trains",
+            a.key == "optimizer" ? "optimizer sgd" : a.key);
+    } else if (a.key == "standardize" && has(1)) {
+      why =
+          "standardize true does not apply to fine-tuning (block 5's outputs change as it "
+          "trains, so no fixed mean and std exist)";
+    } else if (a.key == "class-weight" && has(1)) {
+      why = "class-weight balanced is not built for fine-tuning yet (sweep sampler=balanced)";
+    } else if (a.key == "l2" || (a.key == "optimizer" && has(1)) || (a.key == "hidden" && has(0))) {
+      why = fmt::format(
+          "{} is the linear probe's, which trains on pool5 features; fine-tuning "
+          "block 5 trains a head with a hidden layer (optimizer adam or sgd)",
+          a.key == "optimizer" ? "optimizer lbfgs"
+          : a.key == "hidden"  ? "hidden 0"
+                               : a.key);
+    } else if (a.key == "hidden" && init_head) {
+      why =
+          "hidden cannot be swept with --init-head: the fine-tuned head is that head, of its "
+          "own hidden size";
+    }
+    if (!why.empty()) throw spec_error(why);
   }
 }
 
@@ -479,14 +525,22 @@ void set_sweep_key(TrainParams* p, const std::string& key, double v) {
   else if (key == "sampler")
     p->sampler = v != 0 ? "balanced" : "uniform";
   else if (key == "optimizer")
-    p->optimizer = v != 0 ? "lbfgs" : "adam";
+    p->optimizer = find_key(key)->words.at(static_cast<size_t>(v));
   else if (key == "l2")
     p->l2 = v;
+  else if (key == "lr-block5")
+    p->lr_block5 = v;
+  else if (key == "momentum")
+    p->momentum = v;
+  else if (key == "freeze-block5")
+    p->freeze_block5 = v != 0;
   else
     throw spec_error("unknown key '" + key + "'");
 }
 
 void apply_optimizer_rules(TrainParams* p, const TrainParams& base) {
+  if (p->optimizer != "sgd") p->momentum = base.momentum;
+  if (p->freeze_block5) p->lr_block5 = base.lr_block5;
   if (p->optimizer != "lbfgs") return;
   p->hidden = 0;
   p->lr = base.lr;
@@ -561,7 +615,12 @@ json config_settings_json(const TrainParams& p) {
   // settings existed stay the same and such a sweep still resumes.
   if (p.class_weight != "none") j["class_weight"] = p.class_weight;
   if (p.sampler != "uniform") j["sampler"] = p.sampler;
-  if (p.optimizer != "adam") {
+  if (!p.weights.empty()) {  // fine-tuning block 5 (pool4 caches: --weights is required)
+    j["optimizer"] = p.optimizer;
+    if (p.optimizer == "sgd") j["momentum"] = p.momentum;
+    j["lr_block5"] = effective_lr_block5(p);
+    j["freeze_block5"] = p.freeze_block5;
+  } else if (p.optimizer != "adam") {
     j["optimizer"] = p.optimizer;
     j["l2"] = p.l2;
     j["max_iter"] = p.max_iter;

@@ -9,12 +9,14 @@
 //   false]}
 // Keys are the single-run flags without "--": lr, weight-decay, dropout, hidden, batch, epochs,
 // standardize, all-crops, seed, class-weight (none, balanced), sampler (uniform, balanced),
-// optimizer (adam, lbfgs), l2 ("_" may stand for "-"); not select, the metric that ranks them.
+// optimizer (adam, lbfgs, sgd), l2, and for fine-tuning from pool4 caches lr-block5, momentum,
+// freeze-block5 ("_" may stand for "-"); not select, the metric that ranks them.
 // hidden 0 is the linear probe. An lbfgs configuration is a probe: its hidden is 0 and Adam's
 // keys (lr, weight-decay, dropout, batch, epochs, sampler) take the command's values (sampler
-// uniform), so the configurations that differ only in those are one configuration. Unswept settings
-// come from the command's own flags. Errors are Error(kInvalidArgument) naming the key and the
-// problem.
+// uniform), so the configurations that differ only in those are one configuration; likewise
+// momentum is the command's for all but sgd, lr-block5 the command's with freeze-block5. Unswept
+// settings come from the command's own flags. Errors are Error(kInvalidArgument) naming the key
+// and the problem.
 //
 // Grid: every combination, the first key (in the canonical order above) varying slowest.
 // Random (--samples N): N distinct draws from a sequential stream of the sweep seed:
@@ -66,6 +68,13 @@ SweepSpec parse_sweep_spec(const std::string& text);
 // unreadable file, kInvalidArgument for a bad spec (the message names the file).
 SweepSpec load_sweep_spec(const std::string& arg);
 
+// Refuses (Error(kInvalidArgument) naming the key and why) what a spec sweeps that the caches'
+// kind of run does not have. On pool5 caches: the fine-tuning keys lr-block5, momentum,
+// freeze-block5 and optimizer sgd. On pool4 caches (`finetune`: every configuration fine-tunes
+// block 5): standardize true, class-weight balanced, l2, optimizer lbfgs, hidden 0, and hidden at
+// all with `init_head` (that head's hidden size is used).
+void check_spec_for_caches(const SweepSpec& spec, bool finetune, bool init_head);
+
 // Upper bound on the configurations one sweep may hold (grid size or --samples).
 inline constexpr size_t kMaxSweepConfigs = 100000;
 
@@ -89,8 +98,10 @@ void apply_optimizer_rules(TrainParams* p, const TrainParams& base);
 
 // The swept settings of a configuration, as JSON with the canonical keys spelled with "_"
 // (lr, weight_decay, dropout, hidden, batch, epochs, standardize, all_crops, seed, class_weight,
-// sampler; optimizer, l2, max_iter and tol for lbfgs). Keys added after the first sweeps appear
-// only when not the default, so configurations of older sweeps keep their ids.
+// sampler; optimizer, l2, max_iter and tol for lbfgs; optimizer, momentum (sgd), lr_block5 (as
+// used: --lr / 10 when not given) and freeze_block5 for fine-tuning, i.e. when --weights is set).
+// Keys added after the first sweeps appear only when not the default, so configurations of older
+// sweeps keep their ids.
 nlohmann::json config_settings_json(const TrainParams& p);
 
 // A number as the shortest text that reads back to the same double ("0.0003", "1e-05").
