@@ -58,6 +58,14 @@ FineTuner::FineTuner(Block5 block5, HeadWeights head, const FineTuneConfig& conf
       head_.w2.size() != static_cast<size_t>(sh.outputs()) * sh.hidden ||
       head_.b2.size() != static_cast<size_t>(sh.outputs()))
     throw Error(ErrorKind::kMismatch, "fine-tuning: the head's weights do not match its shape");
+  if (!config_.class_weight.empty() &&
+      (config_.class_weight.size() != static_cast<size_t>(sh.classes) ||
+       std::any_of(config_.class_weight.begin(), config_.class_weight.end(),
+                   [](float w) { return !(w >= 0); })))
+    throw Error(ErrorKind::kInvalidArgument,
+                "fine-tuning: class_weight needs one weight >= 0 per class (" +
+                    std::to_string(sh.classes) + "), got " +
+                    std::to_string(config_.class_weight.size()));
   for (int i = 0; i < 3; ++i) {
     if (block5_.weight(i).empty())
       throw Error(ErrorKind::kInvalidArgument,
@@ -116,7 +124,9 @@ void FineTuner::head_forward_backward(const float* feat, int n, const int32_t* l
   relu_dropout(h_.data(), nh, static_cast<float>(config_.dropout), config_.seed, step_key,
                keep_.data(), a_.data());
   linear_forward(a_.data(), n, hd, head_.w2.data(), head_.b2.data(), o, z_.data());
-  const LossAndCorrect lc = loss_and_correct(z_.data(), labels, n, o, dz_.data());
+  const LossAndCorrect lc =
+      loss_and_correct(z_.data(), labels, n, o, dz_.data(),
+                       config_.class_weight.empty() ? nullptr : config_.class_weight.data());
   stats->loss = lc.loss;
   stats->correct = lc.correct;
 

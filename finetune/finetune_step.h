@@ -16,7 +16,8 @@
 // layer, a bad config (learning rate ≤ 0, dropout outside [0, 1), momentum or a β outside
 // [0, 1), eps ≤ 0, weight decay < 0) or a label outside the classes throws
 // Error(kInvalidArgument); bad input shapes throw as Block5::forward() does. A throwing step()
-// leaves the weights and the optimizer state as they were.
+// leaves the weights and the optimizer state as they were. Class weights other than one ≥ 0 per
+// class throw Error(kInvalidArgument) from the constructor.
 #pragma once
 #include <array>
 #include <cstdint>
@@ -40,6 +41,9 @@ struct FineTuneConfig {
   // Train the head only: block 5 still runs forward, but gets no gradient and never changes.
   bool freeze_block5 = false;
   uint64_t seed = 0;  // dropout masks: as HeadOptimizer's, they depend on (seed, step_key, index)
+  // One weight per class (empty: all 1): each sample's loss is weighed by its class's weight, as
+  // the pool5 trainer's --class-weight does (head/head_step_parts.h: loss_and_correct).
+  std::vector<float> class_weight;
 };
 
 struct FineTuneStats {

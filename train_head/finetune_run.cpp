@@ -75,10 +75,6 @@ void check_finetune_settings(const TrainParams& p) {
     throw Error(ErrorKind::kInvalidArgument,
                 "--standardize does not apply to fine-tuning (block 5's outputs change as it "
                 "trains, so no fixed mean and std exist)");
-  if (p.class_weight != "none")
-    throw Error(ErrorKind::kInvalidArgument,
-                "--class-weight balanced is not built for fine-tuning yet (use --sampler "
-                "balanced)");
 }
 
 namespace {
@@ -278,6 +274,10 @@ TrainOutcome finetune_to_dir(const TrainParams& p, bool announce, const std::str
   cfg.dropout = p.dropout;
   cfg.freeze_block5 = p.freeze_block5;
   cfg.seed = p.seed;  // the dropout masks of the pool5 trainer for the same seed and step keys
+  TrainOutcome out;
+  // As the pool5 trainer weighs them: over the training images (train_head/imbalance.h).
+  if (p.class_weight == "balanced")
+    cfg.class_weight = out.class_weights = balanced_class_weights(train_labels, classes);
 
   if (announce)
     fmt::print(
@@ -303,7 +303,6 @@ TrainOutcome finetune_to_dir(const TrainParams& p, bool announce, const std::str
 
   FineTuner ft(std::move(block5), std::move(init), cfg);
   MetricsLog log(p.out_dir);
-  TrainOutcome out;
   const bool has_val = !split.val.empty();
   out.selection = has_val ? selection_name(p.select) : "final";
   HeadWeights kept_head;

@@ -14,7 +14,7 @@
 // files and hashes), an --init-head trained on other features, caches of different cuts or
 // settings; Error(kInvalidArgument) (exit 2) for missing --weights, a cache made with random:SEED
 // weights (only extract can regenerate those), and settings fine-tuning does not have
-// (--standardize, --class-weight balanced); fine-tuning flags on pool5 caches are refused by
+// (--standardize, the linear probe); fine-tuning flags on pool5 caches are refused by
 // check_no_finetune_flags().
 #pragma once
 #include <memory>
@@ -75,7 +75,7 @@ class Block5Source : public FeatureSource {
 };
 
 // Refuses (Error(kInvalidArgument), naming the flag) settings the fine-tuning step does not have,
-// rather than silently dropping them: the linear probe, --standardize, --class-weight balanced.
+// rather than silently dropping them: the linear probe, --standardize.
 void check_finetune_settings(const TrainParams& p);
 
 // What a fine-tuning run starts from, every check above passed: both pool4 caches (opened), block

@@ -109,14 +109,13 @@ TEST(FineTuneSweep, RefusesKeysThatDoNotApplyToTheCaches) {
     return train(w, cut, tmp / dir,
                  fmt::format("{} --sweep {}{}", kSweepRun, shell_quote(spec), extra));
   };
-  // Fine-tuning has no standardisation, no probe, no class weights yet.
+  // Fine-tuning has no standardisation and no probe.
   expect_refused(sweep("pool4", "s1", "standardize=false,true", weights), 2,
                  {"standardize", "fine-tuning"});
   expect_refused(sweep("pool4", "s2", "optimizer=adam,lbfgs", weights), 2,
                  {"optimizer lbfgs", "linear probe"});
   expect_refused(sweep("pool4", "s3", "hidden=0,8", weights), 2, {"hidden 0"});
-  expect_refused(sweep("pool4", "s4", "class_weight=none,balanced", weights), 2,
-                 {"class-weight balanced"});
+  expect_refused(sweep("pool4", "s4", "l2=1,10", weights), 2, {"l2", "linear probe"});
   // --momentum with no SGD configuration would be unused.
   expect_refused(sweep("pool4", "s9", "lr=1e-3,1e-4", weights + " --momentum 0.5"), 2,
                  {"--momentum", "sgd"});

@@ -4,8 +4,8 @@
 // (train_head/sweep/sweep_dir.h).
 //
 // Sweepable beside the head's keys: optimizer (adam, sgd), momentum, lr-block5, freeze-block5;
-// refused (naming the key): standardize, class-weight balanced, l2, optimizer lbfgs, hidden 0, and
-// hidden with --init-head (spec.h: check_spec_for_caches). --weights is required as for a single
+// refused (naming the key): standardize, l2, optimizer lbfgs, hidden 0, and hidden with
+// --init-head (spec.h: check_spec_for_caches). --weights is required as for a single
 // run; its SHA-256 and --init-head's are part of the sweep's identity.
 //
 // Configurations share no batches (each trains its own block 5): up to --parallel of them train at

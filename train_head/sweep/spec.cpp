@@ -468,8 +468,6 @@ void check_spec_for_caches(const SweepSpec& spec, bool finetune, bool init_head)
       why =
           "standardize true does not apply to fine-tuning (block 5's outputs change as it "
           "trains, so no fixed mean and std exist)";
-    } else if (a.key == "class-weight" && has(1)) {
-      why = "class-weight balanced is not built for fine-tuning yet (sweep sampler=balanced)";
     } else if (a.key == "l2" || (a.key == "optimizer" && has(1)) || (a.key == "hidden" && has(0))) {
       why = fmt::format(
           "{} is the linear probe's, which trains on pool5 features; fine-tuning "

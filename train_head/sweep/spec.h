@@ -71,8 +71,8 @@ SweepSpec load_sweep_spec(const std::string& arg);
 // Refuses (Error(kInvalidArgument) naming the key and why) what a spec sweeps that the caches'
 // kind of run does not have. On pool5 caches: the fine-tuning keys lr-block5, momentum,
 // freeze-block5 and optimizer sgd. On pool4 caches (`finetune`: every configuration fine-tunes
-// block 5): standardize true, class-weight balanced, l2, optimizer lbfgs, hidden 0, and hidden at
-// all with `init_head` (that head's hidden size is used).
+// block 5): standardize true, l2, optimizer lbfgs, hidden 0, and hidden at all with `init_head`
+// (that head's hidden size is used).
 void check_spec_for_caches(const SweepSpec& spec, bool finetune, bool init_head);
 
 // Upper bound on the configurations one sweep may hold (grid size or --samples).
