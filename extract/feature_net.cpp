@@ -78,7 +78,8 @@ std::unique_ptr<FeatureNet> make_vgg16_net(const NetOptions& options, WeightsIde
   } catch (const std::exception&) {
   }
   torch::Device device = options.device == "cuda" ? torch::Device(torch::kCUDA) : torch::kCPU;
-  return std::make_unique<Vgg16Net>(load_vgg16(options.weights, device, id));
+  return std::make_unique<Vgg16Net>(
+      load_vgg16(options.weights, device, id, precision_dtype(options.precision, device)));
 }
 
 }  // namespace vggcache

@@ -43,9 +43,10 @@ class FeatureNet {
 };
 
 struct NetOptions {
-  std::string weights;         // FILE or random:SEED
-  std::string device = "cpu";  // cpu | cuda
-  int threads = 1;             // LibTorch intra-op threads
+  std::string weights;             // FILE or random:SEED
+  std::string device = "cpu";      // cpu | cuda
+  int threads = 1;                 // LibTorch intra-op threads
+  std::string precision = "fp32";  // fp32 | bf16 | fp16: dtype of weights and inputs in forward
 };
 
 // VGG16 features + avgpool(7, 7) + flatten. Sets LibTorch's thread counts, loads the weights and

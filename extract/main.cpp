@@ -17,7 +17,7 @@ int main(int argc, char** argv) {
 
     FolderScan scan = scan_image_folder(p.data_dir);  // fails fast on a bad --data
     WeightsIdentity weights;
-    auto net = make_vgg16_net(NetOptions{p.weights, p.device, p.threads}, &weights);
+    auto net = make_vgg16_net(NetOptions{p.weights, p.device, p.threads, p.precision}, &weights);
     if (weights.random) {
       spdlog::warn(
           "RANDOM WEIGHTS ({}): He-initialised VGG16, NOT pretrained; features are only "
