@@ -91,6 +91,18 @@ ParseStatus parse_extract_args(int argc, char** argv, ExtractParams* params) {
       return ParseStatus::exit(2);
     }
   }
+  if (p.device == "cuda" && app.count("--batch") == 0) {
+    if (p.shard_count == 0) {
+      p.batch_auto = true;
+    } else {
+      // The shard slices are whole chunks, and chunks follow the batch: every shard must get
+      // the same batch, whatever memory its GPU has free.
+      fmt::print(stderr,
+                 "extract: note: --shard keeps --batch {} on cuda (the slices follow the batch; "
+                 "give --batch to change it)\n",
+                 p.batch);
+    }
+  }
   if (p.eval && (app.count("--crops") || !views.scale.empty() || !views.ratio.empty() || p.flip)) {
     fmt::print(stderr,
                "extract: note: --eval makes one view per image; "

@@ -40,6 +40,9 @@ class FeatureNet {
   virtual std::vector<int> pool4_shape(int size) const;
   // in as forward(); out: n × C × h × w floats, the pool4 map. Not thread-safe.
   virtual void forward_pool4(const float* in, int n, int size, float* out);
+  // Bytes free on the network's GPU now (for extract's batch size without --batch). Throws
+  // Error(kInvalidArgument) on the CPU and in builds whose LibTorch has no CUDA.
+  virtual uint64_t free_device_bytes() const;
 };
 
 struct NetOptions {

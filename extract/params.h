@@ -26,6 +26,8 @@ struct ExtractParams : ViewParams {  // --scale --ratio --flip --seed --batch --
                                //   block 5's input map (raw-f32) for fine-tuning block 5
   std::string precision = "fp32";  // --precision fp32|bf16|fp16: dtype of the forward pass
                                    //   (weights and inputs); records stay float32
+  bool batch_auto = false;   // --device cuda without --batch: main sizes the batch from the GPU's
+                             //   free memory (extract/batch_size.h) once the weights are loaded
   uint32_t shard_index = 0;  // --shard I/N (or auto): extract only the I-th of N slices of the
   uint32_t shard_count = 0;  //   image list (common/shard_set.h); 0 = no --shard, every image
 

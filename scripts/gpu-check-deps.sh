@@ -4,8 +4,9 @@
 # the extract path's dependencies (fmt, spdlog, oneTBB, LMDB, libjpeg-turbo and the header-only
 # nlohmann-json and CLI11), unpacked under DIR/root (DIR: third_party/gpu-deps, git-ignored; carry
 # it to the GPU machine with the working tree). OpenCV is left out on purpose: Debian's imgcodecs
-# pulls in GDAL, Qt, FFmpeg and ~250 more libraries, so the check builds extract with its
-# libjpeg-only decoder (VGGCACHE_IMAGE_DECODER=libjpeg; carbike64 is all JPEG).
+# pulls in GDAL, Qt, FFmpeg and more (core + imgproc + imgcodecs: 134 libraries, 207 MiB, over the
+# 64 MiB that travels), so the check builds extract with its libjpeg-only decoder
+# (VGGCACHE_IMAGE_DECODER=libjpeg; carbike64 is all JPEG).
 # Run here (Debian 12, with apt's package lists). Usage: gpu-check-deps.sh [DIR]
 set -euo pipefail
 dir=${1:-$(cd "$(dirname "$0")/.." && pwd)/third_party/gpu-deps}

@@ -48,7 +48,8 @@ else
   torch_prefix=${TORCH_PREFIX:-$("$python" -c 'import torch; print(torch.utils.cmake_prefix_path)')}
   jobs=${JOBS:-$(nproc)}
   per_class=${GPU_CHECK_IMAGES:-1000}
-  crops=2 batch=256 peer_batch=256 peer_seconds=5 compare_images=16
+  # No --batch: extract sizes it from the GPU's free memory, and the peer runs that batch.
+  crops=2 batch= peer_batch=256 peer_seconds=5 compare_images=16
   precisions="fp32 bf16"
   # Torch's CMake config looks for the CUDA toolkit; naming the architecture skips its probe.
   export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0}
@@ -141,7 +142,7 @@ for size in 64 224; do
     fi
     t0=$(date +%s.%N)
     "$build/bin/extract" --data "$split" --out "$cache" --weights random:1 --size "$size" \
-      --crops "$crops" --batch "$batch" --device "$device" --precision "$prec" --quiet \
+      --crops "$crops" ${batch:+--batch $batch} --device "$device" --precision "$prec" --quiet \
       >"$out/extract-$size-$prec.log" 2>&1 || { kill "${smi:-}" 2>/dev/null || true; cat "$out/extract-$size-$prec.log"; die "extract $size px $prec"; }
     t1=$(date +%s.%N)
     if [ "$device" = cuda ]; then
@@ -150,6 +151,9 @@ for size in 64 224; do
       util=$(awk '{s += $1; if ($1 > m) m = $1} END {if (NR) printf "%.0f/%.0f (%d samples)", s / NR, m, NR}' "$out/util-$size-$prec.csv")
     fi
     # images/s as extract prints them (its loop only: decode + forward + commit), and whole-run.
+    auto=$(grep -oE -- '--batch [0-9]+ from [^(]*' "$out/extract-$size-$prec.log" | head -1 || true)
+    [ -n "$batch" ] || [ -n "$auto" ] || die "extract $size px $prec: no batch size chosen from free memory in its log"
+    [ -z "$auto" ] || { peer_batch=$(awk '{print $2}' <<<"$auto"); say "  extract $size px $prec: $auto"; }
     ext=$(grep -oE '\(([0-9.]+) images/s' "$out/extract-$size-$prec.log" | grep -oE '[0-9.]+' | head -1)
     peer=$("$python" "$root/scripts/gpu_check_peer.py" --device "$device" --size "$size" \
       --batch "$peer_batch" --precision "$prec" --seconds "$peer_seconds" 2>&1 | tee -a "$out/peer.log" | tail -1)
