@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The GPU check of #20, in one run (about 8 minutes at most) on a machine with a CUDA GPU, a pip
 # torch with CUDA (python3), CMake, Ninja and a C++ compiler, but no Debian packages and no
-# network. Everything else travels in the working tree: third_party/gpu-deps (made here by
-# scripts/gpu-check-deps.sh, git-ignored: carry it) and ../shared/datasets/carbike64.
+# network. Everything else travels in the working tree (about 22 MB of the 64 MiB):
+# third_party/gpu-deps (8.8 MB, made here by scripts/gpu-check-deps.sh, git-ignored: carry it)
+# and carbike64 (11 MB: ../shared/datasets/carbike64, or shared/datasets/carbike64 in the tree).
 #   1. builds extract, vgg16_compare and featcache against that torch (VGGCACHE_TORCH_PREFIX) and
 #      the bundled dependencies only (VGGCACHE_EXTRACT_ONLY, libjpeg decoder: no OpenCV), and
 #      checks that no header or library came from the system instead of the bundle;
@@ -20,7 +21,9 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cpu=${GPU_CHECK_DRY:-0}
 [ "${1:-}" = "--cpu" ] && cpu=1
 deps=${DEPS:-$root/third_party/gpu-deps}
+# ../shared beside the checkout here; shared/ inside the working tree where it travels.
 carbike=${CARBIKE:-$root/../shared/datasets/carbike64}
+[ -d "$carbike" ] || [ -n "${CARBIKE:-}" ] || carbike=$root/shared/datasets/carbike64
 build=${BUILD:-$root/build-gpu-check}
 out=${OUT:-$build/out}
 python=${PYTHON:-python3}
