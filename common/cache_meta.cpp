@@ -149,6 +149,7 @@ json CacheMeta::to_json() const {
     j["cut"] = cut;
     j["cut_shape"] = cut_shape;
   }
+  if (precision != "fp32") j["precision"] = precision;
   return j;
 }
 
@@ -184,6 +185,7 @@ CacheMeta CacheMeta::from_json(const json& j) {
     m.extra = j.value("extra", json::object());
     m.cut = j.value("cut", std::string("pool5"));
     if (j.contains("cut_shape")) m.cut_shape = j.at("cut_shape").get<std::vector<int>>();
+    m.precision = j.value("precision", std::string("fp32"));
     if (j.contains("shard")) {
       const auto& s = j.at("shard");
       m.shard = {s.at("index").get<uint32_t>(), s.at("count").get<uint32_t>(),
@@ -207,6 +209,10 @@ CacheMeta CacheMeta::from_json(const json& j) {
     throw Error(ErrorKind::kSchema, fmt::format("cache cut '{}' is not supported (this build "
                                                 "reads pool5 and pool4)",
                                                 m.cut));
+  if (m.precision != "fp32" && m.precision != "bf16" && m.precision != "fp16")
+    throw Error(ErrorKind::kSchema, fmt::format("cache precision '{}' is not supported (this build "
+                                                "reads fp32, bf16 and fp16)",
+                                                m.precision));
   if (m.cut == "pool4") {
     const auto& s = m.cut_shape;
     if (m.codec != Codec::kRawF32 || s.size() != 3 || s[0] <= 0 || s[1] <= 0 || s[2] <= 0 ||
@@ -231,6 +237,8 @@ std::string CacheMeta::first_difference(const CacheMeta& a, const CacheMeta& b) 
   // Settings, then data identity. Progress fields (records, next_image, skipped, complete, extra,
   // tool_version) are state, not settings. The cut first: it decides what every other one means.
   if (a.cut != b.cut) return fmt::format("cut: {} vs {}", a.cut, b.cut);
+  if (a.precision != b.precision)
+    return fmt::format("precision: {} vs {}", a.precision, b.precision);
   for (const char* key : {"codec", "dim", "payload_floats", "prepool_shape", "classes"}) {
     if (ja[key] != jb[key]) return fmt::format("{}: {} vs {}", key, ja[key].dump(), jb[key].dump());
   }
@@ -267,6 +275,7 @@ std::string CacheMeta::feature_fingerprint() const {
             {"std", p["std"]},
             {"interpolation", p["interpolation"]}};
   if (cut != "pool5") f["cut"] = cut;
+  if (precision != "fp32") f["precision"] = precision;
   std::string s = f.dump();
   return sha256_hex(s.data(), s.size()).substr(0, 16);
 }

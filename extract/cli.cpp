@@ -21,6 +21,13 @@ std::string validate_extract_params(const ExtractParams& p) {
   if (p.cut == "pool4" && p.codec == "prepool-f32")
     return "--codec prepool-f32 stores the map before pool5's average pooling; with --cut pool4 "
            "records are the pool4 map itself (raw-f32)";
+  if (p.precision != "fp32" && p.precision != "bf16" && p.precision != "fp16")
+    return fmt::format("--precision must be fp32, bf16 or fp16 (got {})", p.precision);
+  // LibTorch's CPU convolutions have no float16 kernel ("slow_conv2d_cpu" not implemented for
+  // 'Half' in 1.13): refused here rather than failing mid-run or quietly running float32.
+  if (p.precision == "fp16" && p.device == "cpu")
+    return "--precision fp16 needs --device cuda (LibTorch has no float16 convolution on the CPU); "
+           "use --precision bf16 on the CPU";
   return "";
 }
 
@@ -53,6 +60,10 @@ ParseStatus parse_extract_args(int argc, char** argv, ExtractParams* params) {
                  "layer the records come from: pool5 (VGG16's features, for a head) or pool4 "
                  "(block 5's input, 512 x size/16 x size/16, for fine-tuning block 5)")
       ->capture_default_str();
+  app.add_option("--precision", p.precision,
+                 "dtype of the forward pass: fp32, bf16 or fp16 (fp16 only with --device cuda); "
+                 "records are stored as float32 and the precision is part of the feature settings")
+      ->capture_default_str();
   app.add_flag("--strict", p.strict, "an undecodable image is an error instead of a skip");
   app.add_flag("--overwrite", p.overwrite, "replace a cache made with different settings");
   app.add_flag("--quiet", p.quiet, "no progress lines");
@@ -78,6 +89,18 @@ ParseStatus parse_extract_args(int argc, char** argv, ExtractParams* params) {
     } catch (const Error& e) {
       fmt::print(stderr, "extract: {}\n", e.what());
       return ParseStatus::exit(2);
+    }
+  }
+  if (p.device == "cuda" && app.count("--batch") == 0) {
+    if (p.shard_count == 0) {
+      p.batch_auto = true;
+    } else {
+      // The shard slices are whole chunks, and chunks follow the batch: every shard must get
+      // the same batch, whatever memory its GPU has free.
+      fmt::print(stderr,
+                 "extract: note: --shard keeps --batch {} on cuda (the slices follow the batch; "
+                 "give --batch to change it)\n",
+                 p.batch);
     }
   }
   if (p.eval && (app.count("--crops") || !views.scale.empty() || !views.ratio.empty() || p.flip)) {

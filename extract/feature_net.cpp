@@ -1,8 +1,13 @@
 #include "extract/feature_net.h"
 
+#include <fmt/core.h>
 #include <torch/torch.h>
 
 #include <cstring>
+// Only a LibTorch with CUDA brings CUDA's headers (CMake sets VGGCACHE_TORCH_CUDA for it).
+#ifdef VGGCACHE_TORCH_CUDA
+#include <cuda_runtime_api.h>
+#endif
 
 #include "common/error.h"
 #include "extract/vgg16.h"
@@ -49,6 +54,20 @@ class Vgg16Net : public FeatureNet {
     std::memcpy(out, z.data_ptr<float>(), sizeof(float) * static_cast<size_t>(z.numel()));
   }
 
+  uint64_t free_device_bytes() const override {
+#ifdef VGGCACHE_TORCH_CUDA
+    if (net_.device().is_cuda()) {
+      size_t free = 0, total = 0;
+      if (cudaError_t err = cudaMemGetInfo(&free, &total); err != cudaSuccess) {
+        throw Error(ErrorKind::kIo, fmt::format("--device cuda: cudaMemGetInfo failed: {}",
+                                                cudaGetErrorString(err)));
+      }
+      return free;
+    }
+#endif
+    return FeatureNet::free_device_bytes();
+  }
+
   void forward_prepool(const float* in, int n, int size, float* out) override {
     torch::Tensor x = torch::from_blob(const_cast<float*>(in), {n, 3, size, size}, torch::kFloat32);
     torch::Tensor z = net_.forward_prepool(x);  // n × 512 × h × w, CPU, contiguous (NCHW)
@@ -65,6 +84,11 @@ std::vector<int> FeatureNet::pool4_shape(int) const {
   throw Error(ErrorKind::kInvalidArgument, "this network has no pool4 layer (--cut pool4)");
 }
 
+uint64_t FeatureNet::free_device_bytes() const {
+  throw Error(ErrorKind::kInvalidArgument,
+              "free device memory is known only for --device cuda with a CUDA LibTorch");
+}
+
 void FeatureNet::forward_pool4(const float*, int, int, float*) {
   throw Error(ErrorKind::kInvalidArgument, "this network has no pool4 layer (--cut pool4)");
 }
@@ -78,7 +102,8 @@ std::unique_ptr<FeatureNet> make_vgg16_net(const NetOptions& options, WeightsIde
   } catch (const std::exception&) {
   }
   torch::Device device = options.device == "cuda" ? torch::Device(torch::kCUDA) : torch::kCPU;
-  return std::make_unique<Vgg16Net>(load_vgg16(options.weights, device, id));
+  return std::make_unique<Vgg16Net>(
+      load_vgg16(options.weights, device, id, precision_dtype(options.precision, device)));
 }
 
 }  // namespace vggcache

@@ -40,12 +40,16 @@ class FeatureNet {
   virtual std::vector<int> pool4_shape(int size) const;
   // in as forward(); out: n × C × h × w floats, the pool4 map. Not thread-safe.
   virtual void forward_pool4(const float* in, int n, int size, float* out);
+  // Bytes free on the network's GPU now (for extract's batch size without --batch). Throws
+  // Error(kInvalidArgument) on the CPU and in builds whose LibTorch has no CUDA.
+  virtual uint64_t free_device_bytes() const;
 };
 
 struct NetOptions {
-  std::string weights;         // FILE or random:SEED
-  std::string device = "cpu";  // cpu | cuda
-  int threads = 1;             // LibTorch intra-op threads
+  std::string weights;             // FILE or random:SEED
+  std::string device = "cpu";      // cpu | cuda
+  int threads = 1;                 // LibTorch intra-op threads
+  std::string precision = "fp32";  // fp32 | bf16 | fp16: dtype of weights and inputs in forward
 };
 
 // VGG16 features + avgpool(7, 7) + flatten. Sets LibTorch's thread counts, loads the weights and

@@ -15,8 +15,12 @@
 #include <cctype>
 #include <cerrno>
 #include <cstring>
+#ifdef VGGCACHE_IMAGE_LIBJPEG
+#include "extract/image_libjpeg.h"
+#else
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
+#endif
 #include <string>
 #include <system_error>
 
@@ -273,6 +277,7 @@ HeaderInfo parse_header(const std::string& d) {
   return h;
 }
 
+#ifndef VGGCACHE_IMAGE_LIBJPEG
 // One 16-bit (or wider) sample to 8 bits as PIL's convert("RGB") ends up doing it:
 // grey sources open as mode "I"/"I;16" and I->RGB clips to 255; colour PNG/TIFF samples keep
 // their high byte (rawmode "RGB;16B"); PNM samples are rescaled by 255 / maxval.
@@ -310,6 +315,7 @@ void to_rgb(const cv::Mat& m, const SampleMap& map, bool identity, RgbImage* out
     }
   }
 }
+#endif
 
 }  // namespace
 
@@ -329,6 +335,19 @@ RgbImage decode_image(const std::string& path, const DecodeLimits& limits) {
   }
   if (h.format == Format::kPng && h.png_needs_iend) data.append("\0\0\0\0IEND\xAE\x42\x60\x82", 12);
 
+#ifdef VGGCACHE_IMAGE_LIBJPEG
+  if (h.format != Format::kJpeg) {
+    fail(path, std::string(format_name(h.format)) +
+                   ": this build decodes JPEG only (VGGCACHE_IMAGE_DECODER=libjpeg, no OpenCV)");
+  }
+  RgbImage jpeg = decode_jpeg_libjpeg(data, path);
+  if (uint64_t(jpeg.width) * uint64_t(jpeg.height) > limits.max_pixels) {
+    fail(path, "image too large: " + std::to_string(jpeg.width) + "x" +
+                   std::to_string(jpeg.height) + " pixels exceeds the limit of " +
+                   std::to_string(limits.max_pixels));
+  }
+  return jpeg;
+#else
   cv::Mat m;
   try {
     cv::Mat buf(1, static_cast<int>(data.size()), CV_8UC1, data.data());
@@ -372,6 +391,7 @@ RgbImage decode_image(const std::string& path, const DecodeLimits& limits) {
     }
   }
   return out;
+#endif
 }
 
 }  // namespace vggcache

@@ -5,6 +5,7 @@
 
 #include "common/cli.h"
 #include "common/image_folder.h"
+#include "extract/batch_size.h"
 #include "extract/cli.h"
 #include "extract/feature_net.h"
 #include "extract/pipeline.h"
@@ -17,7 +18,13 @@ int main(int argc, char** argv) {
 
     FolderScan scan = scan_image_folder(p.data_dir);  // fails fast on a bad --data
     WeightsIdentity weights;
-    auto net = make_vgg16_net(NetOptions{p.weights, p.device, p.threads}, &weights);
+    auto net = make_vgg16_net(NetOptions{p.weights, p.device, p.threads, p.precision}, &weights);
+    if (p.batch_auto) {
+      const uint64_t free = net->free_device_bytes();
+      p.batch = auto_batch_size(free, p.size, p.precision == "fp32" ? 4 : 2);
+      spdlog::info("--batch {} from {:.1f} GiB free on the GPU at {} px {} (extract/batch_size.h)",
+                   p.batch, free / 1073741824.0, p.size, p.precision);
+    }
     if (weights.random) {
       spdlog::warn(
           "RANDOM WEIGHTS ({}): He-initialised VGG16, NOT pretrained; features are only "

@@ -24,8 +24,12 @@ struct ExtractParams : ViewParams {  // --scale --ratio --flip --seed --batch --
                                //   7×7 (size < 224), else raw-f32
   std::string cut = "pool5";   // --cut pool5|pool4: the layer records come from; pool4 stores
                                //   block 5's input map (raw-f32) for fine-tuning block 5
-  uint32_t shard_index = 0;    // --shard I/N (or auto): extract only the I-th of N slices of the
-  uint32_t shard_count = 0;    //   image list (common/shard_set.h); 0 = no --shard, every image
+  std::string precision = "fp32";  // --precision fp32|bf16|fp16: dtype of the forward pass
+                                   //   (weights and inputs); records stay float32
+  bool batch_auto = false;   // --device cuda without --batch: main sizes the batch from the GPU's
+                             //   free memory (extract/batch_size.h) once the weights are loaded
+  uint32_t shard_index = 0;  // --shard I/N (or auto): extract only the I-th of N slices of the
+  uint32_t shard_count = 0;  //   image list (common/shard_set.h); 0 = no --shard, every image
 
   // The Preprocess block these settings stand for (what the cache records and compares).
   Preprocess preprocess() const {

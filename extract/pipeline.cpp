@@ -196,6 +196,7 @@ CacheMeta build_cache_meta(const ExtractParams& p, const FolderScan& scan,
   m.source_dir = p.data_dir;
   m.weights = weights;
   m.preprocess = p.preprocess();
+  m.precision = p.precision;
   m.images.resize(scan.files.size());
   tbb::task_arena arena(p.threads);
   arena.execute([&] {

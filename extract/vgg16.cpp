@@ -64,11 +64,12 @@ torch::Device checked_device(torch::Device device) {
   return device;
 }
 
-// After the weights are final: move to the device and to channels-last (NHWC), which is what
-// oneDNN's convolutions run fastest on (about 1.5× NCHW at 64 px on 2 CPU threads).
-void finalize(torch::nn::Sequential& seq, torch::Device device) {
+// After the weights are final (in float32, as loaded or drawn): move to the device and the dtype,
+// and to channels-last (NHWC), which is what oneDNN's convolutions run fastest on (about 1.5×
+// NCHW at 64 px on 2 CPU threads).
+void finalize(torch::nn::Sequential& seq, torch::Device device, torch::ScalarType dtype) {
   torch::NoGradGuard no_grad;
-  seq->to(device);
+  seq->to(device, dtype);
   for (auto& p : seq->parameters()) {
     p.set_requires_grad(false);
     if (p.dim() == 4) p.set_data(p.contiguous(torch::MemoryFormat::ChannelsLast));
@@ -76,7 +77,8 @@ void finalize(torch::nn::Sequential& seq, torch::Device device) {
 }
 
 // The first `layers` modules of `features` (all of them by default: the pool5 map).
-torch::Tensor run_features(torch::nn::Sequential& seq, torch::Device device, const torch::Tensor& x,
+torch::Tensor run_features(torch::nn::Sequential& seq, torch::Device device,
+                           torch::ScalarType dtype, const torch::Tensor& x,
                            size_t layers = SIZE_MAX) {
   if (x.dim() != 4 || x.size(1) != 3 || x.scalar_type() != torch::kFloat32) {
     throw Error(
@@ -85,8 +87,10 @@ torch::Tensor run_features(torch::nn::Sequential& seq, torch::Device device, con
                     std::string(c10::toString(x.scalar_type())), shape_str(x.sizes().vec())));
   }
   // non_blocking: from pinned host memory the copy overlaps with work already queued on the GPU.
+  // The dtype conversion happens after the copy, on the device: half the bytes would cross the bus
+  // with it before, but the host would do the conversion on the pipeline's critical path.
   torch::Tensor in =
-      x.to(device, /*non_blocking=*/true).contiguous(torch::MemoryFormat::ChannelsLast);
+      x.to(device, /*non_blocking=*/true).to(dtype).contiguous(torch::MemoryFormat::ChannelsLast);
   if (layers >= seq->size()) return seq->forward(in);  // n × 512 × s/32 × s/32
   size_t i = 0;
   for (auto it = seq->begin(); it != seq->end() && i < layers; ++it, ++i) in = it->forward(in);
@@ -110,8 +114,9 @@ void Vgg16Features::build() {
   features_->eval();
 }
 
-Vgg16Features::Vgg16Features(const StateDict& sd, const std::string& source, torch::Device device)
-    : device_(checked_device(device)) {
+Vgg16Features::Vgg16Features(const StateDict& sd, const std::string& source, torch::Device device,
+                             torch::ScalarType dtype)
+    : device_(checked_device(device)), dtype_(dtype) {
   build();
   torch::NoGradGuard no_grad;
   std::set<std::string> expected;
@@ -152,11 +157,11 @@ Vgg16Features::Vgg16Features(const StateDict& sd, const std::string& source, tor
                               source, name));
     }
   }
-  finalize(features_, device_);
+  finalize(features_, device_, dtype_);
 }
 
-Vgg16Features::Vgg16Features(uint64_t seed, torch::Device device)
-    : device_(checked_device(device)) {
+Vgg16Features::Vgg16Features(uint64_t seed, torch::Device device, torch::ScalarType dtype)
+    : device_(checked_device(device)), dtype_(dtype) {
   build();
   torch::NoGradGuard no_grad;
   // Replays, draw for draw, what `torch.manual_seed(seed); torchvision.models.vgg16()` does on the
@@ -175,12 +180,14 @@ Vgg16Features::Vgg16Features(uint64_t seed, torch::Device device)
     torch::nn::init::kaiming_normal_(conv->weight, 0.0, torch::kFanOut, torch::kReLU);
     torch::nn::init::zeros_(conv->bias);
   }
-  finalize(features_, device_);
+  finalize(features_, device_, dtype_);
 }
 
 torch::Tensor Vgg16Features::forward(const torch::Tensor& x) {
   c10::InferenceMode guard;
-  torch::Tensor f = run_features(features_, device_, x);
+  // Pooled in float32 whatever the precision: the cache's values are float32, and averaging in
+  // bf16 would add one more rounding to every feature.
+  torch::Tensor f = run_features(features_, device_, dtype_, x).to(torch::kFloat32);
   // n × 512 × 7 × 7, flattened in NCHW order (c, y, x) as torch.flatten does: n × 25088.
   torch::Tensor pooled = torch::adaptive_avg_pool2d(f, {7, 7});
   return pooled.flatten(1).to(torch::kCPU).contiguous();
@@ -188,13 +195,15 @@ torch::Tensor Vgg16Features::forward(const torch::Tensor& x) {
 
 torch::Tensor Vgg16Features::forward_prepool(const torch::Tensor& x) {
   c10::InferenceMode guard;
-  return run_features(features_, device_, x).to(torch::kCPU).contiguous();
+  return run_features(features_, device_, dtype_, x).to(torch::kCPU, torch::kFloat32).contiguous();
 }
 
 torch::Tensor Vgg16Features::forward_pool4(const torch::Tensor& x) {
   c10::InferenceMode guard;
   // features[23] is the fourth max-pool: 24 modules give block 5's input.
-  return run_features(features_, device_, x, 24).to(torch::kCPU).contiguous();
+  return run_features(features_, device_, dtype_, x, 24)
+      .to(torch::kCPU, torch::kFloat32)
+      .contiguous();
 }
 
 StateDict Vgg16Features::state_dict() const {
@@ -203,7 +212,7 @@ StateDict Vgg16Features::state_dict() const {
   for (auto& [index, conv] : convs(seq)) {
     for (auto* which : {"weight", "bias"}) {
       const torch::Tensor& param = std::string(which) == "weight" ? conv->weight : conv->bias;
-      torch::Tensor t = param.detach().to(torch::kCPU).contiguous();  // NCHW again
+      torch::Tensor t = param.detach().to(torch::kCPU, torch::kFloat32).contiguous();  // NCHW again
       TensorData d;
       d.shape = t.sizes().vec();
       d.values.assign(t.data_ptr<float>(), t.data_ptr<float>() + t.numel());
@@ -217,7 +226,23 @@ StateDict load_vgg16_features(const std::string& spec, WeightsIdentity* id) {
   return load_vgg16(spec, torch::kCPU, id).state_dict();
 }
 
-Vgg16Features load_vgg16(const std::string& spec, torch::Device device, WeightsIdentity* id) {
+torch::ScalarType precision_dtype(const std::string& name, torch::Device device) {
+  if (name == "fp32") return torch::kFloat32;
+  if (name == "bf16") return torch::kBFloat16;
+  if (name == "fp16") {
+    if (!device.is_cuda()) {
+      throw Error(ErrorKind::kInvalidArgument,
+                  "--precision fp16 needs --device cuda (LibTorch has no float16 convolution on "
+                  "the CPU); use --precision bf16 on the CPU");
+    }
+    return torch::kHalf;
+  }
+  throw Error(ErrorKind::kInvalidArgument,
+              fmt::format("--precision must be fp32, bf16 or fp16 (got {})", name));
+}
+
+Vgg16Features load_vgg16(const std::string& spec, torch::Device device, WeightsIdentity* id,
+                         torch::ScalarType dtype) {
   const std::string kRandom = "random:";
   if (spec.rfind(kRandom, 0) == 0) {
     std::string digits = spec.substr(kRandom.size());
@@ -235,7 +260,7 @@ Vgg16Features load_vgg16(const std::string& spec, torch::Device device, WeightsI
           fmt::format("--weights {}: expected random:SEED with a non-negative integer SEED", spec));
     }
     if (id) *id = WeightsIdentity{fmt::format("random:{}", seed), "", true};
-    return Vgg16Features(seed, device);
+    return Vgg16Features(seed, device, dtype);
   }
   std::error_code ec;
   if (!std::filesystem::is_regular_file(spec, ec)) {
@@ -248,7 +273,7 @@ Vgg16Features load_vgg16(const std::string& spec, torch::Device device, WeightsI
   StateDict sd = read_state_dict(spec, [](const std::string& name) {
     return name.rfind("features.", 0) == 0;  // the classifier (~480 MB) is never loaded
   });
-  Vgg16Features net(sd, spec, device);
+  Vgg16Features net(sd, spec, device, dtype);
   if (id) *id = WeightsIdentity{std::filesystem::path(spec).filename().string(), sha, false};
   return net;
 }

@@ -14,13 +14,14 @@ class Vgg16Features {
  public:
   // From a state_dict (names "features.N.weight"/"features.N.bias"; classifier.* ignored).
   // Throws Error(kBadWeights) naming `source` for missing keys or wrong shapes.
-  Vgg16Features(const StateDict& sd, const std::string& source, torch::Device device);
+  Vgg16Features(const StateDict& sd, const std::string& source, torch::Device device,
+                torch::ScalarType dtype = torch::kFloat32);
   // Random He init as torchvision's VGG._initialize_weights (kaiming_normal_ fan_out/relu, bias 0)
   // from torch::manual_seed(seed). Callers must announce loudly that features are not pretrained.
-  Vgg16Features(uint64_t seed, torch::Device device);
+  Vgg16Features(uint64_t seed, torch::Device device, torch::ScalarType dtype = torch::kFloat32);
 
-  // x: n × 3 × s × s float32 normalised images (any device; moved as needed).
-  // Returns n × 25088 float32 on the CPU (contiguous). Inference mode, no autograd.
+  // x: n × 3 × s × s float32 normalised images (any device; moved and converted to dtype() as
+  // needed). Returns n × 25088 float32 on the CPU (contiguous). Inference mode, no autograd.
   torch::Tensor forward(const torch::Tensor& x);
   // Same, but returns the pre-pool map n × 512 × h × w (for the compact codec).
   torch::Tensor forward_prepool(const torch::Tensor& x);
@@ -28,6 +29,7 @@ class Vgg16Features {
   torch::Tensor forward_pool4(const torch::Tensor& x);
 
   torch::Device device() const { return device_; }
+  torch::ScalarType dtype() const { return dtype_; }
   // The convolutions' weights and biases as torchvision names them ("features.N.weight", NCHW,
   // float32, on the CPU): a copy of what forward() computes with.
   StateDict state_dict() const;
@@ -36,10 +38,18 @@ class Vgg16Features {
   void build();
   torch::nn::Sequential features_{nullptr};
   torch::Device device_;
+  torch::ScalarType dtype_;
 };
 
-// Loads weights from FILE or "random:SEED" and fills `id` (name, sha256, random flag).
-// Throws Error(kBadWeights / kInvalidArgument) with a clear message.
-Vgg16Features load_vgg16(const std::string& spec, torch::Device device, WeightsIdentity* id);
+// The dtype of `extract --precision NAME` (fp32, bf16, fp16) on `device`. Throws
+// Error(kInvalidArgument) for other names and for fp16 on the CPU, which has no float16
+// convolution in LibTorch.
+torch::ScalarType precision_dtype(const std::string& name, torch::Device device);
+
+// Loads weights from FILE or "random:SEED" and fills `id` (name, sha256, random flag); the network
+// then runs in `dtype` (weights rounded to it once). Throws Error(kBadWeights / kInvalidArgument)
+// with a clear message.
+Vgg16Features load_vgg16(const std::string& spec, torch::Device device, WeightsIdentity* id,
+                         torch::ScalarType dtype = torch::kFloat32);
 
 }  // namespace vggcache

@@ -29,6 +29,7 @@ int cmd_info(const std::string& dir, bool with_images) {
                         {"complete", m.complete},
                         {"codec", j["codec"]},
                         {"cut", m.cut},
+                        {"precision", m.precision},
                         {"bytes_per_record", record_bytes(m.payload_floats)},
                         {"skipped", j["skipped"]},
                         {"settings", {{"weights", j["weights"]}, {"preprocess", j["preprocess"]}}},

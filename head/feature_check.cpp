@@ -9,15 +9,19 @@ namespace vggcache {
 using nlohmann::json;
 
 json feature_settings(const CacheMeta& m) {
-  return {{"dim", m.dim},
-          {"classes", m.classes},
-          {"weights",
-           {{"name", m.weights.name}, {"sha256", m.weights.sha256}, {"random", m.weights.random}}},
-          {"size", m.preprocess.size},
-          {"mean", m.preprocess.mean},
-          {"std", m.preprocess.std},
-          {"interpolation", m.preprocess.interpolation},
-          {"fingerprint", m.feature_fingerprint()}};
+  json f = {
+      {"dim", m.dim},
+      {"classes", m.classes},
+      {"weights",
+       {{"name", m.weights.name}, {"sha256", m.weights.sha256}, {"random", m.weights.random}}},
+      {"size", m.preprocess.size},
+      {"mean", m.preprocess.mean},
+      {"std", m.preprocess.std},
+      {"interpolation", m.preprocess.interpolation},
+      {"fingerprint", m.feature_fingerprint()}};
+  // Only when not fp32, so heads trained before precisions existed keep their settings.
+  if (m.precision != "fp32") f["precision"] = m.precision;
+  return f;
 }
 
 namespace {
@@ -42,6 +46,9 @@ std::string feature_difference(const json& a, const json& b) {
       (wa.value("random", false) ? wa.value("name", "") == wb.value("name", "")
                                  : wa.value("sha256", "") == wb.value("sha256", ""));
   if (!same_weights) return fmt::format("weights: {} vs {}", weights_label(wa), weights_label(wb));
+  if (a.value("precision", "fp32") != b.value("precision", "fp32"))
+    return fmt::format("precision: {} vs {}", a.value("precision", "fp32"),
+                       b.value("precision", "fp32"));
   for (const char* key : {"size", "mean", "std", "interpolation"}) {
     if (a.at(key) != b.at(key))
       return fmt::format("preprocess.{}: {} vs {}", key, a[key].dump(), b[key].dump());

@@ -11,7 +11,8 @@
 
 namespace vggcache {
 
-// {dim, classes, weights{name, sha256, random}, size, mean, std, interpolation, fingerprint}.
+// {dim, classes, weights{name, sha256, random}, size, mean, std, interpolation, fingerprint},
+// and precision when it is not fp32.
 nlohmann::json feature_settings(const CacheMeta& m);
 
 // "" when a and b (feature_settings objects) agree, else the first differing setting, e.g.

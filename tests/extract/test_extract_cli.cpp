@@ -143,14 +143,24 @@ TEST_F(ExtractCli, OutOfRangeFlagsAreUsageErrorsNamingTheFlag) {
   VGGCACHE_REQUIRE_CARBIKE(carbike);
   const std::string out_dir = tmp_ / "cache";
   const std::vector<std::pair<std::string, std::string>> cases = {
-      {"--crops 0", "--crops"},       {"--scale 0,1", "--scale"},
-      {"--scale 0.8,0.5", "--scale"}, {"--scale 0.5,1.5", "--scale"},
-      {"--scale 0.5", "--scale"},     {"--ratio 0,1", "--ratio"},
-      {"--ratio -1,2", "--ratio"},    {"--ratio 2,1", "--ratio"},
-      {"--batch 0", "--batch"},       {"--size 16", "--size"},
-      {"--threads 0", "--threads"},   {"--device tpu", "--device"},
-      {"--crops abc", "--crops"},     {"--no-such-flag", "--no-such-flag"},
-      {"--cut pool3", "--cut"},       {"--cut pool4 --codec prepool-f32", "--codec"},
+      {"--crops 0", "--crops"},
+      {"--scale 0,1", "--scale"},
+      {"--scale 0.8,0.5", "--scale"},
+      {"--scale 0.5,1.5", "--scale"},
+      {"--scale 0.5", "--scale"},
+      {"--ratio 0,1", "--ratio"},
+      {"--ratio -1,2", "--ratio"},
+      {"--ratio 2,1", "--ratio"},
+      {"--batch 0", "--batch"},
+      {"--size 16", "--size"},
+      {"--threads 0", "--threads"},
+      {"--device tpu", "--device"},
+      {"--crops abc", "--crops"},
+      {"--no-such-flag", "--no-such-flag"},
+      {"--cut pool3", "--cut"},
+      {"--cut pool4 --codec prepool-f32", "--codec"},
+      {"--precision fp64", "--precision must be fp32, bf16 or fp16"},
+      {"--precision fp16", "--precision fp16 needs --device cuda"},
   };
   for (const auto& [flag, name] : cases) {
     std::string out;
@@ -203,6 +213,7 @@ TEST_F(ExtractCli, DifferentSettingsAreRefusedUnlessOverwrite) {
       {"--weights random:4", "weights.name"},
       {"--eval", "preprocess."},  // the first differing key: crops (1 with --eval)
       {"--cut pool4", "cut: pool5 vs pool4"},
+      {"--precision bf16", "precision: fp32 vs bf16"},
   };
   for (const auto& [flag, setting] : cases) {
     EXPECT_EQ(run_extract_cmd(args(cache, flag), &out), 1) << flag << "\n" << out;
@@ -215,6 +226,26 @@ TEST_F(ExtractCli, DifferentSettingsAreRefusedUnlessOverwrite) {
   auto reader = CacheReader::open(cache);
   EXPECT_EQ(reader->meta().preprocess.seed, 2u);
   EXPECT_EQ(reader->record_count(), 2u * kPerClass * kCrops);
+}
+
+// --precision bf16: the cache says so (metadata, featcache info) and its feature fingerprint is
+// not an fp32 cache's, so a head trained on one is refused on the other. (The features' accuracy:
+// tests/extract/test_precision.cpp.)
+TEST_F(ExtractCli, Bf16CacheRecordsItsPrecision) {
+  VGGCACHE_REQUIRE_CARBIKE(carbike);
+  const std::string b16 = tmp_ / "b16", f32 = tmp_ / "f32";
+  std::string out;
+  ASSERT_EQ(run_extract_cmd(args(b16, "--precision bf16 --eval"), &out), 0) << out;
+  ASSERT_EQ(run_extract_cmd(args(f32, "--eval"), &out), 0) << out;
+  const CacheMeta mb = read_cache_meta(b16), mf = read_cache_meta(f32);
+  EXPECT_EQ(mb.precision, "bf16");
+  EXPECT_EQ(mf.precision, "fp32");
+  EXPECT_NE(mb.feature_fingerprint(), mf.feature_fingerprint());
+  ASSERT_EQ(testing::run_command(
+                shell_quote(testing::bin_dir() + "/featcache") + " info " + shell_quote(b16), &out),
+            0)
+      << out;
+  EXPECT_NE(out.find("\"precision\": \"bf16\""), std::string::npos) << out;
 }
 
 // --cut pool4: block 5's input maps (512 × 2 × 2 at 32 px) in a raw-f32 cache that featcache

@@ -428,6 +428,18 @@ TEST(Vgg16Cuda, CudaMatchesCpuOrReportsUnavailable) {
   for (int64_t i = 0; i < 4; ++i) {
     EXPECT_LE(max_rel_diff(b[i].data_ptr<float>(), a[i].data_ptr<float>(), kDim), 1e-3);
   }
+  // --precision on the GPU: 13 layers × 2 roundings (inputs and weights) of 2^-9 (bf16) or
+  // 2^-11 (fp16) relative to the largest feature, as tests/extract/test_precision.cpp derives.
+  for (auto [dtype, u] : {std::pair{torch::kBFloat16, 0x1p-9}, std::pair{torch::kHalf, 0x1p-11}}) {
+    torch::Tensor c =
+        load_vgg16("random:1", torch::Device(torch::kCUDA), nullptr, dtype).forward(x.pin_memory());
+    ASSERT_EQ(c.scalar_type(), torch::kFloat32);
+    for (int64_t i = 0; i < 4; ++i) {
+      const double d = max_rel_diff(c[i].data_ptr<float>(), a[i].data_ptr<float>(), kDim);
+      EXPECT_LE(d, 13 * 2 * u) << c10::toString(dtype) << " view " << i;
+      EXPECT_GT(d, 1e-4) << c10::toString(dtype) << " did not run in reduced precision";
+    }
+  }
 }
 
 }  // namespace
