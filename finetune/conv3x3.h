@@ -2,13 +2,15 @@
 // torchvision's layout (c_out × c_in × 3 × 3) and a bias of c_out.
 //
 // Both passes lower the convolution to GEMMs (im2col + sgemm() of head/linalg.h, single-threaded)
-// over FIXED blocks of whole images, run as TBB tasks. The blocks depend only on the shape (about
-// 256 output pixels each), never on the thread count, and the weight gradient's per-block sums are
-// joined by tbb::parallel_deterministic_reduce, whose split tree is fixed too: every result is
-// bitwise the same for any number of threads. That needs sgemm() itself single-threaded: tools
-// call configure_blas_for_tbb() once at start-up, as train_head does.
+// run as TBB tasks over a FIXED split that depends only on the shape, never on the thread count:
+// the forward pass over blocks of whole images (about 256 output pixels each), the backward pass
+// over groups of 64 input channels, each group's weight gradient summed over the whole batch in
+// one GEMM. No value is ever summed across tasks, so every result is bitwise the same for any
+// number of threads. That needs sgemm() itself single-threaded: tools call
+// configure_blas_for_tbb() once at start-up, as train_head does.
 //
-// Thread-safety: the functions keep no state; concurrent calls are safe when their outputs differ.
+// Thread-safety: concurrent calls are safe when their outputs differ (the only state is scratch
+// buffers kept per thread between calls, which a task never shares).
 // Errors: a non-positive dimension throws Error(kInvalidArgument).
 #pragma once
 
