@@ -15,7 +15,8 @@ import json, sys
 ours, peer = json.loads(sys.argv[1]), json.loads(sys.argv[2])
 a, b = ours["crops_per_second"], peer["crops_per_second"]
 print(f"block 5 engine ({ours['blas']}, {ours['threads']} threads): {a:8.1f} crops/s "
-      f"(batch {ours['batch']}, pool4 {ours['size']}x{ours['size']})")
+      f"(batch {ours['batch']}, pool4 {ours['size']}x{ours['size']}; forward "
+      f"{ours['forward_ms']:.0f} ms, backward {ours['backward_ms']:.0f} ms)")
 print(f"PyTorch peer ({peer['threads']} threads):            {b:8.1f} crops/s")
 print(f"ratio: {a / b:.2f}x")
 PY
