@@ -26,22 +26,8 @@ if ! dpkg -s libopenblas0-pthread > /dev/null 2>&1; then
 fi
 mkdir -p "$work"
 
-# The first N images of each class, as symlinks: a subset both tools read alike.
-subset() {
-  local src=$1 dst=$2 n=$3
-  [ -d "$dst" ] && return 0
-  rm -rf "$dst.tmp"
-  for cls in "$src"/*/; do
-    mkdir -p "$dst.tmp/$(basename "$cls")"
-    # sed, not head: head's early exit would fail the pipeline under pipefail
-    find "$(realpath "$cls")" -maxdepth 1 -type f | sort | sed -n "1,${n}p" | while read -r f; do
-      ln -s "$f" "$dst.tmp/$(basename "$cls")/$(basename "$f")"
-    done
-  done
-  mv "$dst.tmp" "$dst"
-}
-subset "$data/train" "$work/data_${train_n}/train" "$train_n"
-subset "$data/test" "$work/data_${test_n}/test" "$test_n"
+bench_subset "$data/train" "$work/data_${train_n}/train" "$train_n"
+bench_subset "$data/test" "$work/data_${test_n}/test" "$test_n"
 train_data="$work/data_${train_n}/train"
 test_data="$work/data_${test_n}/test"
 
