@@ -1,13 +1,13 @@
 """The PyTorch side of bench/finetune_parity.sh: the fine-tune train_head runs, done by torch.
 
 Reads the pool4 caches with the repository's Python reader (python/vggcache), starts block 5
-from the weights file and the head from a frozen run's head.bin, trains both with Adam (block 5
-at LR_BLOCK5, the head at LR, two param groups), batch BATCH, dropout DROPOUT, EPOCHS passes in a
-torch.manual_seed(SEED) shuffle, then evaluates the test cache in eval mode. Prints one JSON line:
+from the weights file and the head from a frozen run's head.bin, trains both with Adam or SGD with
+momentum (block 5 at LR_BLOCK5, the head at LR, two param groups), batch BATCH, dropout DROPOUT,
+EPOCHS passes in a torch.manual_seed(SEED) shuffle, then evaluates the test cache in eval mode. Prints one JSON line:
 test_accuracy, and init_test_accuracy (the head before fine-tuning).
 Usage: finetune_parity_peer.py --train A.pool4 --test B.pool4 --weights W.pth --init-head H.bin
        --seed S [--epochs 3] [--batch 100] [--lr 1e-3] [--lr-block5 1e-4] [--dropout 0.5]
-       [--threads 2]"""
+       [--threads 2] [--optimizer adam|sgd] [--momentum 0.9]"""
 import argparse
 import json
 import os
@@ -45,6 +45,8 @@ def main():
     ap.add_argument("--lr-block5", type=float, default=1e-4)
     ap.add_argument("--dropout", type=float, default=0.5)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--optimizer", choices=["adam", "sgd"], default="adam")
+    ap.add_argument("--momentum", type=float, default=0.9)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
@@ -83,8 +85,10 @@ def main():
         return float((pred == ty).double().mean())
 
     init = accuracy()
-    opt = torch.optim.Adam([{"params": block5.parameters(), "lr": a.lr_block5},
-                            {"params": head.parameters(), "lr": a.lr}])
+    groups = [{"params": block5.parameters(), "lr": a.lr_block5},
+              {"params": head.parameters(), "lr": a.lr}]
+    opt = (torch.optim.Adam(groups) if a.optimizer == "adam" else
+           torch.optim.SGD(groups, lr=a.lr, momentum=a.momentum))
     for _ in range(a.epochs):
         model.train()
         order = torch.randperm(len(x))
