@@ -34,8 +34,8 @@ test_data="$work/data_${test_n}/test"
 weights="$work/weights/vgg16_zip.pth"
 [ -f "$weights" ] || "$py" "$here/../tests/py/make_vgg16_pth.py" "$work/weights" 1 \
   --features-only --formats zip
-"$build/bin/extract" --data "$train_data" --out "$work/train_${train_n}.pool4" --weights "$weights" \
-  --cut pool4 --eval --quiet
+"$build/bin/extract" --data "$train_data" --out "$work/train_${train_n}.pool4" \
+  --weights "$weights" --cut pool4 --eval --quiet
 "$build/bin/extract" --data "$test_data" --out "$work/test_${test_n}.pool4" --weights "$weights" \
   --cut pool4 --eval --quiet
 
@@ -51,7 +51,8 @@ peer=(--data "$train_data" --weights "$weights" --batch 100 --hidden 256 --dropo
 "$py" "$here/finetune_peer.py" "${peer[@]}" --mode images > "$work/peer_images.json"
 
 rss_kb=$(sed -n 's/.*Maximum resident set size (kbytes): //p' "$work/time.txt")
-sizes=$(du -sh "$work/train_${train_n}.pool4" "$work/test_${test_n}.pool4" | awk '{print $1}' | paste -sd/)
+sizes=$(du -sh "$work/train_${train_n}.pool4" "$work/test_${test_n}.pool4" | awk '{print $1}' |
+  paste -sd/)
 "$py" - "$work/run/metrics.jsonl" "$work/peer_maps.json" "$work/peer_images.json" "$rss_kb" \
   "$sizes" "$threads" <<'PY'
 import json, sys

@@ -39,19 +39,20 @@ done
 
 common=(--batch 100 --hidden 256 --dropout 0.5 --lr 1e-3 --threads "$threads" --quiet)
 tune=(--optimizer "$optimizer" --lr-block5 1e-4)
+tr="$work/train_${train_n}" te="$work/test_${test_n}"
 results=()
 for seed in $seeds; do
   run="$work/runs/seed$seed"
   rm -rf "$run"
   mkdir -p "$work/runs"
-  "$build/bin/train_head" --train "$work/train_${train_n}.pool5" --test "$work/test_${test_n}.pool5" \
+  "$build/bin/train_head" --train "$tr.pool5" --test "$te.pool5" \
     --out "$run/frozen" --epochs "$frozen_epochs" --seed "$seed" "${common[@]}" > "$run.frozen.log"
-  "$build/bin/train_head" --train "$work/train_${train_n}.pool4" --test "$work/test_${test_n}.pool4" \
+  "$build/bin/train_head" --train "$tr.pool4" --test "$te.pool4" \
     --weights "$weights" --init-head "$run/frozen/head.bin" "${tune[@]}" --out "$run/ours" \
     --epochs "$epochs" --seed "$seed" "${common[@]}" > "$run.ours.log"
-  "$py" "$here/finetune_parity_peer.py" --train "$work/train_${train_n}.pool4" \
-    --test "$work/test_${test_n}.pool4" --weights "$weights" --init-head "$run/frozen/head.bin" \
-    --seed "$seed" --epochs "$epochs" --batch 100 --lr 1e-3 "${tune[@]}" --dropout 0.5 \
+  "$py" "$here/finetune_parity_peer.py" --train "$tr.pool4" --test "$te.pool4" \
+    --weights "$weights" --init-head "$run/frozen/head.bin" --seed "$seed" --epochs "$epochs" \
+    --batch 100 --lr 1e-3 "${tune[@]}" --dropout 0.5 \
     --threads "$threads" > "$run.peer.json"
   results+=("$run/ours/summary.json" "$run.peer.json")
 done

@@ -3,8 +3,8 @@
 Reads the pool4 caches with the repository's Python reader (python/vggcache), starts block 5
 from the weights file and the head from a frozen run's head.bin, trains both with Adam or SGD with
 momentum (block 5 at LR_BLOCK5, the head at LR, two param groups), batch BATCH, dropout DROPOUT,
-EPOCHS passes in a torch.manual_seed(SEED) shuffle, then evaluates the test cache in eval mode. Prints one JSON line:
-test_accuracy, and init_test_accuracy (the head before fine-tuning).
+EPOCHS passes in a torch.manual_seed(SEED) shuffle, then evaluates the test cache in eval mode.
+Prints one JSON line: test_accuracy, and init_test_accuracy (the head before fine-tuning).
 Usage: finetune_parity_peer.py --train A.pool4 --test B.pool4 --weights W.pth --init-head H.bin
        --seed S [--epochs 3] [--batch 100] [--lr 1e-3] [--lr-block5 1e-4] [--dropout 0.5]
        [--threads 2] [--optimizer adam|sgd] [--momentum 0.9]"""
