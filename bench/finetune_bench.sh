@@ -4,8 +4,8 @@
 # from images (blocks 1-4 frozen, run every step). 64-pixel crops, batch 100, hidden 256, Adam,
 # seeded random VGG16 weights (speed does not depend on them).
 # Targets (issue #15): ≥ 2.5× the first peer, ≥ 8× the second. The issue's reference figures,
-# PyTorch ≈ 69 crops/s from maps and ≈ 21 from images, move with the box's load (47–97 and 18–41
-# on the shared 2-core dev box): only ratios from one run mean anything.
+# PyTorch ≈ 69 crops/s from maps and ≈ 21 from images, move with the box's load (47–277 and
+# 18–89 on the shared 2-core dev box): only ratios from one run mean anything.
 # Not a unit test. Usage: bench/finetune_bench.sh [BUILD_DIR] [WORK_DIR]
 #   BUILD_DIR  a build with bin/extract and bin/train_head (default: build)
 #   WORK_DIR   where the weights, the image subset and the caches are made once and reused
