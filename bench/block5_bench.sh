@@ -14,8 +14,11 @@ peer=$("$py" "$here/block5_peer.py" "${args[@]}")
 import json, sys
 ours, peer = json.loads(sys.argv[1]), json.loads(sys.argv[2])
 a, b = ours["crops_per_second"], peer["crops_per_second"]
+split = (f"; forward {ours['forward_ms']:.0f} ms, backward {ours['backward_ms']:.0f} ms, whole "
+         f"step with head + Adam {ours['step_crops_per_second']:.1f} crops/s"
+         if "step_ms" in ours else "")  # older builds time forward + backward only
 print(f"block 5 engine ({ours['blas']}, {ours['threads']} threads): {a:8.1f} crops/s "
-      f"(batch {ours['batch']}, pool4 {ours['size']}x{ours['size']})")
+      f"(batch {ours['batch']}, pool4 {ours['size']}x{ours['size']}{split})")
 print(f"PyTorch peer ({peer['threads']} threads):            {b:8.1f} crops/s")
 print(f"ratio: {a / b:.2f}x")
 PY

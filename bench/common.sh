@@ -24,3 +24,20 @@ bench_features() {
     [ -f "$work/${split}_x.npy" ] || "$build/bin/featcache" export "$work/$split" "$work/${split}_x"
   done
 }
+
+# The first N images of each class of an ImageFolder split, as symlinks in DST (made once): a
+# subset that our tools and the PyTorch peers read alike.
+# Usage: bench_subset SRC_SPLIT DST N
+bench_subset() {
+  local src=$1 dst=$2 n=$3
+  [ -d "$dst" ] && return 0
+  rm -rf "$dst.tmp"
+  for cls in "$src"/*/; do
+    mkdir -p "$dst.tmp/$(basename "$cls")"
+    # sed, not head: head's early exit would fail the pipeline under pipefail
+    find "$(realpath "$cls")" -maxdepth 1 -type f | sort | sed -n "1,${n}p" | while read -r f; do
+      ln -s "$f" "$dst.tmp/$(basename "$cls")/$(basename "$f")"
+    done
+  done
+  mv "$dst.tmp" "$dst"
+}

@@ -1,14 +1,17 @@
 // 3×3 convolution, stride 1, padding 1, as VGG16's conv layers: NCHW float32, weights in
 // torchvision's layout (c_out × c_in × 3 × 3) and a bias of c_out.
 //
-// Both passes lower the convolution to GEMMs (im2col + sgemm() of head/linalg.h, single-threaded)
-// over FIXED blocks of whole images, run as TBB tasks. The blocks depend only on the shape (about
-// 256 output pixels each), never on the thread count, and the weight gradient's per-block sums are
-// joined by tbb::parallel_deterministic_reduce, whose split tree is fixed too: every result is
-// bitwise the same for any number of threads. That needs sgemm() itself single-threaded: tools
-// call configure_blas_for_tbb() once at start-up, as train_head does.
+// Both passes lower the convolution tap by tap to GEMMs (sgemm() of head/linalg.h,
+// single-threaded): y = Σ over the 9 taps of W_t · x shifted, each tap multiplying only the pixels
+// that read inside the map, so the zero padding costs no flops (31% of im2col's at 4 × 4 maps).
+// They run as TBB tasks over a FIXED split that depends only on the shape, never on the thread
+// count: the forward pass and the input gradient over blocks of whole images, summing the taps in
+// a fixed order; the weight gradient one whole-batch GEMM per tap. No value is ever summed across
+// tasks, so every result is bitwise the same for any number of threads. That needs sgemm() itself
+// single-threaded: tools call configure_blas_for_tbb() once at start-up, as train_head does.
 //
-// Thread-safety: the functions keep no state; concurrent calls are safe when their outputs differ.
+// Thread-safety: concurrent calls are safe when their outputs differ (the only state is scratch
+// buffers kept per thread between calls, which a task never shares).
 // Errors: a non-positive dimension throws Error(kInvalidArgument).
 #pragma once
 
