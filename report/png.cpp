@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <mutex>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
@@ -202,10 +203,18 @@ cv::Mat hstack(const std::vector<cv::Mat>& panels) {
   return out;
 }
 
+namespace {
+// Debian's OpenCV (4.6) imgcodecs shares state between concurrent imencode calls: ThreadSanitizer
+// reports a race inside it when a fine-tuning sweep's configurations write their reports at once.
+// The figures are small, so encoding one at a time costs nothing measurable.
+std::mutex encode_mutex;
+}  // namespace
+
 void write_png(const std::string& path, const cv::Mat& img) {
   std::vector<uchar> buf;
   bool ok = false;
   try {
+    std::lock_guard<std::mutex> lock(encode_mutex);
     ok = cv::imencode(".png", img, buf);
   } catch (const cv::Exception& e) {
     throw Error(ErrorKind::kIo, "cannot encode " + path + ": " + e.what());
@@ -223,6 +232,7 @@ std::string encode_image(const cv::Mat& img, const std::string& ext) {
   if (ext == ".jpg") params = {cv::IMWRITE_JPEG_QUALITY, 90};
   bool ok = false;
   try {
+    std::lock_guard<std::mutex> lock(encode_mutex);
     ok = cv::imencode(ext, img, buf, params);
   } catch (const cv::Exception& e) {
     throw Error(ErrorKind::kIo, std::string("cannot encode an image: ") + e.what());

@@ -49,11 +49,12 @@ SAN_EXCLUDE=${SAN_EXCLUDE:-'StatParity|^ImbalanceTorch\.|^Export(Onnx)?\.(PyTorc
 # TSan runs 5-10x slower: the kill-and-resume sweep (340 s there) and the Slurm cluster test
 # (118 s) check process-level recovery and scheduling, which ASan and the plain run cover; the
 # sweep's threads keep their TSan coverage in SweepCli's other tests. The fine-tuning parity runs
-# (40 s each there) check numbers against PyTorch; block 5's and FineTuner's threads keep theirs in
+# (40 s each there) check numbers against PyTorch, and the class-weighted frozen run (35 s)
+# numbers against the pool5 run (FineTuneRun.Frozen* runs the same threads); block 5's and FineTuner's threads keep theirs in
 # Block5.ConcurrentBatches* and FineTuneThreads.*. Reading the full-size VGG16 files (35 s)
 # is single-threaded, and so is the export's refusal of a tuned head (its set-up fine-tunes one;
 # ASan keeps it).
-TSAN_EXCLUDE=${TSAN_EXCLUDE:-'SweepCli\.KilledSweepResumes|^slurm_cluster$|^FineTuneParity\.|^PthReaderVgg16\.FullSizeFiles$|^Export\.RefusesATunedHead'}
+TSAN_EXCLUDE=${TSAN_EXCLUDE:-'SweepCli\.KilledSweepResumes|^slurm_cluster$|^FineTuneParity\.|^PthReaderVgg16\.FullSizeFiles$|^Export\.RefusesATunedHead|^FineTuneRun\.ClassWeights'}
 
 # -O1 -g1, not RelWithDebInfo's -O2 -g: the optimisation level the sanitizers' documentation
 # recommends, line tables for the reports' stack traces, and half the compile time (GCC with
