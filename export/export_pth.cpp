@@ -46,22 +46,11 @@ void check_exportable(const HeadFile& head, const std::string& head_path) {
 }
 
 StateDict network_features(const HeadFile& head, StateDict features) {
-  if (head.block5.empty()) return features;
-  for (int i = 0; i < 3; ++i) {
-    const std::string names[2] = {TunedBlock5::weight_name(i), TunedBlock5::bias_name(i)};
-    const std::vector<float>* tuned[2] = {&head.block5.weight[i], &head.block5.bias[i]};
-    for (int k = 0; k < 2; ++k) {
-      auto it = features.find(names[k]);
-      if (it == features.end())
-        throw Error(ErrorKind::kBadWeights, fmt::format("VGG16 weights without '{}'", names[k]));
-      // The tuned tensor takes the file's place, shape and all: a different count means the
-      // head and the weights disagree on the architecture, which no copy can mend.
-      if (it->second.values.size() != tuned[k]->size())
-        throw Error(ErrorKind::kBadWeights,
-                    fmt::format("VGG16 weights: '{}' holds {} values, the head's tuned one {}",
-                                names[k], it->second.values.size(), tuned[k]->size()));
-      it->second.values = *tuned[k];
-    }
+  // load_vgg16_features() has checked every conv's presence and shape, and load_head() the tuned
+  // tensors' sizes, so the tuned ones simply take the file's place.
+  for (int i = 0; i < 3 && !head.block5.empty(); ++i) {
+    features.at(TunedBlock5::weight_name(i)).values = head.block5.weight[i];
+    features.at(TunedBlock5::bias_name(i)).values = head.block5.bias[i];
   }
   return features;
 }

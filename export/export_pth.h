@@ -29,8 +29,8 @@ void check_exportable(const HeadFile& head, const std::string& head_path);
 
 // The network the head was trained behind: `features` as given, except that a head fine-tuned
 // with block 5 (head.bin version 2) brings its own conv5_1..conv5_3, which replace
-// features.24/26/28 (its blocks 1–4 stay the file's: they were frozen). Error(kBadWeights) when
-// the file's conv5 tensors are missing or of another shape than the tuned ones.
+// features.24/26/28 (its blocks 1–4 stay the file's: they were frozen). `features` as
+// load_vgg16_features() gives them (every conv present, torchvision's shapes).
 StateDict network_features(const HeadFile& head, StateDict features);
 
 // The C·h·w of the map the head's training cache held: VGG16's pool4 for a head with a tuned

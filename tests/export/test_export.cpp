@@ -191,7 +191,7 @@ TEST(Export, RefusesOtherWeights) {
 }
 
 // A tuned head with weights other than its blocks 1–4 came from (the SHA-256 check), or with a
-// weights file whose conv5 has another shape than the tuned one (nothing to put it in).
+// weights file whose conv5 has another shape than the tuned one (the weights loader's check).
 TEST(Export, RefusesATunedHeadWithOtherWeights) {
   VGGCACHE_REQUIRE_CARBIKE(carbike);
   Data& d = file_weights(carbike);
