@@ -45,6 +45,7 @@ def main():
         opts[images[0]] = images[1]
         images = images[2:]
     head_path, cache_path = opts["--head"], opts["--features"]
+    from vggcache import read_head
     torch.set_num_threads(2)
     with open(model_path + ".json") as f:
         side = json.load(f)
@@ -72,26 +73,27 @@ def main():
 
     pre = side["preprocessing"]
     x = eval_inputs(images, pre["size"], pre["mean"], pre["std"])
-    tuned = head_path is not None and "features.24.weight" in read_head_file(head_path)
+    h = read_head(head_path) if head_path else None  # read (and CRC-checked) once
+    tuned = h is not None and h["block5"]
     with torch.no_grad():
         y = m(x).double()
         if tuned:  # torchvision's pool4 maps, block 5 in float64 from the head file
-            feats = tuned_block5(head_path, m.features[:24](x).double())
+            pool4 = m.features[:24](x)
+            feats = tuned_block5(h, pool4)
         else:
             feats = torch.flatten(m.avgpool(m.features(x)), 1).double().numpy()
     write(out_path, side, images, two_columns(y.numpy()))
-    if head_path:
-        write(out_path + ".exact", side, images, exact_head(head_path, feats))
-    if head_path and cache_path:
+    if h:
+        write(out_path + ".exact", side, images, exact_head(h, feats))
+    if h and cache_path:
         cached = cache_features(cache_path, images)
         if tuned:
-            cached = tuned_block5(head_path, torch.from_numpy(cached).reshape(
-                len(images), 512, *m.features[:24](x[:1]).shape[2:]))
-        ours = exact_head(head_path, cached)
-        write(out_path + ".features", side, images, np.abs(ours - exact_head(head_path, feats)))
+            cached = tuned_block5(h, torch.from_numpy(cached).reshape(pool4.shape))
+        ours = exact_head(h, cached)
+        write(out_path + ".features", side, images, np.abs(ours - exact_head(h, feats)))
     if tuned:
         rel = float(opts["--block5-rel"])
-        grad = gradient_l1(head_path, feats)  # N × classes
+        grad = gradient_l1(h, feats)  # N × classes
         write(out_path + ".bound", side, images, grad * rel * np.abs(feats).max(axis=1)[:, None])
 
 
@@ -109,15 +111,10 @@ def two_columns(p):
     return np.concatenate([1 - p, p], axis=1) if p.shape[1] == 1 else p
 
 
-def read_head_file(path):
-    from vggcache import read_head
-    return read_head(path)
-
-
-def tuned_block5(path, pool4):
-    """N × 25088 float64: the head file's tuned block 5 on pool4 maps (N × 512 × h × w), in
-    float64, then torchvision's max-pool and adaptive 7×7 average pool, flattened."""
-    h = read_head_file(path)
+def tuned_block5(h, pool4):
+    """N × 25088 float64: the head's tuned block 5 (read_head's dict `h`) on pool4 maps
+    (N × 512 × h × w), in float64, then torchvision's max-pool and adaptive 7×7 average pool,
+    flattened."""
     x = pool4.double()
     for i in (24, 26, 28):
         w = torch.from_numpy(np.asarray(h[f"features.{i}.weight"], np.float64))
@@ -141,15 +138,13 @@ def head_probabilities(h, x):
     return torch.softmax(z, dim=1)
 
 
-def exact_head(path, x):
-    h = read_head_file(path)
+def exact_head(h, x):
     with torch.no_grad():
         return head_probabilities(h, torch.from_numpy(np.asarray(x, np.float64))).numpy()
 
 
-def gradient_l1(path, x):
+def gradient_l1(h, x):
     """N × classes: the L1 norm over the features of each probability's float64 gradient."""
-    h = read_head_file(path)
     x = torch.from_numpy(np.asarray(x, np.float64)).requires_grad_(True)
     p = head_probabilities(h, x)
     out = np.zeros(tuple(p.shape))
