@@ -183,9 +183,13 @@ struct Data {
     return run + "/head.bin";
   }
 
-  // predict's probabilities on the test split (written to NAME.predict.csv).
+  std::string predict_csv(const std::string& name) const {
+    return dir + "/" + name + ".predict.csv";
+  }
+
+  // predict's probabilities on the test split (written to predict_csv(name)).
   std::string predict(const std::string& head, const std::string& name) {
-    const std::string csv = dir + "/" + name + ".predict.csv";
+    const std::string csv = predict_csv(name);
     must(tool("predict", "--weights " + shell_quote(weights) + " --head " + shell_quote(head) +
                              " --out " + shell_quote(csv) + " --threads 2 --quiet " +
                              shell_quote(test_split)),
@@ -195,17 +199,18 @@ struct Data {
 
   // How far block 5's tuning moves the test probabilities: predict with the tuned head against
   // the same head over the weights file's block 5. An export that left conv5 as the file has it
-  // would be off by this much, so a comparison's tolerance must be well below it.
-  double untuned_gap(const std::string& tuned, const std::string& name) {
+  // would be off by this much, so a comparison's tolerance must be well below it. `tuned_csv`:
+  // predict()'s output for `tuned`, which the comparison has already made.
+  double untuned_gap(const std::string& tuned, const std::string& tuned_csv) {
     HeadFile h = load_head(tuned);
     const StateDict file = read_state_dict(weights);
     for (int i = 0; i < 3; ++i) {
       h.block5.weight[i] = file.at(TunedBlock5::weight_name(i)).values;
       h.block5.bias[i] = file.at(TunedBlock5::bias_name(i)).values;
     }
-    const std::string untuned = dir + "/" + name + ".untuned.bin";
+    const std::string untuned = tuned + ".untuned.bin";
     save_head(untuned, h);
-    auto a = read_probs(predict(tuned, name)), b = read_probs(predict(untuned, name + ".untuned"));
+    auto a = read_probs(tuned_csv), b = read_probs(predict(untuned, "untuned"));
     double gap = 0;
     for (const auto& [path, p] : a)
       for (size_t c = 0; c < p.size(); ++c) gap = std::max(gap, std::abs(p[c] - b.at(path).at(c)));

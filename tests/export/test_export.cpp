@@ -135,7 +135,7 @@ TEST(Export, FineTunedBlock5ReplacesConv5) {
   const std::string head = d.tuned_head("tuned", "");
   double bound = 0;
   const double worst = export_and_compare(d, head, "tuned", &bound);
-  const double gap = d.untuned_gap(head, "tuned");
+  const double gap = d.untuned_gap(head, d.predict_csv("tuned"));
   // The tuning must move the probabilities far more than the comparisons let through, or the
   // test could not tell the tuned block 5 from the file's.
   EXPECT_GT(gap, 100 * kIssueTarget);

@@ -101,7 +101,7 @@ TEST(ExportOnnx, FineTunedBlock5) {
   const std::string head = d.tuned_head("tuned", "");
   onnx_vs_predict(d, head, "tuned");
   // A model with the file's conv5 would be off by this much: far above the tolerance.
-  const double gap = d.untuned_gap(head, "tuned");
+  const double gap = d.untuned_gap(head, d.predict_csv("tuned"));
   EXPECT_GT(gap, 10 * kTolerance);
   testing::report_numerics("block 5's tuning, largest probability change (should be large)", gap,
                            10 * kTolerance);
