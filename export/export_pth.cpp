@@ -7,6 +7,7 @@
 
 #include "common/error.h"
 #include "export/fold.h"
+#include "extract/feature_net.h"
 
 namespace vggcache {
 
@@ -57,7 +58,7 @@ StateDict network_features(const HeadFile& head, StateDict features) {
 
 uint32_t trained_input_dim(const HeadFile& head, int size, uint32_t pooled_dim) {
   if (head.block5.empty()) return pooled_dim;
-  const uint32_t side = static_cast<uint32_t>(size / 16);  // four floor-mode 2×2 pools
+  const uint32_t side = static_cast<uint32_t>(vgg16_pooled_side(size, 4));
   return 512 * side * side;
 }
 

@@ -3,6 +3,7 @@
 #include <fmt/core.h>
 
 #include "common/error.h"
+#include "extract/feature_net.h"
 
 namespace vggcache {
 
@@ -21,8 +22,7 @@ int window_end(int o, int n) {
 }  // namespace
 
 int vgg16_pool5_side(int size) {
-  for (int i = 0; i < 5; ++i) size /= 2;
-  return size;
+  return vgg16_pooled_side(size, 5);
 }
 
 FoldedFirstLayer fold_first_layer(const HeadFile& head, int map_h, int map_w) {

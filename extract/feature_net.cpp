@@ -37,14 +37,12 @@ class Vgg16Net : public FeatureNet {
   }
 
   std::vector<int> prepool_shape(int size) const override {
-    int side = size;
-    for (int pool = 0; pool < 5; ++pool) side /= 2;  // MaxPool2d(2, 2) rounds down
+    const int side = vgg16_pooled_side(size, 5);
     return {512, side, side};
   }
 
   std::vector<int> pool4_shape(int size) const override {
-    int side = size;
-    for (int pool = 0; pool < 4; ++pool) side /= 2;
+    const int side = vgg16_pooled_side(size, 4);
     return {512, side, side};
   }
 

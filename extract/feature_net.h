@@ -21,6 +21,13 @@ struct HostBuffer {
   std::shared_ptr<void> owner;  // keeps the memory alive
 };
 
+// The side of VGG16's map after `pools` of its 2×2 max-pools (floor mode) for a square input of
+// `size` pixels: 4 for pool4 (block 5's input), 5 for pool5.
+inline int vgg16_pooled_side(int size, int pools) {
+  for (int i = 0; i < pools; ++i) size /= 2;
+  return size;
+}
+
 class FeatureNet {
  public:
   virtual ~FeatureNet() = default;
