@@ -28,6 +28,12 @@ inline int vgg16_pooled_side(int size, int pools) {
   return size;
 }
 
+// Whether LibTorch can run a bfloat16 convolution on this CPU. Its oneDNN kernels for them need
+// AVX-512 (on an AVX2 CPU, or under ONEDNN_MAX_CPU_ISA=AVX2, they throw "could not create a
+// primitive descriptor iterator"), so `--precision bf16` on the CPU is refused where this is
+// false. Tried once on a tiny convolution, then remembered.
+bool cpu_runs_bf16_conv();
+
 class FeatureNet {
  public:
   virtual ~FeatureNet() = default;

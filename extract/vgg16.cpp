@@ -226,9 +226,31 @@ StateDict load_vgg16_features(const std::string& spec, WeightsIdentity* id) {
   return load_vgg16(spec, torch::kCPU, id).state_dict();
 }
 
+bool cpu_runs_bf16_conv() {
+  static const bool ok = [] {
+    try {
+      torch::NoGradGuard no_grad;
+      const torch::Tensor x = torch::zeros({1, 3, 4, 4}, torch::kBFloat16);
+      const torch::Tensor w = torch::zeros({2, 3, 3, 3}, torch::kBFloat16);
+      torch::conv2d(x, w, {}, 1, 1);
+      return true;
+    } catch (const std::exception&) {
+      return false;
+    }
+  }();
+  return ok;
+}
+
 torch::ScalarType precision_dtype(const std::string& name, torch::Device device) {
   if (name == "fp32") return torch::kFloat32;
-  if (name == "bf16") return torch::kBFloat16;
+  if (name == "bf16") {
+    if (!device.is_cuda() && !cpu_runs_bf16_conv())
+      throw Error(ErrorKind::kInvalidArgument,
+                  "--precision bf16: LibTorch cannot run bfloat16 convolutions on this CPU (its "
+                  "oneDNN kernels for them need AVX-512); use --precision fp32, or bf16 with "
+                  "--device cuda");
+    return torch::kBFloat16;
+  }
   if (name == "fp16") {
     if (!device.is_cuda()) {
       throw Error(ErrorKind::kInvalidArgument,

@@ -42,8 +42,8 @@ class Vgg16Features {
 };
 
 // The dtype of `extract --precision NAME` (fp32, bf16, fp16) on `device`. Throws
-// Error(kInvalidArgument) for other names and for fp16 on the CPU, which has no float16
-// convolution in LibTorch.
+// Error(kInvalidArgument) for other names, for fp16 on the CPU, which has no float16
+// convolution in LibTorch, and for bf16 on a CPU where cpu_runs_bf16_conv() is false.
 torch::ScalarType precision_dtype(const std::string& name, torch::Device device);
 
 // Loads weights from FILE or "random:SEED" and fills `id` (name, sha256, random flag); the network
