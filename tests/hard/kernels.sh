@@ -115,6 +115,7 @@ each_kernel OpenBLAS blas "Haswell SkylakeX Cooperlake Zen Sandybridge" OPENBLAS
 each_kernel oneDNN dnn "AVX2 AVX512_CORE AVX512_CORE_VNNI AVX512_CORE_BF16" \
   "ONEDNN_MAX_CPU_ISA DNNL_MAX_CPU_ISA" \
   "test_vgg16|Vgg16Test.*" "test_extract_resume|*CropsDoNotDependOnThreadsOrBatch*" \
-  "test_predict|*AgreesWithTrainHead*:*Tta*" "test_finetune_run|*PredictAgrees*"
+  "test_predict|*AgreesWithTrainHead*:*Tta*" "test_finetune_run|*PredictAgrees*" \
+  "test_precision|*"
 echo "   per comparison: $LOGDIR/all.tsv"
 exit $status
