@@ -69,6 +69,18 @@ struct NetOptions {
 // fills `id`. Throws Error(kBadWeights / kInvalidArgument) with a clear message.
 std::unique_ptr<FeatureNet> make_vgg16_net(const NetOptions& options, WeightsIdentity* id);
 
+// torchvision's ResNet-50 without `fc`: the global average pool's 2048 floats per view
+// (extract/resnet50.cpp). options.weights is a torchvision resnet50 state_dict file (legacy or zip)
+// or random:SEED (as `torch.manual_seed(SEED); torchvision.models.resnet50()` initialises it).
+// Fills `id`; throws Error(kBadWeights / kInvalidArgument) with a clear message.
+std::unique_ptr<FeatureNet> make_resnet50_net(const NetOptions& options, WeightsIdentity* id);
+
+// Any module saved with torch.jit.save (extract/torchscript_net.cpp); options.weights is the
+// file. Its output is flattened to one vector per view; dim() is known after the first forward
+// (0 before). `id` gets the file name and SHA-256. Throws Error(kBadWeights) naming the file
+// (and LibTorch's version) when LibTorch cannot load it.
+std::unique_ptr<FeatureNet> make_torchscript_net(const NetOptions& options, WeightsIdentity* id);
+
 // The tensors of VGG16's `features` exactly as make_vgg16_net() computes with them, from FILE or
 // random:SEED (generated as extract generates them), named as in torchvision's state_dict
 // ("features.N.weight" / "features.N.bias", float32). Fills `id`; throws as make_vgg16_net().
