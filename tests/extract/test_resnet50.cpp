@@ -292,6 +292,29 @@ TEST_F(ResNet50, NoVggPrepoolOrPool4Map) {
   EXPECT_EQ(p.std, std::vector<double>(kResnet50Std.begin(), kResnet50Std.end()));
 }
 
+// --precision bf16 on the CPU (where LibTorch's oneDNN runs bfloat16 convolutions): the folded
+// weights are rounded to bfloat16 once, each convolution's input and output and each residual
+// sum are rounded too (u = 2⁻⁹ relative each, accumulation in float32): 3 roundings for each of
+// the 53 convolutions and 1 for each of the 16 additions, 175 in all. Independent roundings add
+// in quadrature: √175 · 2⁻⁹ ≈ 2.6 % of the largest feature; the bound takes twice that.
+TEST_F(ResNet50, Bf16StaysWithinItsRoundingBound) {
+  if (!cpu_runs_bf16_conv()) GTEST_SKIP() << "no bfloat16 convolutions on this CPU";
+  const std::vector<float> in = read_f32(ref("input_64.f32"));
+  const std::vector<float> want = run(*net_for(ref("resnet50_zip.pth")), in, 64);
+  NetOptions o{ref("resnet50_zip.pth"), "cpu", 2};
+  o.precision = "bf16";
+  const std::vector<float> got = run(*make_resnet50_net(o, nullptr), in, 64);
+  const double bound = 2 * std::sqrt(175.0) * 0x1p-9;
+  double worst = 0;
+  for (size_t i = 0; i < got.size() / kDim; ++i) {
+    const double d = max_rel_diff(got.data() + i * kDim, want.data() + i * kDim, kDim);
+    EXPECT_LE(d, bound) << "view " << i;
+    EXPECT_GT(d, 1e-4) << "view " << i << " did not run in bfloat16";
+    worst = std::max(worst, d);
+  }
+  testing::report_numerics("resnet50 bf16 vs fp32 features (64 px)", worst, bound);
+}
+
 TEST_F(ResNet50, CudaMatchesCpuOrReportsUnavailable) {
   std::unique_ptr<FeatureNet> gpu;
   std::string msg;
