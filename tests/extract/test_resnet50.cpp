@@ -387,6 +387,31 @@ TEST_F(ResNet50, MakeWeightsChecksTorchvisionsResnet50Files) {
             0)
       << out;
   EXPECT_EQ(testing::read_file(w), content);
+
+  // A missing file is fetched from torchvision's URL for the backbone (a stub curl records its
+  // arguments and "downloads" the wrong bytes): checked as WEIGHTS.part, deleted, never renamed.
+  const std::string bin = tmp / "bin";
+  fs::create_directories(bin);
+  testing::write_file(bin + "/curl", "#!/bin/sh\necho \"$@\" >> " +
+                                         testing::shell_quote(tmp / "CALLED") +
+                                         "\nwhile [ $# -gt 0 ]; do\n"
+                                         "  if [ \"$1\" = -o ]; then echo wrong > \"$2\"; fi\n"
+                                         "  shift\ndone\n");
+  fs::permissions(bin + "/curl", fs::perms::owner_all);
+  const std::string fetched = tmp / "fetched.pth";
+  EXPECT_NE(testing::run_command("PATH=" + testing::shell_quote(bin) + ":\"$PATH\" make -s -C " +
+                                     testing::shell_quote(testing::source_dir()) +
+                                     " -f Makefile.data weights BACKBONE=resnet50 WEIGHTS=" +
+                                     testing::shell_quote(fetched),
+                                 &out),
+            0)
+      << out;
+  EXPECT_NE(testing::read_file(tmp / "CALLED")
+                .find("https://download.pytorch.org/models/resnet50-0676ba61.pth"),
+            std::string::npos);
+  EXPECT_NE(out.find("expected 0676ba61"), std::string::npos) << out;
+  EXPECT_FALSE(fs::exists(fetched));
+  EXPECT_FALSE(fs::exists(fetched + ".part"));
 }
 
 }  // namespace
