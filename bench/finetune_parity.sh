@@ -13,7 +13,10 @@
 # Env: VGGCACHE_CARBIKE (dataset), VGGCACHE_PYTHON (default /usr/bin/python3), THREADS (2),
 #      SEEDS ("1 2 3"), TRAIN_PER_CLASS (1000 = all of carbike64), TEST_PER_CLASS (300 = all),
 #      FROZEN_EPOCHS (5), EPOCHS (3, the fine-tune's), TOLERANCE (2, points), OPTIMIZER (adam,
-#      train_head's default; or sgd, momentum 0.9 on both sides); lr 1e-3, block 5's 1e-4.
+#      train_head's default; or sgd, momentum 0.9 on both sides), LR (1e-3: the frozen head's, and
+#      the fine-tune head's unless FT_LR is set), LR_BLOCK5 (1e-4), BLOCK5_CONV (auto: train_head's
+#      default, Winograd at 64 px; or direct). The Keras recipe's step 3 is OPTIMIZER=sgd
+#      FT_LR=1e-4 LR_BLOCK5=1e-4.
 . "$(dirname "$0")/common.sh"
 work="${2:-/tmp/vggcache-finetune-parity}"
 seeds="${SEEDS:-1 2 3}"
@@ -23,6 +26,10 @@ frozen_epochs="${FROZEN_EPOCHS:-5}"
 epochs="${EPOCHS:-3}"
 tolerance="${TOLERANCE:-2}"
 optimizer="${OPTIMIZER:-adam}"
+lr="${LR:-1e-3}"
+ft_lr="${FT_LR:-$lr}"
+lr_block5="${LR_BLOCK5:-1e-4}"
+block5_conv="${BLOCK5_CONV:-auto}"
 mkdir -p "$work"
 
 bench_subset "$data/train" "$work/data_${train_n}/train" "$train_n"
@@ -37,8 +44,8 @@ for cut in pool5 pool4; do
     --weights "$weights" --cut "$cut" --eval --quiet
 done
 
-common=(--batch 100 --hidden 256 --dropout 0.5 --lr 1e-3 --threads "$threads" --quiet)
-tune=(--optimizer "$optimizer" --lr-block5 1e-4)
+common=(--batch 100 --hidden 256 --dropout 0.5 --threads "$threads" --quiet)
+tune=(--optimizer "$optimizer" --lr-block5 "$lr_block5")
 tr="$work/train_${train_n}" te="$work/test_${test_n}"
 results=()
 for seed in $seeds; do
@@ -46,18 +53,20 @@ for seed in $seeds; do
   rm -rf "$run"
   mkdir -p "$work/runs"
   "$build/bin/train_head" --train "$tr.pool5" --test "$te.pool5" \
-    --out "$run/frozen" --epochs "$frozen_epochs" --seed "$seed" "${common[@]}" > "$run.frozen.log"
+    --out "$run/frozen" --epochs "$frozen_epochs" --seed "$seed" --lr "$lr" "${common[@]}" \
+    > "$run.frozen.log"
   "$build/bin/train_head" --train "$tr.pool4" --test "$te.pool4" \
     --weights "$weights" --init-head "$run/frozen/head.bin" "${tune[@]}" --out "$run/ours" \
-    --epochs "$epochs" --seed "$seed" "${common[@]}" > "$run.ours.log"
+    --block5-conv "$block5_conv" --lr "$ft_lr" --epochs "$epochs" --seed "$seed" "${common[@]}" \
+    > "$run.ours.log"
   "$py" "$here/finetune_parity_peer.py" --train "$tr.pool4" --test "$te.pool4" \
     --weights "$weights" --init-head "$run/frozen/head.bin" --seed "$seed" --epochs "$epochs" \
-    --batch 100 --lr 1e-3 "${tune[@]}" --dropout 0.5 \
+    --batch 100 --lr "$ft_lr" "${tune[@]}" --dropout 0.5 \
     --threads "$threads" > "$run.peer.json"
   results+=("$run/ours/summary.json" "$run.peer.json")
 done
 
-"$py" - "$tolerance" "$optimizer" "${results[@]}" <<'PY'
+"$py" - "$tolerance" "$optimizer, lr $ft_lr, block 5 lr $lr_block5, $block5_conv convolutions, $epochs epochs" "${results[@]}" <<'PY'
 import json, sys
 tol, files = float(sys.argv[1]), sys.argv[3:]
 rows = []

@@ -89,9 +89,11 @@ def main():
               {"params": head.parameters(), "lr": a.lr}]
     opt = (torch.optim.Adam(groups) if a.optimizer == "adam" else
            torch.optim.SGD(groups, lr=a.lr, momentum=a.momentum))
-    for _ in range(a.epochs):
+    per_epoch = []  # as train_head's metrics.jsonl: the epoch's mean train loss and accuracy
+    for epoch in range(a.epochs):
         model.train()
         order = torch.randperm(len(x))
+        loss_sum, correct = 0.0, 0
         for i in range(0, len(x), a.batch):
             idx = order[i:i + a.batch]
             z = model(x[idx])
@@ -99,8 +101,15 @@ def main():
             opt.zero_grad()
             loss.backward()
             opt.step()
-    print(json.dumps({"seed": a.seed, "test_accuracy": accuracy(), "init_test_accuracy": init,
-                      "epochs": a.epochs, "train": len(x), "test": len(tx)}))
+            with torch.no_grad():
+                pred = (z.squeeze(1) > 0).long() if binary else z.argmax(1)
+                correct += int((pred == y[idx]).sum())
+                loss_sum += float(loss) * len(idx)
+        per_epoch.append({"epoch": epoch + 1, "train_loss": loss_sum / len(x),
+                          "train_accuracy": correct / len(x), "test_accuracy": accuracy()})
+    print(json.dumps({"seed": a.seed, "test_accuracy": per_epoch[-1]["test_accuracy"] if per_epoch
+                      else init, "init_test_accuracy": init, "epochs": a.epochs,
+                      "train": len(x), "test": len(tx), "per_epoch": per_epoch}))
 
 
 if __name__ == "__main__":

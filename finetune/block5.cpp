@@ -45,6 +45,29 @@ void relu_backward_in_place(const std::vector<float>& out, std::vector<float>& d
 
 }  // namespace
 
+const char* block5_conv_name(Block5Conv c) {
+  switch (c) {
+    case Block5Conv::kDirect:
+      return "direct";
+    case Block5Conv::kWinograd:
+      return "winograd";
+    case Block5Conv::kAuto:
+      return "auto";
+  }
+  return "?";
+}
+
+Block5Conv block5_conv_from_name(const std::string& name) {
+  for (Block5Conv c : {Block5Conv::kDirect, Block5Conv::kWinograd, Block5Conv::kAuto})
+    if (name == block5_conv_name(c)) return c;
+  throw Error(ErrorKind::kInvalidArgument,
+              "block 5 convolution '" + name + "': expected auto, direct or winograd");
+}
+
+bool block5_uses_winograd(Block5Conv conv, int h, int w) {
+  return conv == Block5Conv::kWinograd || (conv == Block5Conv::kAuto && h >= 4 && w >= 4);
+}
+
 std::string Block5::weight_name(int layer) {
   check_layer_index(layer);
   return "features." + std::to_string(24 + 2 * layer) + ".weight";
@@ -76,7 +99,7 @@ void Block5::check_ready() const {
 }
 
 std::vector<float> Block5::forward(const std::vector<float>& x, int n, int h, int w,
-                                   Block5Activations* act) const {
+                                   Block5Activations* act, Block5Conv conv) const {
   check_ready();
   if (n < 1 || h < 2 || w < 2)
     throw Error(ErrorKind::kInvalidArgument,
@@ -93,9 +116,16 @@ std::vector<float> Block5::forward(const std::vector<float>& x, int n, int h, in
   act->x = x;
   const Conv3x3Shape shape{n, kC, kC, h, w};
   const float* in = act->x.data();
+  act->winograd = block5_uses_winograd(conv, h, w);
   for (int i = 0; i < 3; ++i) {
     act->relu[i].resize(size);
-    conv3x3_forward(shape, in, weight_[i].data(), bias_[i].data(), act->relu[i].data());
+    if (act->winograd) {
+      winograd_prepare(kC, kC, weight_[i].data(), &act->prepared[i]);
+      winograd_forward(shape, in, act->prepared[i], bias_[i].data(), act->relu[i].data());
+    } else {
+      act->prepared[i] = WinogradWeights();
+      conv3x3_forward(shape, in, weight_[i].data(), bias_[i].data(), act->relu[i].data());
+    }
     relu_in_place(act->relu[i]);
     in = act->relu[i].data();
   }
@@ -182,8 +212,13 @@ Block5Gradients Block5::backward(const Block5Activations& act, const std::vector
     const float* in = i == 0 ? act.x.data() : act.relu[i - 1].data();
     std::vector<float> d_in;
     if (i > 0 || d_x) d_in.resize(size);
-    conv3x3_backward(shape, in, weight_[i].data(), d.data(), grads.weight[i].data(),
-                     grads.bias[i].data(), d_in.empty() ? nullptr : d_in.data());
+    float* dx = d_in.empty() ? nullptr : d_in.data();
+    if (act.winograd)
+      winograd_backward(shape, in, act.prepared[i], d.data(), grads.weight[i].data(),
+                        grads.bias[i].data(), dx);
+    else
+      conv3x3_backward(shape, in, weight_[i].data(), d.data(), grads.weight[i].data(),
+                       grads.bias[i].data(), dx);
     d = std::move(d_in);
   }
   if (d_x) *d_x = std::move(d);

@@ -19,10 +19,25 @@
 #include <string>
 #include <vector>
 
+#include "finetune/winograd.h"
+
 namespace vggcache {
 
 constexpr int kBlock5Channels = 512;
 constexpr int kBlock5OutputDim = kBlock5Channels * 7 * 7;  // 25088
+
+// How block 5's convolutions are computed.
+enum class Block5Conv {
+  kDirect,    // tap-wise GEMMs (finetune/conv3x3.h): the rounding of a 9·512-term sum
+  kWinograd,  // F(4×4, 3×3) (finetune/winograd.h): 2.8× fewer multiplications at 4 × 4 maps,
+              //   rounding up to ~10× the direct one's (still ~1e-5 of the largest output)
+  kAuto,      // Winograd where the map is at least 4 × 4 (64-px crops and up), else direct
+};
+const char* block5_conv_name(Block5Conv c);  // "direct", "winograd", "auto"
+// Throws Error(kInvalidArgument) naming the accepted values.
+Block5Conv block5_conv_from_name(const std::string& name);
+// Whether `conv` runs Winograd on h × w maps.
+bool block5_uses_winograd(Block5Conv conv, int h, int w);
 
 // What forward() leaves for backward(), per batch: 4 · n × 512 × h × w floats (the input and
 // three ReLU outputs) and pool5's choices, 9 MB for 64 crops at 64 px, 109 MB at 224 px.
@@ -36,6 +51,10 @@ struct Block5Activations {
   // pool5's choice per output, n × 512 × ⌊h/2⌋ × ⌊w/2⌋: the index within the h × w plane of the
   // first maximum of its 2 × 2 window in row-major order (PyTorch's choice on ties).
   std::vector<int32_t> pool_argmax;
+  // With Winograd: the three layers' transformed weights (36 × 512 × 512 floats each, 38 MB),
+  // prepared once per batch for both passes; empty with the direct convolution.
+  bool winograd = false;
+  std::array<WinogradWeights, 3> prepared;
 };
 
 // Gradients for the six tensors, in the state_dict's layout: weight[i] is
@@ -61,9 +80,11 @@ class Block5 {
   float* weight_data(int layer) { return weight_.at(layer).data(); }
   float* bias_data(int layer) { return bias_.at(layer).data(); }
 
-  // out (n × 25088) from x (n × 512 × h × w, x.size() must match); fills *act for backward().
+  // out (n × 25088) from x (n × 512 × h × w, x.size() must match); fills *act for backward(),
+  // which computes with the same convolution. The direct one by default: evaluation, predict and
+  // export keep its tighter rounding; the fine-tuning step passes its own choice.
   std::vector<float> forward(const std::vector<float>& x, int n, int h, int w,
-                             Block5Activations* act) const;
+                             Block5Activations* act, Block5Conv conv = Block5Conv::kDirect) const;
 
   // The gradients of a loss from d_out = ∂loss/∂out (n × 25088) for the batch act came from. When
   // d_x is not null it receives ∂loss/∂x (n × 512 × h × w); pool4 inputs do not need it.

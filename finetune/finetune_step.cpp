@@ -94,7 +94,9 @@ FineTuneStats FineTuner::step(const std::vector<float>& x, int n, int h, int w,
       throw Error(ErrorKind::kInvalidArgument,
                   "fine-tuning: label " + std::to_string(labels[i]) + " of item " +
                       std::to_string(i) + " is not one of " + std::to_string(classes) + " classes");
-  const std::vector<float> feat = block5_.forward(x, n, h, w, &act_);  // throws on bad shapes
+  const std::vector<float> feat = block5_.forward(
+      x, n, h, w, &act_,
+      config_.freeze_block5 ? Block5Conv::kDirect : config_.block5_conv);  // throws on bad shapes
   FineTuneStats stats;
   head_forward_backward(feat.data(), n, labels, step_key, &stats);
   if (!config_.freeze_block5) {

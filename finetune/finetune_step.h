@@ -44,6 +44,10 @@ struct FineTuneConfig {
   // One weight per class (empty: all 1): each sample's loss is weighed by its class's weight, as
   // the pool5 trainer's --class-weight does (head/head_step_parts.h: loss_and_correct).
   std::vector<float> class_weight;
+  // Block 5's convolutions while it trains (finetune/block5.h): Winograd by default where the
+  // maps allow it. A frozen block 5 runs the direct one, so its outputs are the floats that
+  // evaluation and predict compute.
+  Block5Conv block5_conv = Block5Conv::kAuto;
 };
 
 struct FineTuneStats {

@@ -59,8 +59,8 @@ namespace {
 // The flags that only fine-tuning from a pool4 cache reads (a single run).
 // (--optimizer sgd too: check_no_finetune_flags() refuses it on pool5 caches, single runs and
 // sweeps alike, and k-NN refuses any --optimizer.)
-constexpr const char* kFinetuneFlags[] = {"--weights", "--momentum", "--lr-block5", "--init-head",
-                                          "--freeze-block5"};
+constexpr const char* kFinetuneFlags[] = {"--weights",   "--momentum",      "--lr-block5",
+                                          "--init-head", "--freeze-block5", "--block5-conv"};
 
 // The fine-tuning flags once parsed: "" or the usage error. Whether the caches hold pool4 maps is
 // only known once they are opened (train_head/finetune_run.h refuses these flags on pool5 caches).
@@ -229,6 +229,12 @@ ParseStatus parse_train_args(int argc, char** argv, TrainParams* params, SweepPa
   ft->add_option("--lr-block5", p.lr_block5, "block 5's learning rate (default: --lr / 10)");
   ft->add_flag("--freeze-block5", p.freeze_block5,
                "train the head only; block 5 keeps the weights file's values");
+  ft->add_option("--block5-conv", p.block5_conv,
+                 "block 5's convolutions while training: winograd (F(4x4,3x3), 2.8x fewer "
+                 "multiplications at 4x4 maps), direct (tap-wise GEMMs, tighter rounding), or auto "
+                 "(winograd where the maps are at least 4x4)")
+      ->check(CLI::IsMember({"auto", "direct", "winograd"}))
+      ->capture_default_str();
   ft->add_option("--init-head", p.init_head,
                  "RUN_DIR/head.bin trained on the pool5 cache of the same weights: the starting "
                  "head (its hidden size wins)");

@@ -31,6 +31,12 @@ using nlohmann::json;
 
 namespace {
 
+// What --block5-conv resolves to on h × w maps, as logged and recorded (training steps only:
+// evaluations run the direct convolution, as predict does).
+const char* block5_conv_used(const FineTuneConfig& cfg, int h, int w) {
+  return !cfg.freeze_block5 && block5_uses_winograd(cfg.block5_conv, h, w) ? "winograd" : "direct";
+}
+
 // Views per block 5 forward pass during evaluation: its activations are 4 maps per view plus the
 // 25088-d output (about 160 KB per view at 64 px, 1.7 MB at 224 px), so 128 views stay below
 // ~220 MB at 224 px while keeping the GEMMs wide.
@@ -273,6 +279,7 @@ TrainOutcome finetune_to_dir(const TrainParams& p, bool announce, const std::str
   cfg.weight_decay = p.weight_decay;
   cfg.dropout = p.dropout;
   cfg.freeze_block5 = p.freeze_block5;
+  cfg.block5_conv = block5_conv_from_name(p.block5_conv);
   cfg.seed = p.seed;  // the dropout masks of the pool5 trainer for the same seed and step keys
   TrainOutcome out;
   // As the pool5 trainer weighs them: over the training images (train_head/imbalance.h).
@@ -283,11 +290,11 @@ TrainOutcome finetune_to_dir(const TrainParams& p, bool announce, const std::str
     fmt::print(
         "train_head: fine-tuning {} + head from pool4 maps {}×{}×{}: {} training images × {} crops "
         "({} held out), {} test images × {} views, {} classes, {}{} lr {:g} (block 5: {:g}), {} "
-        "threads, {}\n",
+        "convolutions, {} threads, {}\n",
         p.freeze_block5 ? "nothing of block 5 (frozen)" : "block 5", kBlock5Channels, h, w,
         split.train.size(), train.crops(), split.val.size(), test.images().size(), test.crops(),
         classes, p.optimizer, p.optimizer == "sgd" ? fmt::format(" momentum {:g}", p.momentum) : "",
-        p.lr, cfg.lr_block5, p.threads, blas_backend());
+        p.lr, cfg.lr_block5, block5_conv_used(cfg, h, w), p.threads, blas_backend());
 
   // The starting point's test accuracy: with --init-head, the frozen pipeline's head (block 5
   // from the weights file), shown beside the tuned one.
@@ -399,6 +406,7 @@ TrainOutcome finetune_to_dir(const TrainParams& p, bool announce, const std::str
   hf.training["optimizer"] = p.optimizer;
   hf.training["lr_block5"] = run.lr_block5;
   hf.training["freeze_block5"] = p.freeze_block5;
+  hf.training["block5_conv"] = block5_conv_used(cfg, h, w);
   save_head(p.out_dir + "/head.bin", hf);
 
   RunInfo info{run,
@@ -414,6 +422,7 @@ TrainOutcome finetune_to_dir(const TrainParams& p, bool announce, const std::str
   if (p.optimizer == "sgd") settings["momentum"] = p.momentum;
   settings["lr_block5"] = run.lr_block5;
   settings["freeze_block5"] = p.freeze_block5;
+  settings["block5_conv"] = block5_conv_used(cfg, h, w);
   settings["init_head"] = p.init_head.empty() ? json(nullptr) : json(p.init_head);
   settings["weights"] = p.weights;
   summary["finetune"] = {

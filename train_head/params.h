@@ -47,14 +47,16 @@ struct TrainParams {
   // Fine-tuning VGG16's block 5 with the head from a pool4 cache (extract --cut pool4;
   // train_head/finetune_run.h). These flags apply only there (a pool5 cache refuses them, exit 2),
   // and not with --knn; a sweep on pool4 caches sweeps them (train_head/sweep/finetune_sweep.h).
-  std::string weights;         // --weights FILE.pth: the VGG16 weights the pool4 cache was
-                               //   extracted with (SHA-256 checked); block 5 starts from them
-  double momentum = 0.9;       // --momentum: SGD's momentum, in [0, 1) (--optimizer sgd only)
-  double lr_block5 = 0.0;      // --lr-block5: block 5's learning rate (> 0); 0 = not given:
-                               //   lr / 10 (1e-4 at the default lr, the recipe's low rate)
-  bool freeze_block5 = false;  // --freeze-block5: train the head only (block 5 runs forward)
-  std::string init_head;       // --init-head RUN_DIR/head.bin: start from a head trained on
-                               //   the pool5 cache of the same weights (its shape wins)
+  std::string weights;               // --weights FILE.pth: the VGG16 weights the pool4 cache was
+                                     //   extracted with (SHA-256 checked); block 5 starts from them
+  double momentum = 0.9;             // --momentum: SGD's momentum, in [0, 1) (--optimizer sgd only)
+  double lr_block5 = 0.0;            // --lr-block5: block 5's learning rate (> 0); 0 = not given:
+                                     //   lr / 10 (1e-4 at the default lr, the recipe's low rate)
+  bool freeze_block5 = false;        // --freeze-block5: train the head only (block 5 runs forward)
+  std::string block5_conv = "auto";  // --block5-conv auto|direct|winograd: how block 5's
+                                     //   convolutions are computed (finetune/block5.h)
+  std::string init_head;             // --init-head RUN_DIR/head.bin: start from a head trained on
+                                     //   the pool5 cache of the same weights (its shape wins)
   // k-NN instead of a trained head (head/knn.h); the training flags do not apply then.
   std::vector<int> knn;  // --knn K[,K...]: neighbours (each >= 1), ascending; empty: train a head
   std::string knn_vote = "uniform";  // --knn-vote uniform|weighted
