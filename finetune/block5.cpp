@@ -64,6 +64,16 @@ Block5Conv block5_conv_from_name(const std::string& name) {
               "block 5 convolution '" + name + "': expected auto, direct or winograd");
 }
 
+std::vector<std::vector<int>> block5_avgpool_cells(int ph, int pw) {
+  std::vector<std::vector<int>> cells(kOut * kOut);
+  for (int oy = 0; oy < kOut; ++oy)
+    for (int ox = 0; ox < kOut; ++ox)
+      for (int y = window_begin(oy, ph); y < window_end(oy, ph); ++y)
+        for (int x = window_begin(ox, pw); x < window_end(ox, pw); ++x)
+          cells[oy * kOut + ox].push_back(y * pw + x);
+  return cells;
+}
+
 bool block5_uses_winograd(Block5Conv conv, int h, int w) {
   return conv == Block5Conv::kWinograd || (conv == Block5Conv::kAuto && h >= 4 && w >= 4);
 }
@@ -98,8 +108,8 @@ void Block5::check_ready() const {
                   "block 5: " + weight_name(i) + " was never set (set_layer)");
 }
 
-std::vector<float> Block5::forward(const std::vector<float>& x, int n, int h, int w,
-                                   Block5Activations* act, Block5Conv conv) const {
+std::vector<float> Block5::forward_pool5(const std::vector<float>& x, int n, int h, int w,
+                                         Block5Activations* act, Block5Conv conv) const {
   check_ready();
   if (n < 1 || h < 2 || w < 2)
     throw Error(ErrorKind::kInvalidArgument,
@@ -148,7 +158,14 @@ std::vector<float> Block5::forward(const std::vector<float>& x, int n, int h, in
         act->pool_argmax[c * pplane + y * pw + xx] = best;
       }
   }
+  return pooled;
+}
 
+std::vector<float> Block5::forward(const std::vector<float>& x, int n, int h, int w,
+                                   Block5Activations* act, Block5Conv conv) const {
+  const std::vector<float> pooled = forward_pool5(x, n, h, w, act, conv);
+  const int ph = h / 2, pw = w / 2;
+  const size_t pplane = static_cast<size_t>(ph) * pw;
   std::vector<float> out(static_cast<size_t>(n) * kBlock5OutputDim);
   for (size_t c = 0; c < static_cast<size_t>(n) * kC; ++c) {
     const float* src = pooled.data() + c * pplane;
@@ -183,12 +200,10 @@ Block5Gradients Block5::backward(const Block5Activations& act, const std::vector
                                           std::to_string(d_out.size()) + " values, expected " +
                                           std::to_string(n) + " × 25088");
 
-  // Adaptive average pool, then pool5: each output's gradient spreads evenly over its window,
-  // then each pooled cell's goes to the one input pool5 picked.
-  std::vector<float> d(size, 0.0f);
-  std::vector<float> d_pooled(pplane);
+  // Adaptive average pool: each output's gradient spreads evenly over its window.
+  std::vector<float> d_pooled(static_cast<size_t>(n) * kC * pplane, 0.0f);
   for (size_t c = 0; c < static_cast<size_t>(n) * kC; ++c) {
-    std::fill(d_pooled.begin(), d_pooled.end(), 0.0f);
+    float* dp = d_pooled.data() + c * pplane;
     const float* g = d_out.data() + c * kOut * kOut;
     for (int oy = 0; oy < kOut; ++oy)
       for (int ox = 0; ox < kOut; ++ox) {
@@ -196,11 +211,36 @@ Block5Gradients Block5::backward(const Block5Activations& act, const std::vector
         const int x0 = window_begin(ox, pw), x1 = window_end(ox, pw);
         const float share = g[oy * kOut + ox] / static_cast<float>((y1 - y0) * (x1 - x0));
         for (int y = y0; y < y1; ++y)
-          for (int xx = x0; xx < x1; ++xx) d_pooled[y * pw + xx] += share;
+          for (int xx = x0; xx < x1; ++xx) dp[y * pw + xx] += share;
       }
+  }
+  return backward_pool5(act, std::move(d_pooled), d_x);
+}
+
+Block5Gradients Block5::backward_pool5(const Block5Activations& act, std::vector<float> d_pool5,
+                                       std::vector<float>* d_x) const {
+  check_ready();
+  const int n = act.n, h = act.h, w = act.w;
+  const size_t plane = static_cast<size_t>(h) * w, size = static_cast<size_t>(n) * kC * plane;
+  const size_t pplane = static_cast<size_t>(h / 2) * (w / 2);
+  if (n < 1 || h < 2 || w < 2 || act.x.size() != size || act.relu[0].size() != size ||
+      act.relu[1].size() != size || act.relu[2].size() != size ||
+      act.pool_argmax.size() != static_cast<size_t>(n) * kC * pplane)
+    throw Error(
+        ErrorKind::kInvalidArgument,
+        "block 5: the activations do not come from forward() (shape " + shape_text(n, h, w) + ")");
+  if (d_pool5.size() != static_cast<size_t>(n) * kC * pplane)
+    throw Error(ErrorKind::kMismatch, "block 5: pool5 gradient has " +
+                                          std::to_string(d_pool5.size()) + " values, expected " +
+                                          std::to_string(n * kC * pplane));
+  // pool5: each pooled cell's gradient goes to the one input it picked (2 × 2 windows are
+  // disjoint).
+  std::vector<float> d(size, 0.0f);
+  for (size_t c = 0; c < static_cast<size_t>(n) * kC; ++c) {
     float* dst = d.data() + c * plane;
     const int32_t* pick = act.pool_argmax.data() + c * pplane;
-    for (size_t p = 0; p < pplane; ++p) dst[pick[p]] = d_pooled[p];  // 2 × 2 windows are disjoint
+    const float* dp = d_pool5.data() + c * pplane;
+    for (size_t p = 0; p < pplane; ++p) dst[pick[p]] = dp[p];
   }
 
   Block5Gradients grads;

@@ -39,6 +39,10 @@ Block5Conv block5_conv_from_name(const std::string& name);
 // Whether `conv` runs Winograd on h × w maps.
 bool block5_uses_winograd(Block5Conv conv, int h, int w);
 
+// The cells of a ph × pw pool5 plane (row-major indices) that each of the 49 outputs of
+// AdaptiveAvgPool2d((7, 7)) averages, in the order forward() sums them.
+std::vector<std::vector<int>> block5_avgpool_cells(int ph, int pw);
+
 // What forward() leaves for backward(), per batch: 4 · n × 512 × h × w floats (the input and
 // three ReLU outputs) and pool5's choices, 9 MB for 64 crops at 64 px, 109 MB at 224 px.
 // Public so tests and callers can inspect it; only forward() should fill it.
@@ -90,6 +94,16 @@ class Block5 {
   // d_x is not null it receives ∂loss/∂x (n × 512 × h × w); pool4 inputs do not need it.
   Block5Gradients backward(const Block5Activations& act, const std::vector<float>& d_out,
                            std::vector<float>* d_x = nullptr) const;
+
+  // The same two passes stopped at pool5: forward_pool5() gives the pool5 map, n × 512 × ⌊h/2⌋ ×
+  // ⌊w/2⌋, that forward() averages into 7 × 7 windows (block5_avgpool_cells()), and
+  // backward_pool5() takes ∂loss/∂(that map). For a head whose first layer folds the average
+  // pool in (FineTuner at 64 px: 2048 inputs instead of 25088).
+  std::vector<float> forward_pool5(const std::vector<float>& x, int n, int h, int w,
+                                   Block5Activations* act,
+                                   Block5Conv conv = Block5Conv::kDirect) const;
+  Block5Gradients backward_pool5(const Block5Activations& act, std::vector<float> d_pool5,
+                                 std::vector<float>* d_x = nullptr) const;
 
  private:
   void check_ready() const;

@@ -94,13 +94,28 @@ FineTuneStats FineTuner::step(const std::vector<float>& x, int n, int h, int w,
       throw Error(ErrorKind::kInvalidArgument,
                   "fine-tuning: label " + std::to_string(labels[i]) + " of item " +
                       std::to_string(i) + " is not one of " + std::to_string(classes) + " classes");
-  const std::vector<float> feat = block5_.forward(
-      x, n, h, w, &act_,
-      config_.freeze_block5 ? Block5Conv::kDirect : config_.block5_conv);  // throws on bad shapes
+  const Block5Conv conv = config_.freeze_block5 ? Block5Conv::kDirect : config_.block5_conv;
+  // Below 7 × 7 cells (224-px crops), pool5's map is smaller than the 25088 features the average
+  // pool spreads it over: the head's first layer then runs on the map (2048 inputs at 64 px)
+  // with the pool folded into its weights, 12× fewer multiplications, the same function.
+  const int ph = h / 2, pw = w / 2;
+  const bool compact = config_.compact_head && ph >= 1 && pw >= 1 && ph * pw < 49;
   FineTuneStats stats;
-  head_forward_backward(feat.data(), n, labels, step_key, &stats);
+  if (compact) {
+    const std::vector<float> pool5 = block5_.forward_pool5(x, n, h, w, &act_, conv);
+    fold_w1(ph, pw);
+    const int d = kBlock5Channels * ph * pw;
+    g_w1c_.resize(w1c_.size());
+    head_forward_backward(pool5.data(), n, d, w1c_.data(), g_w1c_.data(), labels, step_key, &stats);
+    expand_w1_grad(ph, pw);
+  } else {
+    const std::vector<float> feat = block5_.forward(x, n, h, w, &act_, conv);  // throws on shapes
+    head_forward_backward(feat.data(), n, head_.shape.dim, head_.w1.data(), params_[6].grad.data(),
+                          labels, step_key, &stats);
+  }
   if (!config_.freeze_block5) {
-    Block5Gradients g = block5_.backward(act_, d_feat_);
+    Block5Gradients g =
+        compact ? block5_.backward_pool5(act_, d_feat_) : block5_.backward(act_, d_feat_);
     for (int i = 0; i < 3; ++i) {
       params_[2 * i].grad = std::move(g.weight[i]);
       params_[2 * i + 1].grad = std::move(g.bias[i]);
@@ -111,9 +126,53 @@ FineTuneStats FineTuner::step(const std::vector<float>& x, int n, int h, int w,
   return stats;
 }
 
-void FineTuner::head_forward_backward(const float* feat, int n, const int32_t* labels,
-                                      uint64_t step_key, FineTuneStats* stats) {
-  const int d = head_.shape.dim, hd = head_.shape.hidden, o = head_.shape.outputs();
+void FineTuner::fold_w1(int ph, int pw) {
+  if (ph != cells_ph_ || pw != cells_pw_) {
+    const std::vector<std::vector<int>> cells = block5_avgpool_cells(ph, pw);
+    cell_outputs_.assign(static_cast<size_t>(ph) * pw, {});
+    for (size_t o = 0; o < cells.size(); ++o)
+      for (int p : cells[o])
+        cell_outputs_[p].push_back(
+            {static_cast<int>(o), 1.0f / static_cast<float>(cells[o].size())});
+    cells_ph_ = ph;
+    cells_pw_ = pw;
+  }
+  const int hd = head_.shape.hidden, pp = ph * pw, dc = kBlock5Channels * pp;
+  const int full = head_.shape.dim;  // 512 · 49
+  w1c_.resize(static_cast<size_t>(hd) * dc);
+  tbb::parallel_for(0, hd, [&](int r) {
+    const float* w = head_.w1.data() + static_cast<size_t>(r) * full;
+    float* out = w1c_.data() + static_cast<size_t>(r) * dc;
+    for (int c = 0; c < kBlock5Channels; ++c)
+      for (int p = 0; p < pp; ++p) {
+        float sum = 0.0f;
+        for (const auto& [o, share] : cell_outputs_[p]) sum += w[c * 49 + o] * share;
+        out[c * pp + p] = sum;
+      }
+  });
+}
+
+void FineTuner::expand_w1_grad(int ph, int pw) {
+  const int hd = head_.shape.hidden, pp = ph * pw, dc = kBlock5Channels * pp;
+  const int full = head_.shape.dim;
+  const std::vector<std::vector<int>> cells = block5_avgpool_cells(ph, pw);
+  float* g = params_[6].grad.data();
+  tbb::parallel_for(0, hd, [&](int r) {
+    const float* gc = g_w1c_.data() + static_cast<size_t>(r) * dc;
+    float* out = g + static_cast<size_t>(r) * full;
+    for (int c = 0; c < kBlock5Channels; ++c)
+      for (int o = 0; o < 49; ++o) {
+        float sum = 0.0f;
+        for (int p : cells[o]) sum += gc[c * pp + p];
+        out[c * 49 + o] = sum / static_cast<float>(cells[o].size());
+      }
+  });
+}
+
+void FineTuner::head_forward_backward(const float* feat, int n, int d, const float* w1, float* g_w1,
+                                      const int32_t* labels, uint64_t step_key,
+                                      FineTuneStats* stats) {
+  const int hd = head_.shape.hidden, o = head_.shape.outputs();
   const size_t nh = static_cast<size_t>(n) * hd;
   h_.resize(nh);
   keep_.resize(nh);
@@ -122,7 +181,7 @@ void FineTuner::head_forward_backward(const float* feat, int n, const int32_t* l
   z_.resize(static_cast<size_t>(n) * o);
   dz_.resize(z_.size());
 
-  linear_forward(feat, n, d, head_.w1.data(), head_.b1.data(), hd, h_.data());
+  linear_forward(feat, n, d, w1, head_.b1.data(), hd, h_.data());
   relu_dropout(h_.data(), nh, static_cast<float>(config_.dropout), config_.seed, step_key,
                keep_.data(), a_.data());
   linear_forward(a_.data(), n, hd, head_.w2.data(), head_.b2.data(), o, z_.data());
@@ -145,7 +204,6 @@ void FineTuner::head_forward_backward(const float* feat, int n, const int32_t* l
   const bool need_dfeat = !config_.freeze_block5;
   if (need_dfeat) d_feat_.resize(static_cast<size_t>(n) * d);
   const int blocks = (d + kBlockCols - 1) / kBlockCols;
-  float* g_w1 = params_[6].grad.data();
   tbb::parallel_for(
       tbb::blocked_range<int>(0, blocks, 1),
       [&](const tbb::blocked_range<int>& r) {
@@ -153,7 +211,7 @@ void FineTuner::head_forward_backward(const float* feat, int n, const int32_t* l
           const int c0 = b * kBlockCols, cw = std::min(kBlockCols, d - c0);
           sgemm(true, false, hd, cw, n, 1.0f, dh_.data(), hd, feat + c0, d, 0.0f, g_w1 + c0, d);
           if (need_dfeat)
-            sgemm(false, false, n, cw, hd, 1.0f, dh_.data(), hd, head_.w1.data() + c0, d, 0.0f,
+            sgemm(false, false, n, cw, hd, 1.0f, dh_.data(), hd, w1 + c0, d, 0.0f,
                   d_feat_.data() + c0, d);
         }
       },

@@ -48,6 +48,10 @@ struct FineTuneConfig {
   // maps allow it. A frozen block 5 runs the direct one, so its outputs are the floats that
   // evaluation and predict compute.
   Block5Conv block5_conv = Block5Conv::kAuto;
+  // The head's first layer on the pool5 map with the 7 × 7 average pool folded into its weights,
+  // where the map has fewer than 49 cells (2048 inputs instead of 25088 at 64 px): the same
+  // function, summed in another order. false: on the 25088 pooled features, as torch computes.
+  bool compact_head = true;
 };
 
 struct FineTuneStats {
@@ -80,8 +84,15 @@ class FineTuner {
     bool block5 = false;
     std::vector<float> grad, s1, s2;
   };
-  void head_forward_backward(const float* feat, int n, const int32_t* labels, uint64_t step_key,
-                             FineTuneStats* stats);
+  // The head on feat (n × d) with first-layer weights w1 (hidden × d): the loss, every head
+  // gradient but W1's, which goes to g_w1 (hidden × d), and, unless block 5 is frozen, ∂feat
+  // into d_feat_.
+  void head_forward_backward(const float* feat, int n, int d, const float* w1, float* g_w1,
+                             const int32_t* labels, uint64_t step_key, FineTuneStats* stats);
+  // The compact first layer for pool5 maps of ph × pw < 49 cells: W1 with the adaptive average
+  // pool folded in, w1c_ (hidden × 512·ph·pw), and ∂W1 expanded back from g_w1c_.
+  void fold_w1(int ph, int pw);
+  void expand_w1_grad(int ph, int pw);
   void update();
 
   Block5 block5_;
@@ -94,6 +105,10 @@ class FineTuner {
   // Workspaces reused across steps: hidden (n × hidden) pre-activation, keep factors and
   // activations; logits and their gradient (n × outputs); ∂loss/∂hidden; ∂loss/∂(block 5 output).
   std::vector<float> h_, keep_, a_, z_, dz_, dh_, d_feat_;
+  std::vector<float> w1c_, g_w1c_;  // the compact first layer and its gradient
+  // Per cell of the pool5 plane, the 7 × 7 outputs that average it and 1 / their window sizes.
+  std::vector<std::vector<std::pair<int, float>>> cell_outputs_;
+  int cells_ph_ = 0, cells_pw_ = 0;
 };
 
 }  // namespace vggcache

@@ -232,12 +232,15 @@ void run_parity(const FineTuneConfig& cfg, int classes, const DataSpec& spec = k
                            worst_elem, 1.0);
 }
 
-// The parity runs use the direct convolution, the one weight_bound() is derived for. Winograd's
-// rounding is checked convolution by convolution (test_winograd.cpp), its steps' losses below,
-// and its training against PyTorch's statistically (bench/finetune_parity.sh).
+// The parity runs compute as torch does, the direct convolution and the head on the 25088
+// pooled features, whose roundings weight_bound() is derived for. Winograd's rounding is checked
+// convolution by convolution (test_winograd.cpp), its steps' losses below, and its training
+// against PyTorch's statistically (bench/finetune_parity.sh); the compact head against the
+// full-width one below.
 FineTuneConfig adam_config() {
   FineTuneConfig c;
   c.block5_conv = Block5Conv::kDirect;
+  c.compact_head = false;
   c.optimizer = FineTuneOptimizer::kAdam;
   c.lr = 1e-3;
   c.lr_block5 = 1e-4;
@@ -247,6 +250,7 @@ FineTuneConfig adam_config() {
 FineTuneConfig sgd_config() {
   FineTuneConfig c;
   c.block5_conv = Block5Conv::kDirect;
+  c.compact_head = false;
   c.optimizer = FineTuneOptimizer::kSgd;
   c.lr = 1e-2;
   c.lr_block5 = 1e-3;
@@ -343,28 +347,73 @@ TEST(FineTuneFreeze, Block5StaysAndHeadFollowsHeadOptimizer) {
 }
 
 // Every part runs over blocks fixed by the shapes, so the thread count changes no bit.
-TEST(FineTuneThreads, BitwiseSameForAnyThreadCount) {
+// The compact head (train_head's default at 64 px) against the full-width one torch's layout
+// uses: the same function summed in another order, so over 5 SGD steps the losses agree within
+// 1e-5 and no weight is off by more than weight_bound() of its tensor's largest.
+TEST(FineTuneCompact, SameStepsAsTheFullWidthHead) {
   configure_blas_for_tbb();
-  const Problem p = make_problem(2, 31);
-  FineTuneConfig cfg = sgd_config();
-  cfg.dropout = 0.3;
-  auto run = [&](int threads) {
-    tbb::global_control limit(tbb::global_control::max_allowed_parallelism, threads);
+  const Problem p = make_problem(2, 41, kDense);
+  constexpr int kCompactSteps = 5;
+  auto run = [&](bool compact) {
+    FineTuneConfig cfg = sgd_config();
+    cfg.lr /= 10;
+    cfg.lr_block5 /= 10;
+    cfg.compact_head = compact;
     FineTuner ft(p.block5, p.head, cfg);
     std::vector<int32_t> labels;
     std::vector<double> losses;
-    for (int s = 0; s < 2; ++s) {
+    for (int s = 0; s < kCompactSteps; ++s) {
       const std::vector<float> x = batch_of(p, s, &labels);
       losses.push_back(ft.step(x, kBatch, kH, kW, labels.data(), s).loss);
     }
-    std::vector<float> all;
-    for (const Named& t : tensors(ft.block5(), ft.head()))
-      all.insert(all.end(), t.values.begin(), t.values.end());
-    return std::pair{losses, all};
+    return std::pair{losses, tensors(ft.block5(), ft.head())};
   };
-  const auto one = run(1), three = run(3);
-  EXPECT_EQ(one.first, three.first);
-  EXPECT_TRUE(one.second == three.second);
+  const auto full = run(false), compact = run(true);
+  for (int s = 0; s < kCompactSteps; ++s)
+    EXPECT_LE(std::abs(compact.first[s] - full.first[s]) / std::abs(full.first[s]), 1e-5)
+        << "step " << s + 1;
+  const std::vector<Named> init = tensors(p.block5, p.head);
+  for (size_t k = 0; k < full.second.size(); ++k) {
+    const std::vector<float>& a = full.second[k].values;
+    const std::vector<float>& b = compact.second[k].values;
+    double max_abs = 0, max_diff = 0, moved = 0;
+    for (size_t i = 0; i < a.size(); ++i) {
+      max_abs = std::max(max_abs, static_cast<double>(std::abs(a[i])));
+      max_diff = std::max(max_diff, static_cast<double>(std::abs(a[i] - b[i])));
+      moved = std::max(moved, static_cast<double>(std::abs(a[i] - init[k].values[i])));
+    }
+    EXPECT_LE(max_diff, weight_bound(kCompactSteps) * max_abs) << full.second[k].name;
+    EXPECT_GT(moved, 0.0) << full.second[k].name << " did not train";
+  }
+}
+
+// Both the convolutions and head layouts torch's runs use and train_head's defaults (Winograd,
+// the compact head).
+TEST(FineTuneThreads, BitwiseSameForAnyThreadCount) {
+  configure_blas_for_tbb();
+  const Problem p = make_problem(2, 31);
+  for (const bool defaults : {false, true}) {
+    FineTuneConfig cfg = sgd_config();
+    if (defaults) cfg = FineTuneConfig{FineTuneOptimizer::kSgd, cfg.lr, cfg.lr_block5};
+    cfg.dropout = 0.3;
+    auto run = [&](int threads) {
+      tbb::global_control limit(tbb::global_control::max_allowed_parallelism, threads);
+      FineTuner ft(p.block5, p.head, cfg);
+      std::vector<int32_t> labels;
+      std::vector<double> losses;
+      for (int s = 0; s < 2; ++s) {
+        const std::vector<float> x = batch_of(p, s, &labels);
+        losses.push_back(ft.step(x, kBatch, kH, kW, labels.data(), s).loss);
+      }
+      std::vector<float> all;
+      for (const Named& t : tensors(ft.block5(), ft.head()))
+        all.insert(all.end(), t.values.begin(), t.values.end());
+      return std::pair{losses, all};
+    };
+    const auto one = run(1), three = run(3);
+    EXPECT_EQ(one.first, three.first) << (defaults ? "defaults" : "as torch");
+    EXPECT_TRUE(one.second == three.second) << (defaults ? "defaults" : "as torch");
+  }
 }
 
 template <typename F>
