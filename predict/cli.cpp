@@ -10,6 +10,10 @@ namespace vggcache {
 std::string validate_predict_params(const PredictParams& p) {
   if (p.paths.empty()) return "give at least one image file or folder";
   if (p.tta < 0) return fmt::format("--tta must be >= 1 (got {})", p.tta);
+  // Which of the two the head needs is known once it is read; one of them always is.
+  if (p.weights.empty() && p.backbone.empty())
+    return "give --weights FILE|random:SEED (the weights the head's features came from), or "
+           "--backbone torchscript:FILE for a head trained on a TorchScript backbone's features";
   return validate_view_params(p);  // the ranges extract accepts
 }
 
