@@ -86,6 +86,19 @@ MergeSummary merge_shards(const std::vector<std::string>& shard_dirs, const std:
                                             /*expand=*/false}));
     metas.push_back(readers.back()->meta());
   }
+  // The network and the precision first: shards of another backbone may share every setting that
+  // check_shards compares (a TorchScript ResNet-50 and the native one give 2048 floats alike).
+  for (size_t i = 1; i < metas.size(); ++i) {
+    const CacheMeta &a = metas[0], &b = metas[i];
+    std::string d;
+    if (a.backbone != b.backbone)
+      d = fmt::format("backbone: {} vs {}", a.backbone, b.backbone);
+    else if (a.precision != b.precision)
+      d = fmt::format("precision: {} vs {}", a.precision, b.precision);
+    if (!d.empty())
+      throw Error(ErrorKind::kMismatch,
+                  fmt::format("{} was made with other settings than {}: {}", dirs[i], dirs[0], d));
+  }
   const std::vector<size_t> order = check_shards(dirs, metas, /*require_complete=*/true);
   std::vector<const CacheMeta*> ordered;
   for (size_t i : order) {

@@ -150,6 +150,7 @@ json CacheMeta::to_json() const {
     j["cut_shape"] = cut_shape;
   }
   if (precision != "fp32") j["precision"] = precision;
+  if (backbone != "vgg16") j["backbone"] = backbone;
   return j;
 }
 
@@ -186,6 +187,7 @@ CacheMeta CacheMeta::from_json(const json& j) {
     m.cut = j.value("cut", std::string("pool5"));
     if (j.contains("cut_shape")) m.cut_shape = j.at("cut_shape").get<std::vector<int>>();
     m.precision = j.value("precision", std::string("fp32"));
+    m.backbone = j.value("backbone", std::string("vgg16"));
     if (j.contains("shard")) {
       const auto& s = j.at("shard");
       m.shard = {s.at("index").get<uint32_t>(), s.at("count").get<uint32_t>(),
@@ -213,6 +215,15 @@ CacheMeta CacheMeta::from_json(const json& j) {
     throw Error(ErrorKind::kSchema, fmt::format("cache precision '{}' is not supported (this build "
                                                 "reads fp32, bf16 and fp16)",
                                                 m.precision));
+  if (m.backbone != "vgg16" && m.backbone != "resnet50" && m.backbone != "torchscript")
+    throw Error(ErrorKind::kSchema, fmt::format("cache backbone '{}' is not supported (this build "
+                                                "reads vgg16, resnet50 and torchscript)",
+                                                m.backbone));
+  if (m.backbone != "vgg16" && (m.codec != Codec::kRawF32 || m.cut != "pool5"))
+    throw Error(ErrorKind::kCorrupt,
+                fmt::format("malformed cache metadata: a {} cache needs codec raw-f32 and cut "
+                            "pool5 (the pre-pool map and pool4 are VGG16's)",
+                            m.backbone));
   if (m.cut == "pool4") {
     const auto& s = m.cut_shape;
     if (m.codec != Codec::kRawF32 || s.size() != 3 || s[0] <= 0 || s[1] <= 0 || s[2] <= 0 ||
@@ -235,7 +246,9 @@ CacheMeta CacheMeta::from_json(const json& j) {
 std::string CacheMeta::first_difference(const CacheMeta& a, const CacheMeta& b) {
   json ja = a.to_json(), jb = b.to_json();
   // Settings, then data identity. Progress fields (records, next_image, skipped, complete, extra,
-  // tool_version) are state, not settings. The cut first: it decides what every other one means.
+  // tool_version) are state, not settings. The backbone and the cut first: they decide what every
+  // other one means.
+  if (a.backbone != b.backbone) return fmt::format("backbone: {} vs {}", a.backbone, b.backbone);
   if (a.cut != b.cut) return fmt::format("cut: {} vs {}", a.cut, b.cut);
   if (a.precision != b.precision)
     return fmt::format("precision: {} vs {}", a.precision, b.precision);
@@ -276,6 +289,7 @@ std::string CacheMeta::feature_fingerprint() const {
             {"interpolation", p["interpolation"]}};
   if (cut != "pool5") f["cut"] = cut;
   if (precision != "fp32") f["precision"] = precision;
+  if (backbone != "vgg16") f["backbone"] = backbone;
   std::string s = f.dump();
   return sha256_hex(s.data(), s.size()).substr(0, 16);
 }

@@ -77,6 +77,10 @@ struct CacheMeta {
                                      //   vector, or its pre-pool map), or "pool4" (the map after
                                      //   features[23], block 5's input, raw-f32: for fine-tuning)
   std::vector<int> cut_shape;        // {C, h, w} of a pool4 record (C·h·w = dim); empty for pool5
+  std::string backbone = "vgg16";    // the network (extract --backbone): "vgg16", "resnet50" or
+                                     //   "torchscript" (weights then name the module file); its
+                                     //   input size and normalisation are preprocess's size,
+                                     //   mean and std. Caches from before backbones are vgg16.
   std::string precision = "fp32";    // dtype of the forward pass (extract --precision): "fp32",
                                      //   "bf16" or "fp16"; records are float32 whatever it is
   std::vector<std::string> classes;  // label order (sorted folder names)
@@ -106,9 +110,9 @@ struct CacheMeta {
   // slice counts as a setting: a shard never resumes as another shard or as a whole cache.
   static std::string first_difference(const CacheMeta& a, const CacheMeta& b);
   // Fingerprint of the feature settings (weights identity, size, normalisation, interpolation,
-  // codec-independent dim, the cut when it is not pool5 and the precision when it is not fp32):
-  // what a trained head must match at predict time. pool5/fp32 caches keep the fingerprint they
-  // had before cuts and precisions existed.
+  // codec-independent dim, the cut when it is not pool5, the precision when it is not fp32 and
+  // the backbone when it is not vgg16): what a trained head must match at predict time.
+  // vgg16/pool5/fp32 caches keep the fingerprint they had before those settings existed.
   std::string feature_fingerprint() const;
   // Identity of the cache's content and settings (sha256 of to_json() without the extra,
   // tool_version and source_dir fields, 16 hex digits): what a sweep records for each cache,

@@ -8,6 +8,7 @@
 #include "common/error.h"
 #include "export/fold.h"
 #include "extract/feature_net.h"
+#include "head/feature_check.h"
 
 namespace vggcache {
 
@@ -30,6 +31,12 @@ std::string output_module(const HeadFile& head) {
 }  // namespace
 
 void check_exportable(const HeadFile& head, const std::string& head_path) {
+  // Named before the width: a 2048-d ResNet-50 head is refused for its network, not its size.
+  if (const std::string b = feature_backbone(head.features); b != "vgg16")
+    throw Error(ErrorKind::kInvalidArgument,
+                fmt::format("head {} was trained on {} features; export builds torchvision's "
+                            "vgg16 around the head and takes VGG16 heads only",
+                            head_path, b));
   if (head.weights.shape.dim != kVgg16PooledDim)
     throw Error(ErrorKind::kMismatch,
                 fmt::format("head {} takes {} features; only heads on VGG16's pooled {} features "

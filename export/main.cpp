@@ -38,7 +38,7 @@ int main(int argc, char** argv) {
     PredictParams views;  // the eval view, as predict checks it
     views.weights = p.weights;
     const int size = head_view_size(head, p.head);
-    check_head_features(head, p.head, view_params(views, size), weights,
+    check_head_features(head, p.head, view_params(views, size, BackboneSpec{}), weights,
                         trained_input_dim(head, size, kVgg16PooledDim));
     const StateDict features = network_features(head, std::move(file_features));
     if (weights.random)

@@ -7,6 +7,7 @@
 
 #include "common/error.h"
 #include "common/shard_set.h"
+#include "extract/backbone.h"
 
 namespace vggcache {
 
@@ -18,6 +19,25 @@ std::string validate_extract_params(const ExtractParams& p) {
     return fmt::format("--codec must be auto, raw-f32 or prepool-f32 (got {})", p.codec);
   if (p.cut != "pool5" && p.cut != "pool4")
     return fmt::format("--cut must be pool5 or pool4 (got {})", p.cut);
+  if (p.backbone != "vgg16" && p.backbone != "resnet50" && p.backbone != "torchscript")
+    return fmt::format("--backbone must be vgg16, resnet50 or torchscript:FILE (got {})",
+                       p.backbone);
+  if (p.backbone == "torchscript" && !p.weights.empty())
+    return "--weights is not used with --backbone torchscript:FILE: the module file is the weights "
+           "(its SHA-256 is recorded); drop --weights";
+  if (p.backbone != "torchscript" && p.weights.empty())
+    return fmt::format("--weights FILE|random:SEED is required with --backbone {}", p.backbone);
+  // The pre-pool map and pool4 are VGG16's layers: other backbones store their vector (raw-f32).
+  if (p.backbone != "vgg16" && p.codec == "prepool-f32")
+    return fmt::format(
+        "--codec prepool-f32 is VGG16's pre-pool map; --backbone {} records are "
+        "raw-f32 (--codec auto or raw-f32)",
+        p.backbone);
+  if (p.backbone != "vgg16" && p.cut != "pool5")
+    return fmt::format(
+        "--cut {} is a VGG16 layer (for fine-tuning its block 5); --backbone {} "
+        "gives its output features only",
+        p.cut, p.backbone);
   if (p.cut == "pool4" && p.codec == "prepool-f32")
     return "--codec prepool-f32 stores the map before pool5's average pooling; with --cut pool4 "
            "records are the pool4 map itself (raw-f32)";
@@ -33,14 +53,20 @@ std::string validate_extract_params(const ExtractParams& p) {
 
 ParseStatus parse_extract_args(int argc, char** argv, ExtractParams* params) {
   ExtractParams& p = *params;
-  CLI::App app{"extract: frozen VGG16 features of augmented crops into an LMDB cache"};
+  CLI::App app{
+      "extract: frozen VGG16 (or other backbone) features of augmented crops into an LMDB cache"};
   // A repeated flag overrides the earlier one (scripts append overrides to a base command line).
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   app.add_option("--data", p.data_dir, "ImageFolder split: DIR/<class>/<image>")->required();
   app.add_option("--out", p.out_dir, "cache directory to create or resume")->required();
+  std::string backbone = "vgg16";
+  app.add_option("--backbone", backbone,
+                 "network: vgg16 (25088-d pool5), resnet50 (2048-d global average pool) or "
+                 "torchscript:FILE (a torch.jit.save module; its output flattened per view)")
+      ->capture_default_str();
   app.add_option("--weights", p.weights,
-                 "torchvision vgg16 state_dict (.pth, legacy or zip), or random:SEED")
-      ->required();
+                 "torchvision vgg16/resnet50 state_dict (.pth, legacy or zip), or random:SEED "
+                 "(required for vgg16 and resnet50; not with torchscript:FILE)");
   app.add_option("--size", p.size, "output side in pixels (>= 32)")->capture_default_str();
   app.add_option("--crops", p.crops, "RandomResizedCrop views per image")->capture_default_str();
   const ViewFlagHelp help{"crop area range MIN,MAX (default 0.5,1.0)",
@@ -52,9 +78,10 @@ ParseStatus parse_extract_args(int argc, char** argv, ExtractParams* params) {
   app.add_flag("--eval", p.eval, "one Resize((size, size)) view per image");
   add_run_flags(app, help, &p);
   app.add_option("--codec", p.codec,
-                 "record encoding: auto (prepool-f32 below 224 px, else raw-f32), raw-f32 "
-                 "(the 25088-d vector) or prepool-f32 (the smaller pre-pool map, expanded exactly "
-                 "on read)")
+                 "record encoding: auto (vgg16: prepool-f32 below 224 px, else raw-f32; other "
+                 "backbones: raw-f32), raw-f32 "
+                 "(the feature vector) or prepool-f32 (vgg16 only: the smaller pre-pool map, "
+                 "expanded exactly on read)")
       ->capture_default_str();
   app.add_option("--cut", p.cut,
                  "layer the records come from: pool5 (VGG16's features, for a head) or pool4 "
@@ -81,6 +108,14 @@ ParseStatus parse_extract_args(int argc, char** argv, ExtractParams* params) {
     return ParseStatus::exit(rc == 0 ? 0 : 2);
   }
   if (!take_view_flags(app, "extract", views, &p)) return ParseStatus::exit(2);
+  try {
+    const BackboneSpec spec = parse_backbone(backbone);
+    p.backbone = spec.name;
+    p.backbone_file = spec.file;
+  } catch (const Error& e) {
+    fmt::print(stderr, "extract: {}\n", e.what());
+    return ParseStatus::exit(2);
+  }
   if (!shard.empty()) {
     try {
       const ShardSpec spec = parse_shard_spec(shard);
@@ -92,7 +127,13 @@ ParseStatus parse_extract_args(int argc, char** argv, ExtractParams* params) {
     }
   }
   if (p.device == "cuda" && app.count("--batch") == 0) {
-    if (p.shard_count == 0) {
+    if (p.backbone != "vgg16") {
+      // extract/batch_size.h models VGG16's activations; other networks keep the default.
+      fmt::print(stderr,
+                 "extract: note: --backbone {} keeps --batch {} on cuda (give --batch to "
+                 "change it)\n",
+                 p.backbone, p.batch);
+    } else if (p.shard_count == 0) {
       p.batch_auto = true;
     } else {
       // The shard slices are whole chunks, and chunks follow the batch: every shard must get

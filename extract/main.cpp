@@ -1,10 +1,11 @@
-// extract: frozen VGG16 features of augmented crops, computed once, into an LMDB cache.
-// parse → validate → load → batch loop (extract/pipeline) → report.
+// extract: frozen VGG16 (or --backbone) features of augmented crops, computed once, into an LMDB
+// cache. parse → validate → load → batch loop (extract/pipeline) → report.
 #include <fmt/core.h>
 #include <spdlog/spdlog.h>
 
 #include "common/cli.h"
 #include "common/image_folder.h"
+#include "extract/backbone.h"
 #include "extract/batch_size.h"
 #include "extract/cli.h"
 #include "extract/feature_net.h"
@@ -18,18 +19,20 @@ int main(int argc, char** argv) {
 
     FolderScan scan = scan_image_folder(p.data_dir);  // fails fast on a bad --data
     WeightsIdentity weights;
-    auto net = make_vgg16_net(NetOptions{p.weights, p.device, p.threads, p.precision}, &weights);
+    auto net = make_backbone_net(BackboneSpec{p.backbone, p.backbone_file},
+                                 NetOptions{p.weights, p.device, p.threads, p.precision}, &weights);
     if (p.batch_auto) {
       const uint64_t free = net->free_device_bytes();
       p.batch = auto_batch_size(free, p.size, p.precision == "fp32" ? 4 : 2);
       spdlog::info("--batch {} from {:.1f} GiB free on the GPU at {} px {} (extract/batch_size.h)",
                    p.batch, free / 1073741824.0, p.size, p.precision);
     }
+    if (auto* ts = dynamic_cast<TorchScriptNet*>(net.get())) learn_output_dim(p, scan, *ts);
     if (weights.random) {
       spdlog::warn(
-          "RANDOM WEIGHTS ({}): He-initialised VGG16, NOT pretrained; features are only "
-          "good for tests",
-          weights.name);
+          "RANDOM WEIGHTS ({}): randomly initialised {}, NOT pretrained; features are "
+          "only good for tests",
+          weights.name, p.backbone);
     } else {
       spdlog::info("weights {} (sha256 {})", weights.name, weights.sha256.substr(0, 16));
     }

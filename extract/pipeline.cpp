@@ -148,6 +148,11 @@ void choose_codec(const ExtractParams& p, FeatureNet& net, CacheMeta* m) {
         static_cast<uint32_t>(m->cut_shape[0] * m->cut_shape[1] * m->cut_shape[2]);
     return;
   }
+  if (p.backbone != "vgg16") {  // the pre-pool map is VGG16's: other backbones store the vector
+    m->codec = Codec::kRawF32;
+    m->payload_floats = m->dim;
+    return;
+  }
   const std::vector<int> shape = net.prepool_shape(p.size);
   Codec codec = shape[1] * shape[2] < 49 ? Codec::kPrepoolF32 : Codec::kRawF32;
   if (p.codec != "auto") {
@@ -197,6 +202,7 @@ CacheMeta build_cache_meta(const ExtractParams& p, const FolderScan& scan,
   m.weights = weights;
   m.preprocess = p.preprocess();
   m.precision = p.precision;
+  m.backbone = p.backbone;
   m.images.resize(scan.files.size());
   tbb::task_arena arena(p.threads);
   arena.execute([&] {
@@ -224,6 +230,28 @@ PreparedChunk prepare_chunk(const ExtractParams& p, const FolderScan& scan, uint
                             uint32_t end, FeatureNet& net) {
   tbb::task_arena arena(p.threads);
   return prepare_chunk_in(arena, p, scan, first, end, net);
+}
+
+uint32_t learn_output_dim(const ExtractParams& p, const FolderScan& scan, TorchScriptNet& net) {
+  // The first images' views, as the run will prepare them; images that cannot be decoded are
+  // passed over (the run reports them) until a batch's worth of views is found.
+  const uint32_t n = static_cast<uint32_t>(scan.files.size());
+  const uint32_t step = std::max<uint32_t>(1, p.batch / p.preprocess().crops);
+  for (uint32_t first = 0; first < n; first += step) {
+    PreparedChunk c = prepare_chunk(p, scan, first, std::min(n, first + step), net);
+    if (c.views.empty()) continue;
+    const int views = static_cast<int>(std::min<size_t>(c.views.size(), p.batch));
+    const uint32_t dim = net.learn_dim(c.input.data, views, p.size);
+    spdlog::info(
+        "--backbone torchscript:{}: {} floats per view (from {} views of the first "
+        "images)",
+        p.backbone_file, dim, views);
+    return dim;
+  }
+  throw Error(ErrorKind::kBadImage,
+              fmt::format("{}: no image could be decoded to run the TorchScript module on (its "
+                          "output length is read from the first batch)",
+                          p.data_dir));
 }
 
 ExtractSummary run_extract(const ExtractParams& p, const FolderScan& scan, FeatureNet& net,

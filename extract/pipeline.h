@@ -11,6 +11,7 @@
 #include "common/record.h"
 #include "extract/feature_net.h"
 #include "extract/params.h"
+#include "extract/torchscript_net.h"
 
 namespace vggcache {
 
@@ -34,6 +35,13 @@ double process_cpu_seconds();
 // (run_extract then applies --codec).
 CacheMeta build_cache_meta(const ExtractParams& p, const FolderScan& scan,
                            const WeightsIdentity& weights, uint32_t dim);
+
+// A TorchScript backbone's output length, from its run on the first decodable images' views (up
+// to p.batch of them; net.learn_dim() also runs the first view alone, so a length that depends on
+// the batch is refused here). Called before run_extract() opens the cache, so a module that
+// returns something unusable leaves nothing written. Throws Error(kBadWeights) from the module's
+// checks, Error(kBadImage) when no image decodes.
+uint32_t learn_output_dim(const ExtractParams& p, const FolderScan& scan, TorchScriptNet& net);
 
 // Runs (or resumes) the extraction into p.out_dir. Throws Error on a bad image with p.strict, on
 // mismatched settings without p.overwrite, and on I/O failures; earlier commits stay valid.

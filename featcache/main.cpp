@@ -28,6 +28,7 @@ int cmd_info(const std::string& dir, bool with_images) {
                         {"classes", m.classes},
                         {"complete", m.complete},
                         {"codec", j["codec"]},
+                        {"backbone", m.backbone},
                         {"cut", m.cut},
                         {"precision", m.precision},
                         {"bytes_per_record", record_bytes(m.payload_floats)},

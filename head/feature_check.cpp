@@ -21,7 +21,13 @@ json feature_settings(const CacheMeta& m) {
       {"fingerprint", m.feature_fingerprint()}};
   // Only when not fp32, so heads trained before precisions existed keep their settings.
   if (m.precision != "fp32") f["precision"] = m.precision;
+  // Likewise only when not vgg16; predict builds the network this names (head/head_file.h).
+  if (m.backbone != "vgg16") f["backbone"] = m.backbone;
   return f;
+}
+
+std::string feature_backbone(const json& f) {
+  return f.value("backbone", std::string("vgg16"));
 }
 
 namespace {
@@ -34,6 +40,9 @@ std::string weights_label(const json& w) {
 }  // namespace
 
 std::string feature_difference(const json& a, const json& b) {
+  // The network first: another backbone explains every other difference (dim, fingerprint).
+  if (feature_backbone(a) != feature_backbone(b))
+    return fmt::format("backbone: {} vs {}", feature_backbone(a), feature_backbone(b));
   if (a.at("dim") != b.at("dim"))
     return fmt::format("dim: {} vs {}", a["dim"].dump(), b["dim"].dump());
   if (a.at("classes") != b.at("classes"))

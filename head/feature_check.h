@@ -12,8 +12,12 @@
 namespace vggcache {
 
 // {dim, classes, weights{name, sha256, random}, size, mean, std, interpolation, fingerprint},
-// and precision when it is not fp32.
+// and precision when it is not fp32, backbone when it is not vgg16.
 nlohmann::json feature_settings(const CacheMeta& m);
+
+// The backbone a feature_settings object names: "vgg16" when it has none (heads and caches from
+// before backbones existed).
+std::string feature_backbone(const nlohmann::json& features);
 
 // "" when a and b (feature_settings objects) agree, else the first differing setting, e.g.
 // "preprocess.size: 64 vs 100" or "weights: random:1 vs vgg16-397923af.pth".

@@ -17,7 +17,7 @@
 //   classes: [names in label order]
 //   standardize: bool (tensors "mean" and "std", dim each, when true: x' = (x − mean) / std)
 //   features: feature_settings() of the training cache (weights identity, size, normalisation,
-//             interpolation, dim, fingerprint): what a cache must match to be fed to this head
+//             interpolation, dim, fingerprint, backbone unless vgg16): what a cache must match
 //   training: the settings and the selected epoch (informational)
 //   tensors: [{name, shape, offset, floats}] for w1 (hidden × dim), b1, w2 (outputs × hidden),
 //            b2, then mean, std; a probe: w1 (outputs × dim), b1 (outputs), then mean, std

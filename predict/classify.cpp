@@ -26,9 +26,43 @@ int head_view_size(const HeadFile& head, const std::string& head_path) {
   return it->get<int>();
 }
 
-ExtractParams view_params(const PredictParams& p, int size) {
+BackboneSpec head_backbone(const HeadFile& head, const std::string& head_path,
+                           const PredictParams& p) {
+  BackboneSpec spec;
+  spec.name = feature_backbone(head.features);
+  if (!p.backbone.empty()) {
+    const BackboneSpec given = parse_backbone(p.backbone);
+    if (given.name != spec.name)
+      throw Error(ErrorKind::kMismatch,
+                  fmt::format("head {} was trained on {} features; --backbone {} is another "
+                              "network (leave --backbone out to use the head's)",
+                              head_path, spec.name, p.backbone));
+    spec.file = given.file;
+  }
+  if (spec.name == "torchscript") {
+    if (spec.file.empty())
+      throw Error(ErrorKind::kInvalidArgument,
+                  fmt::format("head {} was trained on the features of TorchScript module {}: give "
+                              "that file as --backbone torchscript:FILE",
+                              head_path, head.features.at("weights").value("name", "")));
+    if (!p.weights.empty())
+      throw Error(ErrorKind::kInvalidArgument,
+                  "--weights is not used with a TorchScript backbone: the module file is the "
+                  "weights; drop --weights");
+  } else if (p.weights.empty()) {
+    throw Error(ErrorKind::kInvalidArgument,
+                fmt::format("--weights FILE|random:SEED is required: the {} weights head {}'s "
+                            "features came from",
+                            spec.name, head_path));
+  }
+  return spec;
+}
+
+ExtractParams view_params(const PredictParams& p, int size, const BackboneSpec& backbone) {
   ExtractParams e;
   static_cast<ViewParams&>(e) = p;  // crops, seed, batch, threads, device, quiet: shared as is
+  e.backbone = backbone.name;
+  e.backbone_file = backbone.file;
   e.weights = p.weights;
   e.size = size;
   e.eval = p.tta == 0;
@@ -41,26 +75,35 @@ void check_head_features(const HeadFile& head, const std::string& head_path,
   // The feature settings of a cache that extract would make with these weights and views: the
   // same comparison train_head applies to its test cache, so the two tools agree on "same".
   CacheMeta ours;
-  ours.dim = dim;
+  // A TorchScript network's length is known once it has run (check_head_dim() then): until then
+  // the head's stands in, so the other settings are compared now.
+  ours.dim = dim != 0 ? dim : head.features.value("dim", 0u);
   if (!head.block5.empty()) {
     // A head fine-tuned with block 5 was trained on pool4 maps (their C·h·w is `dim`).
     ours.cut = "pool4";
   }
   ours.classes = head.classes;  // not a feature property here: predict has no labels
   ours.weights = weights;
+  ours.backbone = views.backbone;
   ours.preprocess = views.preprocess();
   std::string diff = feature_difference(head.features, feature_settings(ours));
+  const bool ts = views.backbone == "torchscript";
   if (diff.rfind("weights:", 0) == 0)
     throw Error(ErrorKind::kMismatch,
-                fmt::format("--weights {} are not the weights head {} was trained on ({}: head vs "
-                            "--weights); give predict the weights extract used for the training "
-                            "cache",
-                            views.weights, head_path, diff));
+                fmt::format("{} are not the weights head {} was trained on ({}: head vs {}); give "
+                            "predict the weights extract used for the training cache",
+                            ts ? "--backbone torchscript:" + views.backbone_file
+                               : "--weights " + views.weights,
+                            head_path, diff, ts ? "--backbone" : "--weights"));
   if (!diff.empty())
     throw Error(ErrorKind::kMismatch,
                 fmt::format("head {} was trained on features with other settings than predict "
                             "computes ({}: head vs predict)",
                             head_path, diff));
+  if (dim != 0) check_head_dim(head, head_path, dim);
+}
+
+void check_head_dim(const HeadFile& head, const std::string& head_path, uint32_t dim) {
   const int gives = head.block5.empty() ? static_cast<int>(dim) : kBlock5OutputDim;
   if (head.weights.shape.dim != gives)
     throw Error(ErrorKind::kMismatch, fmt::format("head {} takes {} features, the network gives {}",

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "common/cache_meta.h"
+#include "extract/backbone.h"
 #include "extract/feature_net.h"
 #include "extract/params.h"
 #include "head/head_file.h"
@@ -19,9 +20,17 @@ namespace vggcache {
 // Throws Error(kCorrupt) naming the file when the head does not record it.
 int head_view_size(const HeadFile& head, const std::string& head_path);
 
+// The network the head's features came from (head.features' backbone, vgg16 when absent), with
+// the file --backbone torchscript:FILE names for a TorchScript head. Throws Error(kMismatch) when
+// --backbone names another network than the head's, Error(kInvalidArgument) when a TorchScript
+// head has no --backbone torchscript:FILE, when --weights is given with one, or missing without.
+BackboneSpec head_backbone(const HeadFile& head, const std::string& head_path,
+                           const PredictParams& p);
+
 // The extract settings predict's views are made with: the eval view at `size`, or with
-// p.tta = K, K crops per image drawn as extract --crops K --seed does. Paths are used as given.
-ExtractParams view_params(const PredictParams& p, int size);
+// p.tta = K, K crops per image drawn as extract --crops K --seed does, on `backbone`. Paths are
+// used as given.
+ExtractParams view_params(const PredictParams& p, int size, const BackboneSpec& backbone);
 
 // Refuses features the head was not trained on, before any image is touched: Error(kMismatch)
 // naming both weights (head vs --weights) or the other differing setting. `views` as from
@@ -33,6 +42,9 @@ void check_head_features(const HeadFile& head, const std::string& head_path,
 // for a head carrying a tuned block 5 (head_file.h version 2), the pool4 map's C·h·w at `size`,
 // which the tuned block 5 then turns into the head's 25088 inputs.
 uint32_t network_dim(const HeadFile& head, FeatureNet& net, int size);
+
+// Error(kMismatch) when the head does not take `dim` features (the network's, per view).
+void check_head_dim(const HeadFile& head, const std::string& head_path, uint32_t dim);
 
 struct PredictedImage {
   uint32_t index = 0;  // position in the input list (the seed of its --tta crops)

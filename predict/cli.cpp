@@ -10,18 +10,26 @@ namespace vggcache {
 std::string validate_predict_params(const PredictParams& p) {
   if (p.paths.empty()) return "give at least one image file or folder";
   if (p.tta < 0) return fmt::format("--tta must be >= 1 (got {})", p.tta);
+  // Which of the two the head needs is known once it is read; one of them always is.
+  if (p.weights.empty() && p.backbone.empty())
+    return "give --weights FILE|random:SEED (the weights the head's features came from), or "
+           "--backbone torchscript:FILE for a head trained on a TorchScript backbone's features";
   return validate_view_params(p);  // the ranges extract accepts
 }
 
 ParseStatus parse_predict_args(int argc, char** argv, PredictParams* params) {
   PredictParams& p = *params;
   CLI::App app{
-      "predict: classify images with VGG16 features and a head trained by train_head; CSV "
+      "predict: classify images with VGG16 (or the head's backbone) features and a head trained by "
+      "train_head; CSV "
       "(path,class,probability,p_<class>...) to stdout or --out"};
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   app.add_option("--weights", p.weights,
-                 "the VGG16 weights the head's features came from: .pth file or random:SEED")
-      ->required();
+                 "the weights the head's features came from: .pth file or random:SEED (vgg16 and "
+                 "resnet50 heads)");
+  app.add_option("--backbone", p.backbone,
+                 "the network (default: the one the head records); a head trained on "
+                 "torchscript:FILE features needs --backbone torchscript:FILE");
   app.add_option("--head", p.head, "RUN_DIR/head.bin written by train_head")->required();
   app.add_option("--out", p.out, "write the CSV to FILE (atomically) instead of stdout");
   int tta = 0;

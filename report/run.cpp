@@ -12,6 +12,7 @@
 #include "common/error.h"
 #include "common/file_util.h"
 #include "common/sha256.h"
+#include "head/feature_check.h"
 #include "head/predictions_csv.h"
 #include "report/figures.h"
 #include "report/html.h"
@@ -108,9 +109,9 @@ RunReportResult write_run_report(const std::string& run_dir, const std::string& 
   res.html = run_dir + "/report.html";
   const int selected = s.value("selected_epoch", 0);
   const json sel = s.value("selected_test", json::object());
-  const json weights = s.value("train_cache", json::object())
-                           .value("features", json::object())
-                           .value("weights", json::object());
+  const json features = s.value("train_cache", json::object()).value("features", json::object());
+  const json weights = features.value("weights", json::object());
+  const std::string backbone = feature_backbone(features);
   std::string body;
 
   // Headline.
@@ -119,8 +120,8 @@ RunReportResult write_run_report(const std::string& run_dir, const std::string& 
                                            : fmt::format("{} classes", p.classes.size())) +
           "</p>\n";
   if (weights.value("random", false))
-    body += "<div class=\"banner\">Features come from <b>random</b> VGG16 weights (" +
-            xml_escape(weights.value("name", "")) +
+    body += "<div class=\"banner\">Features come from <b>random</b> " + xml_escape(backbone) +
+            " weights (" + xml_escape(weights.value("name", "")) +
             "), not pretrained ones: accuracies say nothing about transfer learning.</div>\n";
 
   // ROC first: its AUC goes in the headline.
@@ -263,6 +264,7 @@ RunReportResult write_run_report(const std::string& run_dir, const std::string& 
   // What produced it.
   body += "<h2>Settings and provenance</h2>\n";
   std::vector<std::pair<std::string, std::string>> ident = {
+      {"backbone", backbone},
       {"weights", weights.value("name", "")},
       {"weights sha256", weights.value("sha256", "")},
       {"pretrained", weights.value("random", false) ? "no (random initialisation)" : "yes"}};

@@ -89,6 +89,11 @@ int main(int argc, char** argv) {
     else if (train.compact())
       fmt::print("train_head: compact first layer: {}; Adam {}\n", compact_summary(train.compact()),
                  p.weight_decay == 0.0 ? "on the distinct columns" : "full width for weight decay");
+    else if (train.meta().backbone != "vgg16")
+      fmt::print(
+          "train_head: compact first layer off: {} features (it needs VGG16's prepool-f32 map); "
+          "dense first layer on the {}-d vectors\n",
+          train.meta().backbone, shape.dim);
 
     MetricsLog log(p.out_dir);
     uint64_t peak_rss_anon = 0;

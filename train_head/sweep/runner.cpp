@@ -165,6 +165,11 @@ std::string compact_note(const SweepContext& ctx) {
     parts += (parts.empty() ? "" : "; ") + compact_summary(src->train.compact()) +
              (both ? (form == ctx.form[1] ? " when standardised" : " otherwise") : "");
   }
+  if (parts.empty() && !ctx.sources.empty()) {
+    // The compact layout is VGG16's prepool-f32 map: say why another backbone trains densely.
+    const std::string& backbone = ctx.sources.begin()->second->train.meta().backbone;
+    if (backbone != "vgg16") return ", compact first layer off (" + backbone + " features)";
+  }
   return parts.empty() ? "" : ", compact first layer (" + parts + ")";
 }
 
