@@ -53,6 +53,8 @@ CacheMeta settings_of(const CacheMeta& m) {
   s.prepool_shape = m.prepool_shape;
   s.cut = m.cut;
   s.cut_shape = m.cut_shape;
+  s.precision = m.precision;
+  s.backbone = m.backbone;
   s.classes = m.classes;
   s.weights = m.weights;
   s.preprocess = m.preprocess;

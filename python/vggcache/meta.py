@@ -205,5 +205,9 @@ def feature_fingerprint(m):
          "mean": p["mean"], "std": p["std"], "interpolation": p["interpolation"]}
     if m.get("cut", "pool5") != "pool5":  # pool5 caches keep the fingerprint they always had
         f["cut"] = m["cut"]
+    if m.get("precision", "fp32") != "fp32":  # as are fp32 and VGG16 ones
+        f["precision"] = m["precision"]
+    if m.get("backbone", "vgg16") != "vgg16":
+        f["backbone"] = m["backbone"]
     text = json.dumps(f, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
