@@ -74,14 +74,16 @@ for ours_f, peer_f in zip(files[::2], files[1::2]):
     ours, peer = json.load(open(ours_f)), json.load(open(peer_f))
     frozen = ours["finetune"]["init_test"]["accuracy"]
     rows.append((peer["seed"], 100 * frozen, 100 * ours["final"]["test_accuracy"],
-                 100 * peer["test_accuracy"], 100 * peer["init_test_accuracy"]))
+                 100 * peer["test_accuracy"], 100 * peer["init_test_accuracy"],
+                 ours["final"].get("test_loss", float("nan")), peer["test_loss"]))
 print(f"fine-tuning with {sys.argv[2]}")
-print(f"{'seed':>4} {'frozen head':>12} {'train_head':>11} {'PyTorch':>8}   (test accuracy, %)")
-for seed, frozen, ours, peer, peer_init in rows:
-    print(f"{seed:>4} {frozen:12.2f} {ours:11.2f} {peer:8.2f}"
+print(f"{'seed':>4} {'frozen head':>12} {'train_head':>11} {'PyTorch':>8}   (test accuracy, %)"
+      f"   {'train_head':>10} {'PyTorch':>8}   (test loss)")
+for seed, frozen, ours, peer, peer_init, ours_loss, peer_loss in rows:
+    print(f"{seed:>4} {frozen:12.2f} {ours:11.2f} {peer:8.2f}   {ours_loss:21.4f} {peer_loss:8.4f}"
           + ("" if abs(frozen - peer_init) < 1e-6 else f"   (PyTorch's frozen: {peer_init:.2f})"))
-mean = [sum(r[i] for r in rows) / len(rows) for i in (1, 2, 3)]
-print(f"mean {mean[0]:12.2f} {mean[1]:11.2f} {mean[2]:8.2f}")
+mean = [sum(r[i] for r in rows) / len(rows) for i in (1, 2, 3, 5, 6)]
+print(f"mean {mean[0]:12.2f} {mean[1]:11.2f} {mean[2]:8.2f}   {mean[3]:21.4f} {mean[4]:8.4f}")
 gap = mean[1] - mean[2]
 ok = abs(gap) <= tol
 print(f"train_head - PyTorch: {gap:+.2f} points (tolerance {tol:g}): {'PASS' if ok else 'FAIL'}")

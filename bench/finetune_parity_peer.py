@@ -77,14 +77,15 @@ def main():
     x, y = load_maps(a.train)
     tx, ty = load_maps(a.test)
 
-    def accuracy():
+    def evaluate():  # test accuracy and mean loss, as train_head's metrics.jsonl reports them
         model.eval()
         with torch.no_grad():
             z = torch.cat([model(tx[i:i + 200]) for i in range(0, len(tx), 200)])
+            loss = loss_fn(z.squeeze(1), ty.float()) if binary else loss_fn(z, ty)
         pred = (z.squeeze(1) > 0).long() if binary else z.argmax(1)
-        return float((pred == ty).double().mean())
+        return float((pred == ty).double().mean()), float(loss)
 
-    init = accuracy()
+    init, init_loss = evaluate()
     groups = [{"params": block5.parameters(), "lr": a.lr_block5},
               {"params": head.parameters(), "lr": a.lr}]
     opt = (torch.optim.Adam(groups) if a.optimizer == "adam" else
@@ -105,11 +106,15 @@ def main():
                 pred = (z.squeeze(1) > 0).long() if binary else z.argmax(1)
                 correct += int((pred == y[idx]).sum())
                 loss_sum += float(loss) * len(idx)
+        test_acc, test_loss = evaluate()
         per_epoch.append({"epoch": epoch + 1, "train_loss": loss_sum / len(x),
-                          "train_accuracy": correct / len(x), "test_accuracy": accuracy()})
-    print(json.dumps({"seed": a.seed, "test_accuracy": per_epoch[-1]["test_accuracy"] if per_epoch
-                      else init, "init_test_accuracy": init, "epochs": a.epochs,
-                      "train": len(x), "test": len(tx), "per_epoch": per_epoch}))
+                          "train_accuracy": correct / len(x), "test_accuracy": test_acc,
+                          "test_loss": test_loss})
+    last = per_epoch[-1] if per_epoch else {"test_accuracy": init, "test_loss": init_loss}
+    print(json.dumps({"seed": a.seed, "test_accuracy": last["test_accuracy"],
+                      "test_loss": last["test_loss"], "init_test_accuracy": init,
+                      "init_test_loss": init_loss, "epochs": a.epochs, "train": len(x),
+                      "test": len(tx), "per_epoch": per_epoch}))
 
 
 if __name__ == "__main__":

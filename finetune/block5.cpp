@@ -43,6 +43,19 @@ void relu_backward_in_place(const std::vector<float>& out, std::vector<float>& d
     if (!(out[i] > 0.0f)) d[i] = 0.0f;
 }
 
+// Throws unless `act` is what forward() leaves for a batch (backward's input).
+void check_activations(const Block5Activations& act) {
+  const int n = act.n, h = act.h, w = act.w;
+  const size_t size = static_cast<size_t>(n) * kC * h * w;
+  const size_t pplane = static_cast<size_t>(h / 2) * (w / 2);
+  if (n < 1 || h < 2 || w < 2 || act.x.size() != size || act.relu[0].size() != size ||
+      act.relu[1].size() != size || act.relu[2].size() != size ||
+      act.pool_argmax.size() != static_cast<size_t>(n) * kC * pplane)
+    throw Error(
+        ErrorKind::kInvalidArgument,
+        "block 5: the activations do not come from forward() (shape " + shape_text(n, h, w) + ")");
+}
+
 }  // namespace
 
 const char* block5_conv_name(Block5Conv c) {
@@ -185,16 +198,9 @@ std::vector<float> Block5::forward(const std::vector<float>& x, int n, int h, in
 Block5Gradients Block5::backward(const Block5Activations& act, const std::vector<float>& d_out,
                                  std::vector<float>* d_x) const {
   check_ready();
-  const int n = act.n, h = act.h, w = act.w;
-  const size_t plane = static_cast<size_t>(h) * w, size = static_cast<size_t>(n) * kC * plane;
-  const int ph = h / 2, pw = w / 2;
+  check_activations(act);
+  const int n = act.n, ph = act.h / 2, pw = act.w / 2;
   const size_t pplane = static_cast<size_t>(ph) * pw;
-  if (n < 1 || h < 2 || w < 2 || act.x.size() != size || act.relu[0].size() != size ||
-      act.relu[1].size() != size || act.relu[2].size() != size ||
-      act.pool_argmax.size() != static_cast<size_t>(n) * kC * pplane)
-    throw Error(
-        ErrorKind::kInvalidArgument,
-        "block 5: the activations do not come from forward() (shape " + shape_text(n, h, w) + ")");
   if (d_out.size() != static_cast<size_t>(n) * kBlock5OutputDim)
     throw Error(ErrorKind::kMismatch, "block 5: output gradient has " +
                                           std::to_string(d_out.size()) + " values, expected " +
@@ -220,15 +226,10 @@ Block5Gradients Block5::backward(const Block5Activations& act, const std::vector
 Block5Gradients Block5::backward_pool5(const Block5Activations& act, std::vector<float> d_pool5,
                                        std::vector<float>* d_x) const {
   check_ready();
+  check_activations(act);
   const int n = act.n, h = act.h, w = act.w;
   const size_t plane = static_cast<size_t>(h) * w, size = static_cast<size_t>(n) * kC * plane;
   const size_t pplane = static_cast<size_t>(h / 2) * (w / 2);
-  if (n < 1 || h < 2 || w < 2 || act.x.size() != size || act.relu[0].size() != size ||
-      act.relu[1].size() != size || act.relu[2].size() != size ||
-      act.pool_argmax.size() != static_cast<size_t>(n) * kC * pplane)
-    throw Error(
-        ErrorKind::kInvalidArgument,
-        "block 5: the activations do not come from forward() (shape " + shape_text(n, h, w) + ")");
   if (d_pool5.size() != static_cast<size_t>(n) * kC * pplane)
     throw Error(ErrorKind::kMismatch, "block 5: pool5 gradient has " +
                                           std::to_string(d_pool5.size()) + " values, expected " +
