@@ -157,6 +157,10 @@ std::string single_run_command(const json& sweep, const SweepRow& r) {
   // Rows of sweeps made before these flags lack them: the defaults then.
   if (s.value("class_weight", "none") != "none") cmd += " --class-weight balanced";
   if (s.value("sampler", "uniform") != "uniform") cmd += " --sampler balanced";
+  if (s.value("order", "uniform") != "uniform")
+    cmd += fmt::format(" --order {} --block-records {} --block-window {}",
+                       s.at("order").get<std::string>(), setting_text(s.at("block_records")),
+                       setting_text(s.at("block_window")));
   if (sweep_select(sweep) != "accuracy") cmd += " --select balanced";
   if (s.contains("lr_block5")) {  // fine-tuning block 5 (sweep.json names the files it needs)
     cmd += fmt::format(" --weights {}", shell_word(sweep.value("weights", "WEIGHTS.pth")));

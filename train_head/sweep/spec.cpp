@@ -613,6 +613,11 @@ json config_settings_json(const TrainParams& p) {
   // settings existed stay the same and such a sweep still resumes.
   if (p.class_weight != "none") j["class_weight"] = p.class_weight;
   if (p.sampler != "uniform") j["sampler"] = p.sampler;
+  if (p.order != "uniform") {  // a different sampling: part of what each configuration trained
+    j["order"] = p.order;
+    j["block_records"] = p.block_records;
+    j["block_window"] = p.block_window;
+  }
   if (!p.weights.empty()) {  // fine-tuning block 5 (pool4 caches: --weights is required)
     j["optimizer"] = p.optimizer;
     if (p.optimizer == "sgd") j["momentum"] = p.momentum;
