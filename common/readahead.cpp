@@ -13,10 +13,6 @@
 
 #include "common/error.h"
 
-#ifndef MADV_COLD
-#define MADV_COLD 20  // Linux >= 5.4; older glibc headers lack the name
-#endif
-
 namespace vggcache {
 
 MappedRange advise_mapping_random(const void* p, const char* what) {
@@ -41,17 +37,14 @@ MappedRange advise_mapping_random(const void* p, const char* what) {
   return r;
 }
 
-void advise_pages(const void* p, size_t len, PageAdvice advice, const char* what) {
+void will_need_pages(const void* p, size_t len, const char* what) {
   if (len == 0) return;
   static const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
   const uintptr_t lo = reinterpret_cast<uintptr_t>(p) & ~(page - 1);
   const uintptr_t hi = (reinterpret_cast<uintptr_t>(p) + len + page - 1) & ~(page - 1);
-  const int flag = advice == PageAdvice::kWillNeed ? MADV_WILLNEED : MADV_COLD;
-  if (madvise(reinterpret_cast<void*>(lo), hi - lo, flag) != 0)
-    throw Error(ErrorKind::kIo,
-                fmt::format("{}: madvise({}) of {} bytes failed: {}", what,
-                            advice == PageAdvice::kWillNeed ? "MADV_WILLNEED" : "MADV_COLD",
-                            hi - lo, std::strerror(errno)));
+  if (madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_WILLNEED) != 0)
+    throw Error(ErrorKind::kIo, fmt::format("{}: madvise(MADV_WILLNEED) of {} bytes failed: {}",
+                                            what, hi - lo, std::strerror(errno)));
 }
 
 }  // namespace vggcache

@@ -59,13 +59,6 @@ CacheSource::CacheSource(const std::string& dir, bool verify, VectorForm form) {
 CacheSource::~CacheSource() = default;
 
 void CacheSource::will_need(const Item* items, int n) {
-  advise(items, n, PageAdvice::kWillNeed);
-}
-void CacheSource::done_with(const Item* items, int n) {
-  advise(items, n, PageAdvice::kCold);
-}
-
-void CacheSource::advise(const Item* items, int n, PageAdvice advice) {
   // Spans sorted by address and merged when they are within a page of each other: consecutive
   // records of a block lie on consecutive pages, so a block costs one madvise() and the kernel
   // sees one long read, not one per record.
@@ -93,7 +86,7 @@ void CacheSource::advise(const Item* items, int n, PageAdvice advice) {
     uintptr_t lo = spans[i].first, hi = spans[i].second;
     size_t j = i + 1;
     for (; j < spans.size() && spans[j].first <= hi + kGap; ++j) hi = std::max(hi, spans[j].second);
-    advise_pages(reinterpret_cast<const void*>(lo), hi - lo, advice, what.c_str());
+    will_need_pages(reinterpret_cast<const void*>(lo), hi - lo, what.c_str());
     i = j;
   }
 }

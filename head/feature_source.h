@@ -45,12 +45,10 @@ class FeatureSource {
   // Non-null when the vectors are compact (dim() = layout.input_dim(): the window means or the map
   // of a prepool-f32 cache, see head/compact_layout.h) instead of the full pooled vectors.
   virtual const CompactLayout* compact() const { return nullptr; }
-  // Page hints for the records of items[0..n), for a cache larger than memory (no-ops for
-  // sources in memory; they never change what gather() gives): will_need() before they are
-  // gathered, so the reads run in the background while earlier batches train; done_with() once
-  // they are copied, so their pages are the first the kernel reclaims under a memory limit.
+  // Page hint for the records of items[0..n), for a cache larger than memory (a no-op for
+  // sources in memory; it never changes what gather() gives): called before they are gathered,
+  // so the reads run in the background while earlier batches train.
   virtual void will_need(const Item* /*items*/, int /*n*/) {}
-  virtual void done_with(const Item* /*items*/, int /*n*/) {}
 };
 
 // Reads a complete cache. Holds one read transaction per gather slot (LMDB readers are
@@ -72,11 +70,8 @@ class CacheSource : public FeatureSource {
   // the kernel's read-around for the cache's mapping (advise_mapping_random): reads are then
   // exactly the records asked for.
   void will_need(const Item* items, int n) override;
-  void done_with(const Item* items, int n) override;
 
  private:
-  void advise(const Item* items, int n, PageAdvice advice);
-
   std::unique_ptr<CacheReader> reader_;
   std::unique_ptr<CompactLayout> layout_;  // set when reading compact vectors
   std::vector<ReadTxn> txns_;

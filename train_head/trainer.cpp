@@ -34,32 +34,29 @@ void fill_batch(FeatureSource& src, const Standardizer* s, const Item* items, in
   src.gather(items, n, s, b->x.data());
 }
 
-// Page hints over one epoch's items, in training order (FeatureSource::will_need/done_with):
-// before a batch is gathered, the records up to `ahead` items past it are asked for, so their
-// reads overlap the steps in between; with --order blocks that reaches past a whole window of
-// blocks, one long sequential read each. With --order blocks, a gathered batch's pages are then
-// marked for reclaim first: its records are not read again this epoch, and under a memory limit
-// the page cache should hold the records still to come.
+// Page hints over one epoch's items, in training order (FeatureSource::will_need): before a
+// batch is gathered, the records up to `ahead` items past it are asked for, so their reads overlap
+// the steps in between; with --order blocks that reaches past a whole window of blocks, one long
+// sequential read each. Used records are left to the kernel to evict: marking them cold
+// (MADV_COLD) gained under 5% under a memory limit and cost 13% when the cache fits in memory
+// (bench/scale_bench.sh's cache, 2 runs each).
 class ReadAhead {
  public:
   ReadAhead(const TrainParams& p, FeatureSource& src, const std::vector<Item>& items)
-      : src_(src), items_(items), blocks_(p.order == "blocks") {
+      : src_(src), items_(items) {
     ahead_ = 2 * static_cast<size_t>(p.batch);
-    if (blocks_) ahead_ = std::max(ahead_, static_cast<size_t>(p.block_records) * p.block_window);
+    if (p.order == "blocks")
+      ahead_ = std::max(ahead_, static_cast<size_t>(p.block_records) * p.block_window);
   }
   void before(size_t lo, size_t n) {
     const size_t upto = std::min(items_.size(), lo + n + ahead_);
     if (upto > hinted_) src_.will_need(items_.data() + hinted_, static_cast<int>(upto - hinted_));
     hinted_ = std::max(hinted_, upto);
   }
-  void after(size_t lo, size_t n) {
-    if (blocks_) src_.done_with(items_.data() + lo, static_cast<int>(n));
-  }
 
  private:
   FeatureSource& src_;
   const std::vector<Item>& items_;
-  bool blocks_;
   size_t ahead_ = 0;
   size_t hinted_ = 0;  // items [0, hinted_) were asked for
 };
@@ -80,7 +77,6 @@ void train_epoch(const TrainParams& p, TrainSetup& setup, HeadOptimizer& opt, in
     int lo = b * p.batch, n = std::min(p.batch, n_items - lo);
     ra.before(lo, n);
     fill_batch(*setup.train, setup.standardizer, items.data() + lo, n, into);
-    ra.after(lo, n);
   };
   double loss_sum = 0.0;
   int64_t correct = 0;
@@ -139,7 +135,6 @@ void train_epoch_shared(const TrainParams& p, TrainSetup& setup,
       const int lo = (w0 + i) * p.batch, n = std::min(p.batch, n_items - lo);
       ra.before(lo, n);
       fill_batch(*setup.train, setup.standardizer, items.data() + lo, n, &buf[i]);
-      ra.after(lo, n);
     }
     tbb::parallel_for(size_t{0}, heads, [&](size_t h) {
       for (int i = 0; i < wn; ++i) {

@@ -1,5 +1,5 @@
 // --order blocks (train_head/batch_schedule.h) and the page hints of a cache read through its map
-// (FeatureSource::will_need/done_with, ReadTxn::payload_span): the order is a permutation of the
+// (FeatureSource::will_need, ReadTxn::payload_span): the order is a permutation of the
 // uniform order's items made of whole windows of whole blocks, reproducible from (seed, epoch);
 // hints change nothing that is read; training with either order is reproducible and the default
 // order is untouched by the hints.
@@ -197,8 +197,7 @@ TEST(PageHints, SpansHoldTheRecordsAndHintsChangeNothing) {
   const int n = static_cast<int>(items.size());
   std::vector<float> before(static_cast<size_t>(n) * 3000), after(before.size());
   src.gather(items.data(), n, nullptr, before.data());
-  src.will_need(items.data(), n);
-  src.done_with(items.data(), n);
+  src.will_need(items.data(), n);  // also switches the mapping to MADV_RANDOM
   src.gather(items.data(), n, nullptr, after.data());
   EXPECT_EQ(before, after);
 }
