@@ -19,6 +19,8 @@
 #include "train_fixtures.h"
 #include "train_head/batch_schedule.h"
 #include "train_head/cli.h"
+#include "train_head/sweep/plan.h"
+#include "train_head/sweep/spec.h"
 #include "train_head/trainer.h"
 
 namespace vggcache {
@@ -169,6 +171,40 @@ TEST(BlockOrder, CommandLine) {
     EXPECT_FALSE(run) << bad.message;
     EXPECT_NE(err.find(bad.message), std::string::npos) << err;
   }
+}
+
+// A sweep may cross the order with other keys: each configuration records it (with the block
+// settings, which come from the command), blocks and uniform configurations never share a
+// schedule, the balanced sampler with blocks is refused, and an L-BFGS probe has no order.
+TEST(BlockOrder, SweepKey) {
+  TrainParams base;
+  base.threads = 1;  // as parse_train_args() sets it
+  base.block_records = 8;
+  const std::vector<TrainParams> ps =
+      expand_grid(parse_sweep_spec("order=uniform,blocks;lr=1e-3"), base);
+  ASSERT_EQ(ps.size(), 2u);
+  EXPECT_EQ(ps[0].order, "uniform");
+  EXPECT_EQ(ps[1].order, "blocks");
+  EXPECT_FALSE(config_settings_json(ps[0]).contains("order"));  // earlier sweeps' ids unchanged
+  const nlohmann::json j = config_settings_json(ps[1]);
+  EXPECT_EQ(j.at("order"), "blocks");
+  EXPECT_EQ(j.at("block_records"), 8);
+  EXPECT_EQ(j.at("block_window"), 4);
+  EXPECT_NE(schedule_key(ps[0]), schedule_key(ps[1]));
+  SweepParams sweep;
+  try {
+    make_sweep_plan(parse_sweep_spec("order=blocks;sampler=uniform,balanced"), sweep, base, "a",
+                    "b");
+    ADD_FAILURE() << "balanced sampler with --order blocks accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--order blocks needs --sampler uniform"),
+              std::string::npos)
+        << e.what();
+  }
+  const std::vector<TrainParams> probes =
+      expand_grid(parse_sweep_spec("optimizer=lbfgs;order=uniform,blocks"), base);
+  ASSERT_EQ(probes.size(), 1u);  // one probe: the order does not apply
+  EXPECT_EQ(probes[0].order, "uniform");
 }
 
 // payload_span locates the very bytes get() decodes, and hints leave every vector as it was.
