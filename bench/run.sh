@@ -2,6 +2,8 @@
 # Runs every benchmark (bench/*_bench.sh) against its PyTorch peer, measured in the same run, and
 # prints the ratios. Not part of the tests: speed targets live here, never in timed unit tests.
 # Usage: bench/run.sh [BUILD_DIR]   (env: THREADS=2, VGGCACHE_CARBIKE=path)
+# scale_bench.sh (training from a cache 4x larger than its memory limit) needs root and cgroup v1
+# and the scale_cache_writer test target; its peer is the unlimited run, not PyTorch.
 set -euo pipefail
 BUILD=${1:-build}
 HERE=$(cd "$(dirname "$0")" && pwd)

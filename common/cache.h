@@ -89,6 +89,9 @@ class ReadTxn {
   void seek_first();
   void seek(uint32_t image, uint32_t crop);
   bool next(RecordView* out);
+  // Where the stored value holding record (image, crop) lies in the memory map, without reading
+  // or checking it (for page hints, common/readahead.h). False when no such record.
+  bool payload_span(uint32_t image, uint32_t crop, const void** data, size_t* size);
 
  private:
   friend class CacheReader;

@@ -309,4 +309,19 @@ CacheMeta read_cache_meta(const std::string& dir) {
   return read_meta(dir, e);
 }
 
+bool ReadTxn::payload_span(uint32_t image, uint32_t crop, const void** data, size_t* size) {
+  unsigned char key[8];
+  encode_key(image, crop, key);
+  MDB_val k{8, key}, v;
+  const size_t part = impl_->reader->part_of(image);
+  const Part& p = *impl_->reader->parts[part];
+  // mdb_get only walks the B-tree: a value on overflow pages is located, not touched.
+  const int rc = mdb_get(impl_->parts[part].txn.get(), p.e.records, &k, &v);
+  if (rc == MDB_NOTFOUND) return false;
+  lmdb::check(rc, p.dir, "mdb_get");
+  *data = v.mv_data;
+  *size = v.mv_size;
+  return true;
+}
+
 }  // namespace vggcache

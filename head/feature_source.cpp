@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstring>
 #include <set>
+#include <utility>
 
 #include "common/error.h"
 #include "head/compact_layout.h"
@@ -52,9 +53,43 @@ CacheSource::CacheSource(const std::string& dir, bool verify, VectorForm form) {
   if (images_.empty()) throw Error(ErrorKind::kInvalidArgument, "cache " + dir + " has no images");
   int slots = std::max(1, tbb::this_task_arena::max_concurrency());
   for (int i = 0; i < slots; ++i) txns_.push_back(reader_->begin());
+  hint_txn_ = std::make_unique<ReadTxn>(reader_->begin());
 }
 
 CacheSource::~CacheSource() = default;
+
+void CacheSource::will_need(const Item* items, int n) {
+  // Spans sorted by address and merged when they are within a page of each other: consecutive
+  // records of a block lie on consecutive pages, so a block costs one madvise() and the kernel
+  // sees one long read, not one per record.
+  std::vector<std::pair<uintptr_t, uintptr_t>> spans;  // [begin, end) addresses
+  spans.reserve(n);
+  {
+    std::lock_guard<std::mutex> lock(hint_mu_);
+    for (int i = 0; i < n; ++i) {
+      const void* p = nullptr;
+      size_t len = 0;
+      // A missing record is reported by gather(), naming it; a hint has nothing to add.
+      if (!hint_txn_->payload_span(items[i].image, items[i].crop, &p, &len)) continue;
+      const uintptr_t at = reinterpret_cast<uintptr_t>(p);
+      if (std::none_of(random_maps_.begin(), random_maps_.end(),
+                       [&](const MappedRange& r) { return r.begin <= at && at < r.end; }))
+        random_maps_.push_back(advise_mapping_random(p, ("cache " + reader_->dir()).c_str()));
+      spans.emplace_back(at, at + len);
+    }
+  }
+  hinted_ = true;
+  std::sort(spans.begin(), spans.end());
+  constexpr uintptr_t kGap = 4096;
+  const std::string what = "cache " + reader_->dir();
+  for (size_t i = 0; i < spans.size();) {
+    uintptr_t lo = spans[i].first, hi = spans[i].second;
+    size_t j = i + 1;
+    for (; j < spans.size() && spans[j].first <= hi + kGap; ++j) hi = std::max(hi, spans[j].second);
+    will_need_pages(reinterpret_cast<const void*>(lo), hi - lo, what.c_str());
+    i = j;
+  }
+}
 
 int CacheSource::dim() const {
   return layout_ ? layout_->input_dim() : static_cast<int>(reader_->meta().dim);
@@ -73,6 +108,9 @@ void CacheSource::gather(const Item* items, int n, const Standardizer* s, float*
     throw Error(ErrorKind::kInvalidArgument,
                 "cache " + reader_->dir() +
                     ": map vectors cannot be standardised (the statistics are per window mean)");
+  // Once the mapping reads no more than it is asked for, the batch asks for all its records at
+  // once (one queue of reads) instead of faulting them in page by page.
+  if (hinted_) will_need(items, n);
   const int slots = static_cast<int>(txns_.size());
   // Slot k copies items k, k + slots, ...: one task per slot, so each transaction has one user.
   tbb::parallel_for(

@@ -2,12 +2,15 @@
 // memory map, or (tests) a matrix in memory. Only the batch being gathered is ever copied, so
 // resident memory is bounded by the batch buffers, not by the cache size.
 #pragma once
+#include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
 #include "common/cache.h"
+#include "common/readahead.h"
 #include "head/items.h"
 
 namespace vggcache {
@@ -42,6 +45,10 @@ class FeatureSource {
   // Non-null when the vectors are compact (dim() = layout.input_dim(): the window means or the map
   // of a prepool-f32 cache, see head/compact_layout.h) instead of the full pooled vectors.
   virtual const CompactLayout* compact() const { return nullptr; }
+  // Page hint for the records of items[0..n), for a cache larger than memory (a no-op for
+  // sources in memory; it never changes what gather() gives): called before they are gathered,
+  // so the reads run in the background while earlier batches train.
+  virtual void will_need(const Item* /*items*/, int /*n*/) {}
 };
 
 // Reads a complete cache. Holds one read transaction per gather slot (LMDB readers are
@@ -59,12 +66,22 @@ class CacheSource : public FeatureSource {
   int32_t label(uint32_t image) const override;
   void gather(const Item* items, int n, const Standardizer* s, float* out) override;
   const CompactLayout* compact() const override { return layout_.get(); }
+  // madvise() on the mapped values (common/readahead.h); thread-safe. The first hint turns off
+  // the kernel's read-around for the cache's mapping (advise_mapping_random): reads are then
+  // exactly the records asked for.
+  void will_need(const Item* items, int n) override;
 
  private:
   std::unique_ptr<CacheReader> reader_;
   std::unique_ptr<CompactLayout> layout_;  // set when reading compact vectors
   std::vector<ReadTxn> txns_;
   std::vector<uint32_t> images_;
+  std::mutex hint_mu_;                 // hints may come from a prefetch task
+  std::unique_ptr<ReadTxn> hint_txn_;  // locates records for hints; destroyed before reader_
+  // Mappings switched to MADV_RANDOM by the first hint into them (one per cache or shard): from
+  // then on, every gather() also asks for its own records first (validation reads included).
+  std::vector<MappedRange> random_maps_;
+  std::atomic<bool> hinted_{false};
 };
 
 // Vectors held in memory: row (image · crops + crop) of data (images × crops rows × dim).

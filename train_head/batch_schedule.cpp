@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <utility>
 
 #include "common/error.h"
 #include "head/rng.h"
@@ -25,8 +26,11 @@ ImageSplit split_images(const std::vector<uint32_t>& images, double fraction, ui
   return s;
 }
 
-std::vector<Item> epoch_items(const std::vector<uint32_t>& images, int crops, bool all_crops,
-                              uint64_t seed, int epoch) {
+namespace {
+
+// The epoch's items in key order: every crop, or one drawn per image from (seed, epoch).
+std::vector<Item> epoch_draw(const std::vector<uint32_t>& images, int crops, bool all_crops,
+                             uint64_t seed, int epoch) {
   std::vector<Item> items;
   if (all_crops) {
     items = all_items(images, crops);
@@ -36,8 +40,50 @@ std::vector<Item> epoch_items(const std::vector<uint32_t>& images, int crops, bo
     for (uint32_t img : images)
       items.push_back({img, static_cast<uint32_t>(crop_rng.below(static_cast<uint64_t>(crops)))});
   }
+  return items;
+}
+
+}  // namespace
+
+std::vector<Item> epoch_items(const std::vector<uint32_t>& images, int crops, bool all_crops,
+                              uint64_t seed, int epoch) {
+  std::vector<Item> items = epoch_draw(images, crops, all_crops, seed, epoch);
   Rng shuffle_rng(seed, Stream::kShuffle, static_cast<uint64_t>(epoch));
   shuffle_in_place(items.data(), items.size(), shuffle_rng);
+  return items;
+}
+
+std::vector<Item> block_epoch_items(const std::vector<uint32_t>& images, int crops, bool all_crops,
+                                    uint64_t seed, int epoch, int block_records,
+                                    int window_blocks) {
+  if (block_records < 1 || window_blocks < 1)
+    throw Error(ErrorKind::kInvalidArgument,
+                "block_epoch_items: block_records and window_blocks must be >= 1");
+  // `images` is sorted (split_images), so the draw is in key order and each block's items are
+  // one contiguous run of it.
+  const std::vector<Item> drawn = epoch_draw(images, crops, all_crops, seed, epoch);
+  auto block_of = [&](const Item& it) {
+    return (static_cast<uint64_t>(it.image) * static_cast<uint64_t>(crops) + it.crop) /
+           static_cast<uint64_t>(block_records);
+  };
+  std::vector<std::pair<size_t, size_t>> runs;  // [begin, end) of `drawn`, one per block
+  for (size_t i = 0; i < drawn.size();) {
+    size_t j = i + 1;
+    while (j < drawn.size() && block_of(drawn[j]) == block_of(drawn[i])) ++j;
+    runs.emplace_back(i, j);
+    i = j;
+  }
+  Rng rng(seed, Stream::kShuffle, static_cast<uint64_t>(epoch));
+  shuffle_in_place(runs.data(), runs.size(), rng);
+  std::vector<Item> items;
+  items.reserve(drawn.size());
+  for (size_t w = 0; w < runs.size(); w += static_cast<size_t>(window_blocks)) {
+    const size_t first = items.size();
+    const size_t end = std::min(runs.size(), w + static_cast<size_t>(window_blocks));
+    for (size_t r = w; r < end; ++r)
+      items.insert(items.end(), drawn.begin() + runs[r].first, drawn.begin() + runs[r].second);
+    shuffle_in_place(items.data() + first, items.size() - first, rng);
+  }
   return items;
 }
 

@@ -45,6 +45,15 @@ std::string validate_train_params(const TrainParams& p) {
     return fmt::format("--class-weight must be 'none' or 'balanced' (got '{}')", p.class_weight);
   if (p.sampler != "uniform" && p.sampler != "balanced")
     return fmt::format("--sampler must be 'uniform' or 'balanced' (got '{}')", p.sampler);
+  if (p.order != "uniform" && p.order != "blocks")
+    return fmt::format("--order must be 'uniform' or 'blocks' (got '{}')", p.order);
+  if (p.block_records < 1)
+    return fmt::format("--block-records must be >= 1 (got {})", p.block_records);
+  if (p.block_window < 1)
+    return fmt::format("--block-window must be >= 1 (got {})", p.block_window);
+  if (p.order == "blocks" && p.sampler != "uniform")
+    return "--order blocks needs --sampler uniform (the balanced sampler draws with replacement "
+           "across the whole cache)";
   if (p.select != "accuracy" && p.select != "balanced")
     return fmt::format("--select must be 'accuracy' or 'balanced' (got '{}')", p.select);
   if (!(p.momentum >= 0.0 && p.momentum < 1.0))
@@ -105,9 +114,10 @@ std::string apply_knn_args(const CLI::App& app, const std::string& spec, TrainPa
     return fmt::format("--knn-temperature must be > 0 (got {})", p.knn_temperature);
   // Nothing is trained or selected: a training flag with --knn is a mistake, not a no-op.
   for (const char* flag :
-       {"--epochs", "--batch", "--lr", "--hidden", "--dropout", "--weight-decay", "--seed",
-        "--val-fraction", "--standardize", "--all-crops", "--class-weight", "--sampler", "--select",
-        "--optimizer", "--l2", "--max-iter", "--tol"})
+       {"--epochs",       "--batch",   "--lr",           "--hidden",        "--dropout",
+        "--weight-decay", "--seed",    "--val-fraction", "--standardize",   "--all-crops",
+        "--class-weight", "--sampler", "--select",       "--optimizer",     "--l2",
+        "--max-iter",     "--tol",     "--order",        "--block-records", "--block-window"})
     if (app.count(flag) > 0)
       return fmt::format("{} does not apply to --knn (nothing is trained)", flag);
   for (const char* flag : kFinetuneFlags)
@@ -129,6 +139,11 @@ std::string check_optimizer_flags(const CLI::App& app, const TrainParams& p) {
             "{} does not apply to --optimizer lbfgs (full-batch; its settings are "
             "--l2, --max-iter, --tol)",
             flag);
+    for (const char* flag : {"--order", "--block-records", "--block-window"})
+      if (app.count(flag) > 0)
+        return fmt::format(
+            "{} does not apply to --optimizer lbfgs (every step reads every training vector)",
+            flag);
     if (app.count("--sampler") > 0)
       return "--sampler does not apply to --optimizer lbfgs (every training vector is in each "
              "step; --class-weight balanced weighs the classes)";
@@ -137,6 +152,9 @@ std::string check_optimizer_flags(const CLI::App& app, const TrainParams& p) {
       if (app.count(flag) > 0)
         return fmt::format("{} needs --optimizer lbfgs (Adam's L2 is --weight-decay)", flag);
   }
+  if (p.order != "blocks")
+    for (const char* flag : {"--block-records", "--block-window"})
+      if (app.count(flag) > 0) return fmt::format("{} needs --order blocks", flag);
   if (p.hidden == 0 && app.count("--dropout") > 0)
     return "--dropout does not apply to --hidden 0 (a probe has no hidden layer to drop from)";
   return "";
@@ -202,6 +220,17 @@ ParseStatus parse_train_args(int argc, char** argv, TrainParams* params, SweepPa
       ->capture_default_str();
   app.add_option("--sampler", p.sampler,
                  "uniform, or balanced: draw training vectors with classes equally likely")
+      ->capture_default_str();
+  app.add_option("--order", p.order,
+                 "uniform: every epoch's vectors in one uniform shuffle; blocks: a DIFFERENT "
+                 "sampling for caches larger than memory: blocks of --block-records consecutive "
+                 "records in shuffled order, vectors shuffled within --block-window blocks, so "
+                 "reads are long and sequential (same crops per epoch, same epoch contents)")
+      ->capture_default_str();
+  app.add_option("--block-records", p.block_records, "--order blocks: records per block")
+      ->capture_default_str();
+  app.add_option("--block-window", p.block_window,
+                 "--order blocks: blocks whose vectors are shuffled together")
       ->capture_default_str();
   app.add_option("--select", p.select,
                  "validation metric that picks the saved epoch: accuracy or balanced (accuracy)")

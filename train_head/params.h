@@ -34,8 +34,14 @@ struct TrainParams {
                                       //   sample's loss by n_images / (n_classes · n_class)
   std::string sampler = "uniform";    // --sampler uniform|balanced: balanced draws each epoch's
                                       //   vectors with classes equally likely (with replacement)
-  std::string select = "accuracy";    // --select accuracy|balanced: the validation metric that
-                                      //   picks the saved epoch (a sweep: the configuration)
+  // Read order of each epoch's vectors (train_head/batch_schedule.h): uniform shuffles them all;
+  // blocks shuffles blocks of consecutive records and the vectors within windows of blocks, so a
+  // cache larger than memory is read in long sequential runs (a different sampling).
+  std::string order = "uniform";    // --order uniform|blocks
+  int block_records = 32;           // --block-records N: records per block (>= 1; --order blocks)
+  int block_window = 4;             // --block-window K: blocks shuffled together (>= 1)
+  std::string select = "accuracy";  // --select accuracy|balanced: the validation metric that
+                                    //   picks the saved epoch (a sweep: the configuration)
   // How the head is trained: adam (mini-batches), lbfgs (full batch, a probe: train_head/probe.h),
   // sgd (with momentum; fine-tuning only). cli.h's optimizers() lists the values.
   std::string optimizer = "adam";  // --optimizer adam|sgd|lbfgs: lbfgs needs --hidden 0, sgd a

@@ -115,8 +115,13 @@ std::string schedule_key(const TrainParams& p) {
   // A fine-tuning configuration trains block 5 too: its batches go through its own block 5, so
   // there is nothing for configurations to share but reading the maps.
   if (!p.weights.empty()) return "finetune/" + config_settings_json(p).dump();
-  return fmt::format("b{}/e{}/s{}/a{}/z{}/{}", p.batch, p.epochs, p.seed, p.all_crops ? 1 : 0,
-                     p.standardize ? 1 : 0, p.sampler == "uniform" ? 0 : 1);
+  std::string key =
+      fmt::format("b{}/e{}/s{}/a{}/z{}/{}", p.batch, p.epochs, p.seed, p.all_crops ? 1 : 0,
+                  p.standardize ? 1 : 0, p.sampler == "uniform" ? 0 : 1);
+  // Appended only for --order blocks, so the default order's keys (and plans) stay as they were.
+  if (p.order != "uniform")
+    key += fmt::format("/{}{}x{}", p.order, p.block_records, p.block_window);
+  return key;
 }
 
 std::vector<size_t> shard_configs(const std::vector<SweepConfig>& configs, int index, int count) {

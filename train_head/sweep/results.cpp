@@ -62,13 +62,15 @@ std::string setting_text(const json& v) {
   return v.dump();
 }
 
-// Keys of config_settings_json, in its canonical order; the probe's and fine-tuning's are columns
-// only in sweeps that have such configurations, so every other sweep's CSV keeps its columns.
+// Keys of config_settings_json, in its canonical order; the probe's, fine-tuning's and the block
+// order's are columns only in sweeps that have such configurations, so every other sweep's CSV
+// keeps its columns.
 const char* const kSettingKeys[] = {"lr",    "weight_decay", "dropout",     "hidden",
                                     "batch", "epochs",       "standardize", "all_crops",
                                     "seed",  "class_weight", "sampler"};
 const char* const kLbfgsKeys[] = {"optimizer", "l2"};
 const char* const kFinetuneKeys[] = {"optimizer", "momentum", "lr_block5", "freeze_block5"};
+const char* const kOrderKeys[] = {"order", "block_records", "block_window"};
 
 json row_json(const SweepRow& r, size_t rank) {
   return {{"rank", rank},
@@ -157,6 +159,10 @@ std::string single_run_command(const json& sweep, const SweepRow& r) {
   // Rows of sweeps made before these flags lack them: the defaults then.
   if (s.value("class_weight", "none") != "none") cmd += " --class-weight balanced";
   if (s.value("sampler", "uniform") != "uniform") cmd += " --sampler balanced";
+  if (s.value("order", "uniform") != "uniform")
+    cmd += fmt::format(" --order {} --block-records {} --block-window {}",
+                       s.at("order").get<std::string>(), setting_text(s.at("block_records")),
+                       setting_text(s.at("block_window")));
   if (sweep_select(sweep) != "accuracy") cmd += " --select balanced";
   if (s.contains("lr_block5")) {  // fine-tuning block 5 (sweep.json names the files it needs)
     cmd += fmt::format(" --weights {}", shell_word(sweep.value("weights", "WEIGHTS.pth")));
@@ -173,14 +179,16 @@ std::string single_run_command(const json& sweep, const SweepRow& r) {
 void write_sweep_results(const std::string& dir, const json& sweep,
                          const std::vector<SweepRow>& ranked) {
   const size_t total = sweep.at("configurations").size();
-  bool lbfgs = false, finetune = false;
+  bool lbfgs = false, finetune = false, order = false;
   for (const json& c : sweep.at("configurations")) {
     lbfgs |= c.at("settings").value("optimizer", "adam") == "lbfgs";
     finetune |= c.at("settings").contains("lr_block5");
+    order |= c.at("settings").contains("order");
   }
   std::vector<const char*> keys(std::begin(kSettingKeys), std::end(kSettingKeys));
   if (lbfgs) keys.insert(keys.end(), std::begin(kLbfgsKeys), std::end(kLbfgsKeys));
   if (finetune) keys.insert(keys.end(), std::begin(kFinetuneKeys), std::end(kFinetuneKeys));
+  if (order) keys.insert(keys.end(), std::begin(kOrderKeys), std::end(kOrderKeys));
   std::string csv = "rank,id";
   for (const char* k : keys) csv += std::string(",") + k;
   csv +=

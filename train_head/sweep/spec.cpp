@@ -62,6 +62,9 @@ const KeyInfo kKeys[] = {
     {"lr-block5", KeyKind::kRate, 0.0, 1e6, true, true},
     {"momentum", KeyKind::kReal, 0.0, 1.0, false, true},
     {"freeze-block5", KeyKind::kBool, 0, 1, false, false},
+    // The read order (a different sampling, train_head/batch_schedule.h); --block-records and
+    // --block-window come from the command.
+    {"order", KeyKind::kChoice, 0, 1, false, false, {"uniform", "blocks"}},
 };
 
 // "'adam', 'lbfgs' or 'sgd'".
@@ -522,6 +525,8 @@ void set_sweep_key(TrainParams* p, const std::string& key, double v) {
     p->class_weight = v != 0 ? "balanced" : "none";
   else if (key == "sampler")
     p->sampler = v != 0 ? "balanced" : "uniform";
+  else if (key == "order")
+    p->order = v != 0 ? "blocks" : "uniform";
   else if (key == "optimizer")
     p->optimizer = find_key(key)->words.at(static_cast<size_t>(v));
   else if (key == "l2")
@@ -547,6 +552,7 @@ void apply_optimizer_rules(TrainParams* p, const TrainParams& base) {
   p->batch = base.batch;
   p->epochs = base.epochs;
   p->sampler = "uniform";
+  p->order = "uniform";  // every step reads every vector: no order
 }
 
 std::vector<TrainParams> expand_grid(const SweepSpec& spec, const TrainParams& base) {
@@ -613,6 +619,11 @@ json config_settings_json(const TrainParams& p) {
   // settings existed stay the same and such a sweep still resumes.
   if (p.class_weight != "none") j["class_weight"] = p.class_weight;
   if (p.sampler != "uniform") j["sampler"] = p.sampler;
+  if (p.order != "uniform") {  // a different sampling: part of what each configuration trained
+    j["order"] = p.order;
+    j["block_records"] = p.block_records;
+    j["block_window"] = p.block_window;
+  }
   if (!p.weights.empty()) {  // fine-tuning block 5 (pool4 caches: --weights is required)
     j["optimizer"] = p.optimizer;
     if (p.optimizer == "sgd") j["momentum"] = p.momentum;

@@ -9,14 +9,15 @@
 //   false]}
 // Keys are the single-run flags without "--": lr, weight-decay, dropout, hidden, batch, epochs,
 // standardize, all-crops, seed, class-weight (none, balanced), sampler (uniform, balanced),
-// optimizer (adam, lbfgs, sgd), l2, and for fine-tuning from pool4 caches lr-block5, momentum,
-// freeze-block5 ("_" may stand for "-"); not select, the metric that ranks them.
+// optimizer (adam, lbfgs, sgd), l2, order (uniform, blocks), and for fine-tuning from pool4
+// caches lr-block5, momentum, freeze-block5 ("_" may stand for "-"); not select, the metric that
+// ranks them.
 // hidden 0 is the linear probe. An lbfgs configuration is a probe: its hidden is 0 and Adam's
-// keys (lr, weight-decay, dropout, batch, epochs, sampler) take the command's values (sampler
-// uniform), so the configurations that differ only in those are one configuration; likewise
-// momentum is the command's for all but sgd, lr-block5 the command's with freeze-block5. Unswept
-// settings come from the command's own flags. Errors are Error(kInvalidArgument) naming the key
-// and the problem.
+// keys (lr, weight-decay, dropout, batch, epochs, sampler, order) take the command's values
+// (sampler and order uniform), so the configurations that differ only in those are one
+// configuration; likewise momentum is the command's for all but sgd, lr-block5 the command's with
+// freeze-block5. Unswept settings come from the command's own flags. Errors are
+// Error(kInvalidArgument) naming the key and the problem.
 //
 // Grid: every combination, the first key (in the canonical order above) varying slowest.
 // Random (--samples N): N distinct draws from a sequential stream of the sweep seed:
