@@ -142,6 +142,12 @@ json summary_json(const RunInfo& info, const TrainOutcome& out) {
     settings["l2"] = p.l2;
     settings["max_iter"] = p.max_iter;
     settings["tol"] = p.tol;
+  } else {
+    settings["order"] = p.order;  // the read order is a different sampling: part of the result
+    if (p.order == "blocks") {
+      settings["block_records"] = p.block_records;
+      settings["block_window"] = p.block_window;
+    }
   }
   const EpochMetrics& last = out.epochs.back();
   const EpochMetrics& sel = out.epochs.at(out.selected_epoch - 1);
