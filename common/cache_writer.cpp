@@ -40,7 +40,7 @@ size_t record_stride(const CacheMeta& m) {
 uint32_t records_per_run(size_t stride, size_t page_bytes) {
   constexpr size_t kOverflowHeader = 16;  // LMDB's page header before an overflow value
   constexpr uint32_t kMaxRecords = 64;
-  constexpr size_t kMaxBytes = 4u << 20;  // bounds what a batch rewrites of the open run
+  constexpr size_t kMaxBytes = 4u << 20;  // a run is one contiguous allocation: keep it moderate
   uint32_t best = 1;
   double best_waste = 1e300;
   for (uint32_t m = 1; m <= kMaxRecords && (m == 1 || m * stride <= kMaxBytes); ++m) {
