@@ -1,10 +1,36 @@
 // The LMDB feature cache: one record per (image, crop).
 //
 // Layout on disk: CACHE/ is an LMDB environment (data.mdb, lock.mdb) plus writer.lock.
-//   sub-database "records": key = big-endian u32 image ‖ big-endian u32 crop (sorts in (image, crop)
-//                           order, so sequential writes use MDB_APPEND); value = RecordHeader ‖ payload.
+//   sub-database "records": key = big-endian u32 image ‖ big-endian u32 crop (sorts in (image,
+//   crop)
+//                           order, so sequential writes use MDB_APPEND); value = a run of
+//                           consecutive records (schema 2) or one record (schema 1), each record
+//                           RecordHeader ‖ payload (common/record.h).
 //   sub-database "meta":    key "meta" = CacheMeta as JSON, rewritten in every write transaction so
-//                           metadata and records always agree.
+//                           metadata and records always agree; schema 2 keeps its image list
+//                           under key "images" instead, written once when the cache is created
+//                           (the list is a setting: a resume must give the same). Rewriting the
+//                           list with every batch kept ~3 copies of it in the file (LMDB reuses
+//                           freed pages two transactions later): ~150 bytes an image each, 11% of
+//                           a 4 KB 1-view prepool-f16 record.
+//
+// Why runs (schema 2): LMDB stores a value larger than a page on its own overflow pages behind a
+// 16-byte page header, so one record per value rounds every record up to whole pages: a 64 px
+// prepool-f32 record (64 + 8,192 bytes) took 3 pages, 1.5× its payload, and a 64 px prepool-f16
+// one (64 + 4,096) 2 pages, 2×. A run holds up to m records back to back, each at a stride of its
+// size rounded up to 16 bytes (so every payload stays 16-byte aligned in the map: zero-copy reads
+// stay zero-copy), and its key is its first record's key. m is the smallest count (up to 64
+// records and 4 MiB) for which 16 + m·stride wastes at most 0.25% of its whole pages
+// (records_per_run). Runs never span write transactions: each batch is cut into full runs and
+// one shorter last run, so a batch wastes under one page beyond the 0.25% (a batch of
+// extract's 160 views of 8 KB: 0.3%). Rewriting an open last run with the next batch instead was
+// measured at 1.10–1.19× the payload: LMDB frees the old run's pages but cannot reuse them for the
+// larger run that replaces it (overflow pages must be contiguous), so the file grows by each
+// rewrite. A transaction still commits whole images, and a resumed extraction commits the same
+// batches as a clean one, so it ends with the same runs. Each record keeps its own CRC, checked per
+// record; get() finds the run whose first key is at or before (image, crop) and reads the
+// record where a run without gaps puts it (one page touched), else searches the run.
+// Schema 1 caches (one record per value) still read, and resume in their own layout.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -20,9 +46,21 @@ namespace vggcache {
 struct WriterOptions {
   uint64_t initial_map_bytes = 1ull << 30;  // LMDB map size to start with; doubled on MDB_MAP_FULL
   bool overwrite = false;                   // true: delete an existing cache instead of resuming
+  int schema_version = kSchemaVersion;      // layout of a NEW cache; 1 (one record per value)
+                                            // only for tests of old caches; resume keeps the
+                                            // stored cache's
 };
 
-// One record to write. `data` points at `meta.payload_floats` floats owned by the caller.
+inline constexpr const char* kImagesKey = "images";  // schema 2's image list, in "meta"
+
+// Bytes from one record's start to the next inside a run: the record rounded up to 16 bytes
+// (schema 2), or the record itself (schema 1, one per value).
+size_t record_stride(const CacheMeta& m);
+// Records per run (schema 2) for records `stride` bytes apart on `page_bytes` LMDB pages.
+uint32_t records_per_run(size_t stride, size_t page_bytes);
+
+// One record to write. `data` points at `meta.payload_floats` floats owned by the caller (an f16
+// codec stores them as halves).
 struct RecordIn {
   uint32_t image = 0;
   uint32_t crop = 0;
@@ -67,9 +105,12 @@ class CacheWriter {
 struct RecordView {
   RecordHeader header;
   const float* data = nullptr;     // dim floats (decoded); nullptr when ReaderOptions::expand is
-                                   // false and the codec is not raw-f32
-  const float* payload = nullptr;  // header.payload_floats stored floats, always a map view
-                                   // (prepool-f32: the C × h × w pre-pool map)
+                                   // false and the codec is not a raw one
+  const float* payload = nullptr;  // header.payload_floats stored values as floats: a map view
+                                   // for the f32 codecs, the halves expanded to float32 (a
+                                   // scratch buffer) for the f16 ones (prepool: the C × h × w map)
+  const void* stored = nullptr;  // the payload's bytes as stored, always a map view
+  size_t stored_bytes = 0;
 };
 
 class CacheReader;
@@ -85,12 +126,15 @@ class ReadTxn {
   // Random access. Returns false when no such record. Verifies the checksum when the reader
   // was opened with verify=true (default) and throws Error(kCorrupt) naming the record.
   bool get(uint32_t image, uint32_t crop, RecordView* out);
-  // Sequential scan in key order. Call seek_first() (or seek(image, crop)), then next() until false.
+  // Sequential scan in key order. Call seek_first() (or seek(image, crop)), then next() until
+  // false.
   void seek_first();
   void seek(uint32_t image, uint32_t crop);
   bool next(RecordView* out);
-  // Where the stored value holding record (image, crop) lies in the memory map, without reading
-  // or checking it (for page hints, common/readahead.h). False when no such record.
+  // Where record (image, crop) lies in the memory map, found without reading or checking it (for
+  // page hints, common/readahead.h): the stored value (schema 1) or the record's slot in its run
+  // (computed, so an image skipped inside the run may make it point at a neighbour). False when
+  // no run can hold such a record.
   bool payload_span(uint32_t image, uint32_t crop, const void** data, size_t* size);
 
  private:

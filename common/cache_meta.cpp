@@ -15,6 +15,10 @@ const char* codec_name(Codec c) {
       return "raw-f32";
     case Codec::kPrepoolF32:
       return "prepool-f32";
+    case Codec::kRawF16:
+      return "raw-f16";
+    case Codec::kPrepoolF16:
+      return "prepool-f16";
   }
   return "unknown";
 }
@@ -22,7 +26,28 @@ const char* codec_name(Codec c) {
 Codec codec_from_name(const std::string& name) {
   if (name == "raw-f32") return Codec::kRawF32;
   if (name == "prepool-f32") return Codec::kPrepoolF32;
+  if (name == "raw-f16") return Codec::kRawF16;
+  if (name == "prepool-f16") return Codec::kPrepoolF16;
   throw Error(ErrorKind::kSchema, "unknown codec '" + name + "'");
+}
+
+bool codec_is_prepool(Codec c) {
+  return c == Codec::kPrepoolF32 || c == Codec::kPrepoolF16;
+}
+bool codec_is_half(Codec c) {
+  return c == Codec::kRawF16 || c == Codec::kPrepoolF16;
+}
+size_t codec_value_bytes(Codec c) {
+  return codec_is_half(c) ? 2 : 4;
+}
+
+std::string codec_precision_note(Codec c) {
+  // Round to nearest even keeps a normal half within half an ulp: 2^-11 relative. Below 2^-14
+  // halves are subnormal, spaced 2^-24 apart; beyond ±65504 the writer saturates (counted).
+  if (codec_is_half(c))
+    return "lossy: max relative error 2^-11 per value (absolute 2^-25 below 2^-14; values beyond "
+           "±65504 saturated)";
+  return "exact float32";
 }
 
 namespace {
@@ -158,10 +183,11 @@ CacheMeta CacheMeta::from_json(const json& j) {
   CacheMeta m;
   try {
     m.schema_version = j.at("schema_version").get<int>();
-    if (m.schema_version != kSchemaVersion)
-      throw Error(ErrorKind::kSchema, fmt::format("schema version {} is not supported (this build "
-                                                  "reads version {})",
-                                                  m.schema_version, kSchemaVersion));
+    if (m.schema_version < kOldestSchemaVersion || m.schema_version > kSchemaVersion)
+      throw Error(ErrorKind::kSchema,
+                  fmt::format("schema version {} is not supported (this build "
+                              "reads versions {} to {})",
+                              m.schema_version, kOldestSchemaVersion, kSchemaVersion));
     m.tool_version = j.at("tool_version").get<std::string>();
     m.codec = codec_from_name(j.at("codec").get<std::string>());
     m.dim = j.at("dim").get<uint32_t>();
@@ -196,16 +222,21 @@ CacheMeta CacheMeta::from_json(const json& j) {
   } catch (const json::exception& e) {
     throw Error(ErrorKind::kCorrupt, std::string("malformed cache metadata: ") + e.what());
   }
-  if (m.codec == Codec::kRawF32 && m.payload_floats != m.dim)
-    throw Error(ErrorKind::kCorrupt, "malformed cache metadata: raw-f32 payload_floats != dim");
-  if (m.codec == Codec::kPrepoolF32) {
+  if (!codec_is_prepool(m.codec) && m.payload_floats != m.dim)
+    throw Error(
+        ErrorKind::kCorrupt,
+        fmt::format("malformed cache metadata: {} payload_floats != dim", codec_name(m.codec)));
+  if (codec_is_half(m.codec) && m.schema_version < 2)
+    throw Error(ErrorKind::kCorrupt, "malformed cache metadata: f16 codecs need schema version 2");
+  if (codec_is_prepool(m.codec)) {
     const auto& s = m.prepool_shape;
     if (s.size() != 3 || s[0] <= 0 || s[1] <= 0 || s[2] <= 0 ||
         static_cast<uint64_t>(s[0]) * s[1] * s[2] != m.payload_floats ||
         static_cast<uint64_t>(s[0]) * 49 != m.dim)
       throw Error(ErrorKind::kCorrupt,
-                  "malformed cache metadata: prepool-f32 needs prepool_shape {C, h, w} with "
-                  "C*h*w == payload_floats and C*49 == dim");
+                  fmt::format("malformed cache metadata: {} needs prepool_shape {{C, h, w}} with "
+                              "C*h*w == payload_floats and C*49 == dim",
+                              codec_name(m.codec)));
   }
   if (m.cut != "pool5" && m.cut != "pool4")
     throw Error(ErrorKind::kSchema, fmt::format("cache cut '{}' is not supported (this build "

@@ -1,6 +1,7 @@
 // Cache metadata: everything needed to trace a vector back to its file and to know how it was made.
 // Stored as JSON under the reserved "meta" key of the cache's "meta" sub-database.
 #pragma once
+#include <cstddef>
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -8,16 +9,27 @@
 
 namespace vggcache {
 
-inline constexpr int kSchemaVersion = 1;
+// 2: records stored in runs that fill whole LMDB pages (common/cache.h); 1: one record per value.
+// Both read; new caches are written as kSchemaVersion.
+inline constexpr int kSchemaVersion = 2;
+inline constexpr int kOldestSchemaVersion = 1;
 
 // How record payloads are encoded. Readers reject codecs they do not know.
 enum class Codec : uint16_t {
   kRawF32 = 1,      // payload = dim float32 values, little-endian
   kPrepoolF32 = 2,  // payload = pre-pool map C×h×w float32; readers expand it to C×7×7 = dim
                     // exactly as adaptive_avg_pool2d does (common/prepool.h)
+  kRawF16 = 3,      // as raw-f32, each value an IEEE half (common/half.h), little-endian: lossy
+  kPrepoolF16 = 4,  // as prepool-f32, each map value a half; readers expand the halves to
+                    // float32, then the map to dim: lossy
 };
 const char* codec_name(Codec c);
 Codec codec_from_name(const std::string& name);  // throws Error(kSchema) on unknown names
+bool codec_is_prepool(Codec c);                  // the payload is the pre-pool map
+bool codec_is_half(Codec c);                     // values stored as halves (lossy)
+size_t codec_value_bytes(Codec c);               // bytes per stored value: 4 or 2
+// What `featcache info` says of a codec's exactness, e.g. "exact" or "lossy: ...".
+std::string codec_precision_note(Codec c);
 
 struct ImageEntry {
   std::string path;    // relative to the split directory, '/'-separated
@@ -71,8 +83,9 @@ struct CacheMeta {
   std::string tool_version;
   Codec codec = Codec::kRawF32;
   uint32_t dim = 25088;              // logical feature dimension (after decoding)
-  uint32_t payload_floats = 25088;   // floats stored per record (== dim for raw-f32)
-  std::vector<int> prepool_shape;    // {C, h, w} for kPrepoolF32, empty otherwise
+  uint32_t payload_floats = 25088;   // values stored per record (== dim for raw codecs;
+                                     //   halves for the f16 codecs)
+  std::vector<int> prepool_shape;    // {C, h, w} for the prepool codecs, empty otherwise
   std::string cut = "pool5";         // the VGG16 layer records come from: "pool5" (the pooled
                                      //   vector, or its pre-pool map), or "pool4" (the map after
                                      //   features[23], block 5's input, raw-f32: for fine-tuning)

@@ -8,6 +8,7 @@
 #include <mutex>
 
 #include "common/cache.h"
+#include "common/half.h"
 #include "common/lmdb_util.h"
 #include "common/prepool.h"
 #include "common/shard_set.h"
@@ -70,6 +71,17 @@ CacheMeta read_meta(const std::string& dir, const OpenEnv& e) {
   } catch (const nlohmann::json::exception& ex) {
     throw Error(ErrorKind::kCorrupt, dir + ": metadata is not valid JSON: " + ex.what());
   }
+  if (j.is_object() && !j.contains("images")) {  // schema 2: the list is stored on its own
+    MDB_val ik{std::strlen(kImagesKey), const_cast<char*>(kImagesKey)}, iv;
+    if (mdb_get(t, e.meta_db, &ik, &iv) != 0)
+      throw Error(ErrorKind::kCorrupt, dir + ": metadata without its image list");
+    try {
+      j["images"] = nlohmann::json::parse(static_cast<const char*>(iv.mv_data),
+                                          static_cast<const char*>(iv.mv_data) + iv.mv_size);
+    } catch (const nlohmann::json::exception& ex) {
+      throw Error(ErrorKind::kCorrupt, dir + ": the image list is not valid JSON: " + ex.what());
+    }
+  }
   try {
     return CacheMeta::from_json(j);
   } catch (const Error& ex) {
@@ -82,7 +94,25 @@ struct Part {
   std::string dir;
   OpenEnv e;
   uint32_t first = 0;
+  bool runs = false;  // schema 2: values are runs of records `stride` bytes apart
+  size_t rec_bytes = 0, stride = 0;
+
+  void set_layout(const CacheMeta& m) {
+    runs = m.schema_version >= 2;
+    rec_bytes = record_bytes(m.codec, m.payload_floats);
+    stride = record_stride(m);
+  }
 };
+
+// Image and crop of an encoded record, read without checks (to search a run and name errors).
+void peek_key(const unsigned char* rec, uint32_t* image, uint32_t* crop) {
+  std::memcpy(image, rec + 8, 4);
+  std::memcpy(crop, rec + 12, 4);
+}
+
+bool key_less(uint32_t ai, uint32_t ac, uint32_t bi, uint32_t bc) {
+  return ai < bi || (ai == bi && ac < bc);
+}
 
 }  // namespace
 
@@ -107,49 +137,276 @@ struct CacheReader::Impl {
 struct ReadTxn::Impl {
   struct PartTxn {
     lmdb::Txn txn;
-    MDB_cursor* cursor = nullptr;
+    MDB_cursor* cursor = nullptr;      // the scan's
+    MDB_cursor* get_cursor = nullptr;  // get()'s, so a lookup does not move the scan
   };
   const CacheReader::Impl* reader = nullptr;
   std::vector<PartTxn> parts;
   size_t cur = 0;           // part the scan is in
-  bool positioned = false;  // next() returns the current entry first after a seek
+  bool positioned = false;  // false: the next next() positions the cursor first
   int seek_op = MDB_FIRST;
-  MDB_val seek_key{};
-  unsigned char key_buf[8];
+  uint32_t seek_image = 0, seek_crop = 0;
+  // The run (value) the scan is in: its records [0, run_count), the next one to return run_pos.
+  const unsigned char* run = nullptr;
+  size_t run_count = 0, run_pos = 0;
+  uint32_t run_key_image = 0, run_key_crop = 0;  // the LMDB key of the run
+  MDB_val run_val{};
   std::vector<float> scratch;    // expanded vector of the last compact record
+  std::vector<float> halves;     // the last f16 record's payload as float32
   std::vector<float> unaligned;  // aligned copy of the last misaligned payload
 
   ~Impl() {
-    for (auto& p : parts)
+    for (auto& p : parts) {
       if (p.cursor) mdb_cursor_close(p.cursor);
+      if (p.get_cursor) mdb_cursor_close(p.get_cursor);
+    }
   }
 
-  void decode(size_t part, const MDB_val& k, const MDB_val& v, RecordView* out) {
-    uint32_t image, crop;
-    decode_key(k.mv_data, k.mv_size, &image, &crop);
+  const Part& part(size_t i) const { return *reader->parts[i]; }
+
+  // Records in a value: one (schema 1, its size checked by decode_record) or a whole number of
+  // strides.
+  size_t count_in(size_t pi, uint32_t image, uint32_t crop, const MDB_val& v) const {
+    const Part& p = part(pi);
+    if (!p.runs) return 1;
+    if (v.mv_size == 0 || v.mv_size % p.stride != 0)
+      throw Error(ErrorKind::kCorrupt,
+                  fmt::format("{}: run ({}, {}) of {} bytes is not a whole number of {}-byte "
+                              "records",
+                              p.dir, image, crop, v.mv_size, p.stride));
+    return v.mv_size / p.stride;
+  }
+
+  // Decodes record `i` of the value `v` stored under key (key_image, key_crop). Record 0 must
+  // carry the key; later ones must follow the one before in key order.
+  void decode(size_t pi, uint32_t key_image, uint32_t key_crop, const MDB_val& v, size_t i,
+              RecordView* out) {
+    const Part& pt = part(pi);
+    const auto* base = static_cast<const unsigned char*>(v.mv_data);
+    const unsigned char* rec = base + i * pt.stride;
+    const size_t len = pt.runs ? pt.rec_bytes : v.mv_size;
+    uint32_t image = key_image, crop = key_crop;
+    if (pt.runs) peek_key(rec, &image, &crop);
     const CacheMeta& m = reader->meta;
-    std::string what = fmt::format("{}: record ({}, {})", reader->parts[part]->dir, image, crop);
-    const float* p = decode_record(v.mv_data, v.mv_size, reader->opts.verify, &out->header, what);
-    if (out->header.image != image || out->header.crop != crop)
-      throw Error(ErrorKind::kCorrupt, what + ": key and record disagree");
+    std::string what = fmt::format("{}: record ({}, {})", pt.dir, image, crop);
+    const void* stored = decode_record(rec, len, reader->opts.verify, &out->header, what);
+    if (i == 0 ? (out->header.image != key_image || out->header.crop != key_crop)
+               : !key_less(run_prev(rec, pt.stride, 0), run_prev(rec, pt.stride, 1), image, crop))
+      throw Error(ErrorKind::kCorrupt, what + (i == 0 ? ": key and record disagree"
+                                                      : ": out of key order within its run"));
     if (out->header.codec != m.codec || out->header.payload_floats != m.payload_floats)
       throw Error(ErrorKind::kCorrupt, what + ": codec or size differs from the cache metadata");
-    if (reinterpret_cast<uintptr_t>(p) % alignof(float) != 0) {
+    out->stored = stored;
+    out->stored_bytes = len - kRecordHeaderBytes;
+    const float* p = nullptr;
+    if (codec_is_half(m.codec)) {
+      halves.resize(m.payload_floats);
+      halves_to_floats(stored, m.payload_floats, halves.data());
+      p = halves.data();
+    } else if (reinterpret_cast<uintptr_t>(stored) % alignof(float) != 0) {
       // Only small records inside ordinary LMDB pages can be misaligned; copy those.
       unaligned.resize(m.payload_floats);
-      std::memcpy(unaligned.data(), p, m.payload_floats * sizeof(float));
+      std::memcpy(unaligned.data(), stored, m.payload_floats * sizeof(float));
       p = unaligned.data();
+    } else {
+      p = static_cast<const float*>(stored);
     }
     out->payload = p;
-    if (m.codec == Codec::kRawF32) {
-      out->data = p;  // zero-copy: a view into the memory map
+    if (!codec_is_prepool(m.codec)) {
+      out->data = p;  // raw-f32: zero-copy, a view into the memory map
     } else if (!reader->opts.expand) {
       out->data = nullptr;
-    } else {  // kPrepoolF32, shape validated at open
+    } else {  // prepool, shape validated at open
       scratch.resize(m.dim);
       const auto& s = m.prepool_shape;
       expand_prepool(p, s[0], s[1], s[2], scratch.data());
       out->data = scratch.data();
+    }
+  }
+
+  // Image (field 0) or crop (field 1) of the record before `rec` in its run.
+  static uint32_t run_prev(const unsigned char* rec, size_t stride, int field) {
+    uint32_t image, crop;
+    peek_key(rec - stride, &image, &crop);
+    return field == 0 ? image : crop;
+  }
+
+  // The first record of the run in `v` at or after (image, crop): binary search over the
+  // records' own keys (unchecked; the record found is checked by decode).
+  size_t lower_bound_in(size_t pi, const MDB_val& v, size_t count, uint32_t image,
+                        uint32_t crop) const {
+    const auto* base = static_cast<const unsigned char*>(v.mv_data);
+    const size_t stride = part(pi).stride;
+    // Where the record lies when no image in the run was skipped: one header read, one page
+    // touched (a search would touch log2(count) pages of a cache that may not be in memory).
+    uint32_t ki, kc;
+    peek_key(base, &ki, &kc);
+    const uint64_t crops = reader->meta.preprocess.eval ? 1 : reader->meta.preprocess.crops;
+    const uint64_t guess = (uint64_t{image} - ki) * crops + crop - kc;
+    if (image >= ki && crop < crops && guess < count) {
+      uint32_t gi, gc;
+      peek_key(base + guess * stride, &gi, &gc);
+      if (gi == image && gc == crop) return guess;
+    }
+    size_t lo = 0, hi = count;
+    while (lo < hi) {
+      const size_t mid = (lo + hi) / 2;
+      uint32_t mi, mc;
+      peek_key(base + mid * stride, &mi, &mc);
+      if (key_less(mi, mc, image, crop))
+        lo = mid + 1;
+      else
+        hi = mid;
+    }
+    return lo;
+  }
+
+  // Positions `c` on the run holding (image, crop) or, failing that, the first run after it;
+  // returns the record index within that run, or SIZE_MAX when the part has nothing at or after
+  // it. Sets *k, *v to the run's key and value.
+  size_t locate(size_t pi, MDB_cursor* c, uint32_t image, uint32_t crop, MDB_val* k, MDB_val* v,
+                size_t* count) {
+    const Part& pt = part(pi);
+    unsigned char key[8];
+    encode_key(image, crop, key);
+    *k = MDB_val{8, key};
+    int rc = mdb_cursor_get(c, k, v, MDB_SET_RANGE);
+    if (rc != 0 && rc != MDB_NOTFOUND) lmdb::check(rc, pt.dir, "mdb_cursor_get");
+    uint32_t ki = 0, kc = 0;
+    if (rc == 0) decode_key(k->mv_data, k->mv_size, &ki, &kc);
+    if (rc == 0 && ki == image && kc == crop) {
+      *count = count_in(pi, ki, kc, *v);
+      return 0;
+    }
+    if (pt.runs) {  // (image, crop) may lie inside the run before
+      MDB_val pk, pv;
+      const int prc = mdb_cursor_get(c, &pk, &pv, rc == 0 ? MDB_PREV : MDB_LAST);
+      if (prc != 0 && prc != MDB_NOTFOUND) lmdb::check(prc, pt.dir, "mdb_cursor_get");
+      if (prc == 0) {
+        uint32_t pi_, pc_;
+        decode_key(pk.mv_data, pk.mv_size, &pi_, &pc_);
+        const size_t n = count_in(pi, pi_, pc_, pv);
+        const size_t at = lower_bound_in(pi, pv, n, image, crop);
+        if (at < n) {
+          *k = pk;
+          *v = pv;
+          *count = n;
+          return at;
+        }
+      }
+      if (rc != 0) return SIZE_MAX;
+      // Back to the run SET_RANGE found.
+      encode_key(image, crop, key);
+      *k = MDB_val{8, key};
+      lmdb::check(mdb_cursor_get(c, k, v, MDB_SET_RANGE), pt.dir, "mdb_cursor_get");
+      decode_key(k->mv_data, k->mv_size, &ki, &kc);
+    }
+    if (rc != 0) return SIZE_MAX;
+    *count = count_in(pi, ki, kc, *v);
+    return 0;
+  }
+
+  // Where record (image, crop) lies in the map, found from the B-tree alone: no page of a value
+  // is touched (that is the point of a page hint). Within a run the place is computed as get()'s
+  // first guess, which an image skipped inside the run can make wrong; a hint tolerates that.
+  bool span(uint32_t image, uint32_t crop, const void** data, size_t* size) {
+    const size_t pi = reader->part_of(image);
+    PartTxn& pt = parts[pi];
+    const Part& p = part(pi);
+    if (!pt.get_cursor)
+      lmdb::check(mdb_cursor_open(pt.txn.get(), p.e.records, &pt.get_cursor), p.dir,
+                  "mdb_cursor_open");
+    unsigned char key[8];
+    encode_key(image, crop, key);
+    MDB_val k{8, key}, v;
+    int rc = mdb_cursor_get(pt.get_cursor, &k, &v, MDB_SET_RANGE);
+    if (rc != 0 && rc != MDB_NOTFOUND) lmdb::check(rc, p.dir, "mdb_cursor_get");
+    uint32_t ki = 0, kc = 0;
+    if (rc == 0) decode_key(k.mv_data, k.mv_size, &ki, &kc);
+    if (rc == 0 && ki == image && kc == crop) {
+      *data = v.mv_data;
+      *size = p.runs ? p.stride : v.mv_size;
+      return true;
+    }
+    if (!p.runs) return false;
+    rc = mdb_cursor_get(pt.get_cursor, &k, &v, rc == 0 ? MDB_PREV : MDB_LAST);
+    if (rc == MDB_NOTFOUND) return false;
+    lmdb::check(rc, p.dir, "mdb_cursor_get");
+    decode_key(k.mv_data, k.mv_size, &ki, &kc);
+    const size_t count = count_in(pi, ki, kc, v);
+    const uint64_t crops = reader->meta.preprocess.eval ? 1 : reader->meta.preprocess.crops;
+    if (image < ki || crop >= crops) return false;
+    const uint64_t guess = (uint64_t{image} - ki) * crops + crop - kc;
+    if (guess >= count) return false;
+    *data = static_cast<const unsigned char*>(v.mv_data) + guess * p.stride;
+    *size = p.stride;
+    return true;
+  }
+
+  bool get(uint32_t image, uint32_t crop, RecordView* out) {
+    const size_t pi = reader->part_of(image);
+    PartTxn& pt = parts[pi];
+    const Part& p = part(pi);
+    if (!pt.get_cursor)
+      lmdb::check(mdb_cursor_open(pt.txn.get(), p.e.records, &pt.get_cursor), p.dir,
+                  "mdb_cursor_open");
+    MDB_val k, v;
+    size_t count = 0;
+    const size_t at = locate(pi, pt.get_cursor, image, crop, &k, &v, &count);
+    if (at == SIZE_MAX) return false;
+    uint32_t ki, kc;
+    decode_key(k.mv_data, k.mv_size, &ki, &kc);
+    uint32_t ri = ki, rc = kc;
+    if (p.runs) peek_key(static_cast<const unsigned char*>(v.mv_data) + at * p.stride, &ri, &rc);
+    if (ri != image || rc != crop) return false;
+    decode(pi, ki, kc, v, at, out);
+    return true;
+  }
+
+  // Loads the run the scan cursor stands on (key k, value v), from record `at`.
+  void enter_run(const MDB_val& k, const MDB_val& v, size_t count, size_t at) {
+    decode_key(k.mv_data, k.mv_size, &run_key_image, &run_key_crop);
+    run = static_cast<const unsigned char*>(v.mv_data);
+    run_val = v;
+    run_count = count;
+    run_pos = at;
+  }
+
+  bool next(RecordView* out) {
+    for (;;) {
+      if (run && run_pos < run_count) {
+        const size_t i = run_pos++;  // past it even when it fails to decode: verify steps on
+        decode(cur, run_key_image, run_key_crop, run_val, i, out);
+        return true;
+      }
+      run = nullptr;
+      MDB_cursor* c = parts[cur].cursor;
+      MDB_val k, v;
+      int rc;
+      size_t at = 0, count = 0;
+      if (!positioned && seek_op == MDB_SET_RANGE) {
+        positioned = true;
+        at = locate(cur, c, seek_image, seek_crop, &k, &v, &count);
+        rc = at == SIZE_MAX ? MDB_NOTFOUND : 0;
+      } else {
+        rc = mdb_cursor_get(c, &k, &v, positioned ? MDB_NEXT : MDB_FIRST);
+        positioned = true;
+        if (rc == 0) {
+          uint32_t ki, kc;
+          decode_key(k.mv_data, k.mv_size, &ki, &kc);
+          // A malformed run is reported once; the scan then steps past it (the cursor is on it).
+          count = count_in(cur, ki, kc, v);
+        }
+      }
+      if (rc == MDB_NOTFOUND) {
+        if (cur + 1 == parts.size()) return false;
+        ++cur;  // the next shard's records all follow this one's
+        positioned = false;
+        seek_op = MDB_FIRST;
+        continue;
+      }
+      lmdb::check(rc, part(cur).dir, "mdb_cursor_get");
+      enter_run(k, v, count, at);
     }
   }
 };
@@ -160,50 +417,27 @@ ReadTxn& ReadTxn::operator=(ReadTxn&&) noexcept = default;
 ReadTxn::~ReadTxn() = default;
 
 bool ReadTxn::get(uint32_t image, uint32_t crop, RecordView* out) {
-  unsigned char key[8];
-  encode_key(image, crop, key);
-  MDB_val k{8, key}, v;
-  const size_t part = impl_->reader->part_of(image);
-  const Part& p = *impl_->reader->parts[part];
-  int rc = mdb_get(impl_->parts[part].txn.get(), p.e.records, &k, &v);
-  if (rc == MDB_NOTFOUND) return false;
-  lmdb::check(rc, p.dir, "mdb_get");
-  impl_->decode(part, k, v, out);
-  return true;
+  return impl_->get(image, crop, out);
 }
 
 void ReadTxn::seek_first() {
   impl_->positioned = false;
+  impl_->run = nullptr;
   impl_->cur = 0;
   impl_->seek_op = MDB_FIRST;
 }
 
 void ReadTxn::seek(uint32_t image, uint32_t crop) {
   impl_->positioned = false;
+  impl_->run = nullptr;
   impl_->cur = impl_->reader->part_of(image);
   impl_->seek_op = MDB_SET_RANGE;
-  encode_key(image, crop, impl_->key_buf);
-  impl_->seek_key = MDB_val{8, impl_->key_buf};
+  impl_->seek_image = image;
+  impl_->seek_crop = crop;
 }
 
 bool ReadTxn::next(RecordView* out) {
-  Impl& s = *impl_;
-  for (;;) {
-    MDB_val k = s.seek_key, v;
-    int rc = mdb_cursor_get(s.parts[s.cur].cursor, &k, &v,
-                            s.positioned ? MDB_NEXT : static_cast<MDB_cursor_op>(s.seek_op));
-    s.positioned = true;
-    if (rc == MDB_NOTFOUND) {
-      if (s.cur + 1 == s.parts.size()) return false;
-      ++s.cur;  // the next shard's records all follow this one's
-      s.positioned = false;
-      s.seek_op = MDB_FIRST;
-      continue;
-    }
-    lmdb::check(rc, s.reader->parts[s.cur]->dir, "mdb_cursor_get");
-    s.decode(s.cur, k, v, out);
-    return true;
-  }
+  return impl_->next(out);
 }
 
 CacheReader::CacheReader(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -232,6 +466,7 @@ void CacheReader::Impl::open_shard_set() {
     }
     metas.push_back(read_meta(d, p->e));
     p->first = metas.back().shard.first;
+    p->set_layout(metas.back());
     parts.push_back(std::move(p));
   }
   std::vector<size_t> order;
@@ -261,6 +496,7 @@ std::unique_ptr<CacheReader> CacheReader::open(const std::string& dir, const Rea
   part.dir = dir;
   open_readonly(dir, &part.e);
   impl->meta = read_meta(dir, part.e);
+  part.set_layout(impl->meta);
   if (!impl->meta.complete && !opts.allow_incomplete)
     throw Error(
         ErrorKind::kIncomplete,
@@ -297,7 +533,20 @@ uint64_t CacheReader::record_count() const {
     const Part& p = *impl_->parts[i];
     MDB_stat st;
     lmdb::check(mdb_stat(t.impl_->parts[i].txn.get(), p.e.records, &st), p.dir, "mdb_stat");
-    n += st.ms_entries;
+    if (!p.runs) {
+      n += st.ms_entries;
+      continue;
+    }
+    // Runs: their sizes, read from the leaf pages (no record page is touched).
+    MDB_cursor* c = t.impl_->parts[i].cursor;
+    MDB_val k, v;
+    for (int rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc != MDB_NOTFOUND;
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+      lmdb::check(rc, p.dir, "mdb_cursor_get");
+      uint32_t image, crop;
+      decode_key(k.mv_data, k.mv_size, &image, &crop);
+      n += t.impl_->count_in(i, image, crop, v);
+    }
   }
   return n;
 }
@@ -310,18 +559,7 @@ CacheMeta read_cache_meta(const std::string& dir) {
 }
 
 bool ReadTxn::payload_span(uint32_t image, uint32_t crop, const void** data, size_t* size) {
-  unsigned char key[8];
-  encode_key(image, crop, key);
-  MDB_val k{8, key}, v;
-  const size_t part = impl_->reader->part_of(image);
-  const Part& p = *impl_->reader->parts[part];
-  // mdb_get only walks the B-tree: a value on overflow pages is located, not touched.
-  const int rc = mdb_get(impl_->parts[part].txn.get(), p.e.records, &k, &v);
-  if (rc == MDB_NOTFOUND) return false;
-  lmdb::check(rc, p.dir, "mdb_get");
-  *data = v.mv_data;
-  *size = v.mv_size;
-  return true;
+  return impl_->span(image, crop, data, size);
 }
 
 }  // namespace vggcache

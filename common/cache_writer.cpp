@@ -2,20 +2,59 @@
 // so a crash at any moment leaves records and metadata that agree (resume point = next_image).
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 #include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 
 #include "common/cache.h"
+#include "common/half.h"
 #include "common/lmdb_util.h"
 
 namespace fs = std::filesystem;
 
 namespace vggcache {
+
+namespace {
+
+// The metadata as stored under "meta": schema 2 leaves the image list out (stored once under
+// kImagesKey, see common/cache.h).
+std::string meta_json(const CacheMeta& m) {
+  nlohmann::json j = m.to_json();
+  if (m.schema_version >= 2) j.erase("images");
+  return j.dump();
+}
+
+}  // namespace
+
+size_t record_stride(const CacheMeta& m) {
+  const size_t bytes = record_bytes(m.codec, m.payload_floats);
+  return m.schema_version >= 2 ? (bytes + 15) / 16 * 16 : bytes;
+}
+
+uint32_t records_per_run(size_t stride, size_t page_bytes) {
+  constexpr size_t kOverflowHeader = 16;  // LMDB's page header before an overflow value
+  constexpr uint32_t kMaxRecords = 64;
+  constexpr size_t kMaxBytes = 4u << 20;  // a run is one contiguous allocation: keep it moderate
+  uint32_t best = 1;
+  double best_waste = 1e300;
+  for (uint32_t m = 1; m <= kMaxRecords && (m == 1 || m * stride <= kMaxBytes); ++m) {
+    const size_t value = m * stride + kOverflowHeader;
+    const size_t pages = (value + page_bytes - 1) / page_bytes;
+    const double waste = static_cast<double>(pages * page_bytes - m * stride) / (m * stride);
+    if (waste <= 0.0025) return m;
+    if (waste < best_waste) {
+      best_waste = waste;
+      best = m;
+    }
+  }
+  return best;
+}
 
 struct CacheWriter::Impl {
   std::string dir;
@@ -26,6 +65,9 @@ struct CacheWriter::Impl {
   CacheMeta meta;
   bool have_last = false;
   uint32_t last_image = 0, last_crop = 0;
+  // Runs (schema 2): bytes of a record, from one record to the next, records per full run.
+  size_t rec_bytes = 0, stride = 0;
+  uint32_t run_records = 1;
 
   ~Impl() {
     if (lock_fd >= 0) close(lock_fd);  // releases the flock
@@ -66,6 +108,11 @@ struct CacheWriter::Impl {
     lmdb::check(mdb_dbi_open(t, lmdb::kRecordsDb, MDB_CREATE, &records), dir, "open records db");
     lmdb::check(mdb_dbi_open(t, lmdb::kMetaDb, MDB_CREATE, &meta_db), dir, "open meta db");
     lmdb::check(txn.commit(), dir, "commit");
+    MDB_stat st;
+    lmdb::check(mdb_env_stat(env.get(), &st), dir, "mdb_env_stat");
+    rec_bytes = record_bytes(meta.codec, meta.payload_floats);
+    stride = record_stride(meta);
+    run_records = meta.schema_version >= 2 ? records_per_run(stride, st.ms_psize) : 1;
   }
 
   void find_last_key() {
@@ -80,13 +127,24 @@ struct CacheWriter::Impl {
     if (rc == 0) {
       decode_key(k.mv_data, k.mv_size, &last_image, &last_crop);
       have_last = true;
+      if (meta.schema_version >= 2) {
+        if (v.mv_size == 0 || v.mv_size % stride != 0 || v.mv_size / stride > run_records)
+          throw Error(ErrorKind::kCorrupt,
+                      fmt::format("{}: the last run ({}, {}) holds {} bytes, not a whole number "
+                                  "of {}-byte records (at most {}); run featcache verify on it",
+                                  dir, last_image, last_crop, v.mv_size, stride, run_records));
+        // The last record of the run is the last one stored.
+        const auto* rec = static_cast<const unsigned char*>(v.mv_data) + v.mv_size - stride;
+        std::memcpy(&last_image, rec + 8, 4);
+        std::memcpy(&last_crop, rec + 12, 4);
+      }
     }
     mdb_cursor_close(c);
   }
 
   // LMDB reports a short write as EIO; say what most likely caused it.
   std::string space_hint(size_t n) const {
-    const uint64_t need = n * record_bytes(meta.payload_floats) + (1 << 20);
+    const uint64_t need = (n + run_records) * stride + (1 << 20);
     struct statvfs vfs;
     if (statvfs(dir.c_str(), &vfs) == 0) {
       const uint64_t avail = uint64_t{vfs.f_bavail} * vfs.f_frsize;
@@ -106,27 +164,55 @@ struct CacheWriter::Impl {
     lmdb::check(mdb_env_set_mapsize(env.get(), map_bytes), dir, "growing the map");
   }
 
+  RecordHeader header_of(const RecordIn& r) const {
+    RecordHeader h;
+    h.image = r.image;
+    h.crop = r.crop;
+    h.label = r.label;
+    h.box = r.box;
+    h.codec = meta.codec;
+    h.payload_floats = meta.payload_floats;
+    return h;
+  }
+
+  // Schema 2: the batch's records as runs of run_records, the last one possibly shorter. Runs
+  // never span batches: an earlier batch's values are never rewritten (see common/cache.h).
+  int put_runs(MDB_txn* t, const std::vector<RecordIn>& recs) {
+    for (size_t first = 0; first < recs.size(); first += run_records) {
+      const size_t n = std::min<size_t>(run_records, recs.size() - first);
+      unsigned char key[8];
+      encode_key(recs[first].image, recs[first].crop, key);
+      MDB_val k{8, key}, v{n * stride, nullptr};
+      int rc = mdb_put(t, records, &k, &v, MDB_APPEND | MDB_RESERVE);
+      if (rc) return rc;
+      auto* out = static_cast<unsigned char*>(v.mv_data);
+      for (size_t i = 0; i < n; ++i) {
+        encode_record(header_of(recs[first + i]), recs[first + i].data, out + i * stride);
+        std::memset(out + i * stride + rec_bytes, 0, stride - rec_bytes);  // padding
+      }
+    }
+    return 0;
+  }
+
   // One attempt at writing the batch; returns the LMDB code (MDB_MAP_FULL means grow and retry).
   int try_put(const std::vector<RecordIn>& recs, const std::string& meta_json) {
     MDB_txn* t = nullptr;
     int rc = mdb_txn_begin(env.get(), nullptr, 0, &t);
     if (rc) return rc;
     lmdb::Txn txn(t);
-    const size_t bytes = record_bytes(meta.payload_floats);
+    const size_t bytes = rec_bytes;
+    if (meta.schema_version >= 2) {
+      rc = put_runs(t, recs);
+      if (rc) return rc;
+    }
     for (const auto& r : recs) {
+      if (meta.schema_version >= 2) break;  // written as runs above
       unsigned char key[8];
       encode_key(r.image, r.crop, key);
       MDB_val k{8, key}, v{bytes, nullptr};
       rc = mdb_put(t, records, &k, &v, MDB_APPEND | MDB_RESERVE);
       if (rc) return rc;
-      RecordHeader h;
-      h.image = r.image;
-      h.crop = r.crop;
-      h.label = r.label;
-      h.box = r.box;
-      h.codec = meta.codec;
-      h.payload_floats = meta.payload_floats;
-      encode_record(h, r.data, v.mv_data);  // straight into the page LMDB reserved
+      encode_record(header_of(r), r.data, v.mv_data);  // straight into the page LMDB reserved
     }
     MDB_val mk{std::strlen(lmdb::kMetaKey), const_cast<char*>(lmdb::kMetaKey)};
     MDB_val mv{meta_json.size(), const_cast<char*>(meta_json.data())};
@@ -136,7 +222,7 @@ struct CacheWriter::Impl {
   }
 
   void write(const std::vector<RecordIn>& recs) {
-    std::string js = meta.to_json().dump();
+    const std::string js = meta_json(meta);
     for (;;) {
       int rc = try_put(recs, js);
       if (rc == 0) return;
@@ -188,10 +274,16 @@ void create_fresh(const std::string& dir, const CacheMeta& meta, uint64_t map_by
     MDB_dbi records, meta_db;
     lmdb::check(mdb_dbi_open(t, lmdb::kRecordsDb, MDB_CREATE, &records), dir, "open records db");
     lmdb::check(mdb_dbi_open(t, lmdb::kMetaDb, MDB_CREATE, &meta_db), dir, "open meta db");
-    const std::string js = meta.to_json().dump();
+    const std::string js = meta_json(meta);
     MDB_val mk{std::strlen(lmdb::kMetaKey), const_cast<char*>(lmdb::kMetaKey)};
     MDB_val mv{js.size(), const_cast<char*>(js.data())};
     lmdb::check(mdb_put(t, meta_db, &mk, &mv, 0), dir, "writing metadata");
+    if (meta.schema_version >= 2) {
+      const std::string images = meta.to_json().at("images").dump();
+      MDB_val ik{std::strlen(kImagesKey), const_cast<char*>(kImagesKey)};
+      MDB_val iv{images.size(), const_cast<char*>(images.data())};
+      lmdb::check(mdb_put(t, meta_db, &ik, &iv, 0), dir, "writing the image list");
+    }
     lmdb::check(txn.commit(), dir, "commit");
   }
   fs::remove(fs::path(dir) / "lock.mdb", ec);  // belonged to a replaced environment, if any
@@ -238,6 +330,7 @@ std::unique_ptr<CacheWriter> CacheWriter::open(const std::string& dir, const Cac
     fs::remove_all(fs::path(dir) / kStaging, ec);
   } else {
     impl->meta = meta;
+    impl->meta.schema_version = options.schema_version;
     impl->meta.complete = false;
     impl->meta.records = 0;
     impl->meta.next_image = 0;
@@ -266,6 +359,22 @@ void CacheWriter::put_batch(const std::vector<RecordIn>& records, uint32_t next_
   CacheMeta before = s.meta;
   s.meta.records += records.size();
   s.meta.next_image = next_image;
+  if (codec_is_half(s.meta.codec)) {
+    // Counted before the transaction so the count commits with the records it describes.
+    uint64_t saturated = 0;
+    for (const auto& r : records)
+      for (uint32_t i = 0; i < s.meta.payload_floats; ++i)
+        saturated += std::isfinite(r.data[i]) && std::fabs(r.data[i]) > kHalfMax;
+    if (saturated > 0) {
+      if (!s.meta.extra.is_object()) s.meta.extra = nlohmann::json::object();
+      const uint64_t total = s.meta.extra.value("f16_saturated_values", uint64_t{0}) + saturated;
+      s.meta.extra["f16_saturated_values"] = total;
+      spdlog::warn(
+          "{}: {} values beyond the half range (±65504) saturated to ±65504 in this "
+          "batch ({} in the cache so far)",
+          s.dir, saturated, total);
+    }
+  }
   try {
     s.write(records);
   } catch (...) {

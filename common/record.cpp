@@ -8,6 +8,7 @@
 
 #include "common/crc32c.h"
 #include "common/error.h"
+#include "common/half.h"
 
 namespace vggcache {
 namespace {
@@ -55,10 +56,18 @@ void decode_key(const void* key, size_t len, uint32_t* image, uint32_t* crop) {
 }
 
 size_t record_bytes(uint32_t payload_floats) {
-  return kRecordHeaderBytes + size_t{payload_floats} * sizeof(float);
+  return record_bytes(Codec::kRawF32, payload_floats);
 }
 
-void encode_record(const RecordHeader& h, const float* payload, void* out) {
+size_t record_bytes(Codec codec, uint32_t payload_values) {
+  return kRecordHeaderBytes + size_t{payload_values} * codec_value_bytes(codec);
+}
+
+Codec peek_record_codec(const void* buf) {
+  return static_cast<Codec>(get_u16(static_cast<const uint8_t*>(buf) + 6));
+}
+
+size_t encode_record(const RecordHeader& h, const float* payload, void* out) {
   auto* p = static_cast<uint8_t*>(out);
   std::memset(p, 0, kRecordHeaderBytes);
   put_u32(p + 0, kRecordMagic);
@@ -73,12 +82,17 @@ void encode_record(const RecordHeader& h, const float* payload, void* out) {
   put_u32(p + 32, static_cast<uint32_t>(h.box.h));
   p[36] = h.box.flipped ? 1 : 0;
   put_u32(p + 40, h.payload_floats);
-  std::memcpy(p + kRecordHeaderBytes, payload, size_t{h.payload_floats} * sizeof(float));
-  put_u32(p + kCrcOffset, crc32c(p, record_bytes(h.payload_floats)));
+  size_t saturated = 0;
+  if (codec_is_half(h.codec))
+    saturated = floats_to_halves(payload, h.payload_floats, p + kRecordHeaderBytes);
+  else
+    std::memcpy(p + kRecordHeaderBytes, payload, size_t{h.payload_floats} * sizeof(float));
+  put_u32(p + kCrcOffset, crc32c(p, record_bytes(h.codec, h.payload_floats)));
+  return saturated;
 }
 
-const float* decode_record(const void* buf, size_t len, bool verify, RecordHeader* h,
-                           const std::string& what) {
+const void* decode_record(const void* buf, size_t len, bool verify, RecordHeader* h,
+                          const std::string& what) {
   const auto* p = static_cast<const uint8_t*>(buf);
   auto bad = [&](const std::string& why) { return Error(ErrorKind::kCorrupt, what + ": " + why); };
   if (len < kRecordHeaderBytes) throw bad("truncated header (" + std::to_string(len) + " bytes)");
@@ -96,9 +110,13 @@ const float* decode_record(const void* buf, size_t len, bool verify, RecordHeade
   h->box.h = static_cast<int32_t>(get_u32(p + 32));
   h->box.flipped = p[36] != 0;
   h->payload_floats = get_u32(p + 40);
-  if (len != record_bytes(h->payload_floats))
+  const uint16_t codec = get_u16(p + 6);
+  if (codec < static_cast<uint16_t>(Codec::kRawF32) ||
+      codec > static_cast<uint16_t>(Codec::kPrepoolF16))
+    throw bad("unknown codec " + std::to_string(codec));
+  if (len != record_bytes(h->codec, h->payload_floats))
     throw bad("size " + std::to_string(len) + " does not match " +
-              std::to_string(h->payload_floats) + " payload floats");
+              std::to_string(h->payload_floats) + " payload values of " + codec_name(h->codec));
   if (verify) {
     uint32_t stored = get_u32(p + kCrcOffset);
     // CRC of the header with the CRC field zeroed, then of the rest.
@@ -111,7 +129,7 @@ const float* decode_record(const void* buf, size_t len, bool verify, RecordHeade
       throw bad("checksum mismatch (stored " + std::to_string(stored) + ", computed " +
                 std::to_string(c) + ")");
   }
-  return reinterpret_cast<const float*>(p + kRecordHeaderBytes);
+  return p + kRecordHeaderBytes;
 }
 
 }  // namespace vggcache

@@ -15,8 +15,10 @@ std::string validate_extract_params(const ExtractParams& p) {
   if (p.size < 32) return fmt::format("--size must be >= 32 (got {})", p.size);
   if (p.crops < 1) return fmt::format("--crops must be >= 1 (got {})", p.crops);
   if (std::string err = validate_view_params(p); !err.empty()) return err;
-  if (p.codec != "auto" && p.codec != "raw-f32" && p.codec != "prepool-f32")
-    return fmt::format("--codec must be auto, raw-f32 or prepool-f32 (got {})", p.codec);
+  if (p.codec != "auto" && p.codec != "raw-f32" && p.codec != "prepool-f32" &&
+      p.codec != "raw-f16" && p.codec != "prepool-f16")
+    return fmt::format(
+        "--codec must be auto, raw-f32, prepool-f32, raw-f16 or prepool-f16 (got {})", p.codec);
   if (p.cut != "pool5" && p.cut != "pool4")
     return fmt::format("--cut must be pool5 or pool4 (got {})", p.cut);
   if (p.backbone != "vgg16" && p.backbone != "resnet50" && p.backbone != "torchscript")
@@ -28,19 +30,24 @@ std::string validate_extract_params(const ExtractParams& p) {
   if (p.backbone != "torchscript" && p.weights.empty())
     return fmt::format("--weights FILE|random:SEED is required with --backbone {}", p.backbone);
   // The pre-pool map and pool4 are VGG16's layers: other backbones store their vector (raw-f32).
-  if (p.backbone != "vgg16" && p.codec == "prepool-f32")
+  if (p.backbone != "vgg16" && (p.codec == "prepool-f32" || p.codec == "prepool-f16"))
     return fmt::format(
-        "--codec prepool-f32 is VGG16's pre-pool map; --backbone {} records are "
-        "raw-f32 (--codec auto or raw-f32)",
-        p.backbone);
+        "--codec {} is VGG16's pre-pool map; --backbone {} records are "
+        "raw-f32 or raw-f16 (--codec auto, raw-f32 or raw-f16)",
+        p.codec, p.backbone);
   if (p.backbone != "vgg16" && p.cut != "pool5")
     return fmt::format(
         "--cut {} is a VGG16 layer (for fine-tuning its block 5); --backbone {} "
         "gives its output features only",
         p.cut, p.backbone);
-  if (p.cut == "pool4" && p.codec == "prepool-f32")
-    return "--codec prepool-f32 stores the map before pool5's average pooling; with --cut pool4 "
-           "records are the pool4 map itself (raw-f32)";
+  if (p.cut == "pool4" && (p.codec == "prepool-f32" || p.codec == "prepool-f16"))
+    return fmt::format(
+        "--codec {} stores the map before pool5's average pooling; with --cut pool4 "
+        "records are the pool4 map itself (raw-f32)",
+        p.codec);
+  if (p.cut == "pool4" && p.codec == "raw-f16")
+    return "--codec raw-f16 is not available with --cut pool4: fine-tuning reads raw-f32 pool4 "
+           "records";
   if (p.precision != "fp32" && p.precision != "bf16" && p.precision != "fp16")
     return fmt::format("--precision must be fp32, bf16 or fp16 (got {})", p.precision);
   // LibTorch's CPU convolutions have no float16 kernel ("slow_conv2d_cpu" not implemented for
@@ -79,9 +86,10 @@ ParseStatus parse_extract_args(int argc, char** argv, ExtractParams* params) {
   add_run_flags(app, help, &p);
   app.add_option("--codec", p.codec,
                  "record encoding: auto (vgg16: prepool-f32 below 224 px, else raw-f32; other "
-                 "backbones: raw-f32), raw-f32 "
-                 "(the feature vector) or prepool-f32 (vgg16 only: the smaller pre-pool map, "
-                 "expanded exactly on read)")
+                 "backbones: raw-f32), raw-f32 (the feature vector), prepool-f32 (vgg16 only: the "
+                 "smaller pre-pool map, expanded exactly on read), or raw-f16 / prepool-f16 (the "
+                 "same as IEEE halves: half the size, lossy, relative error at most 2^-11 per "
+                 "value)")
       ->capture_default_str();
   app.add_option("--cut", p.cut,
                  "layer the records come from: pool5 (VGG16's features, for a head) or pool4 "

@@ -22,9 +22,10 @@ struct ExtractParams : ViewParams {  // --scale --ratio --flip --seed --batch --
   bool eval = false;    // --eval: one deterministic Resize((size, size)) view per image
   bool strict = false;  // --strict: an undecodable image is an error instead of a skip
   bool overwrite = false;          // --overwrite: replace a cache made with different settings
-  std::string codec = "auto";      // --codec auto|raw-f32|prepool-f32: how records store a view;
-                                   //   auto = prepool-f32 when VGG16's last map is smaller than
-                                   //   7×7 (size < 224), else raw-f32; raw-f32 for other backbones
+  std::string codec = "auto";      // --codec auto|raw-f32|prepool-f32|raw-f16|prepool-f16: how
+                                   //   records store a view (f16: halves, lossy); auto =
+                                   //   prepool-f32 when VGG16's last map is smaller than 7×7
+                                   //   (size < 224), else raw-f32; raw-f32 for other backbones
   std::string cut = "pool5";       // --cut pool5|pool4: the layer records come from; pool4 stores
                                    //   block 5's input map (raw-f32) for fine-tuning block 5
   std::string precision = "fp32";  // --precision fp32|bf16|fp16: dtype of the forward pass

@@ -160,13 +160,13 @@ void choose_codec(const ExtractParams& p, FeatureNet& net, CacheMeta* m) {
   } else if (!p.overwrite) {
     try {
       const CacheMeta old = read_cache_meta(p.out_dir);
-      if (old.codec == Codec::kRawF32 || old.prepool_shape == shape) codec = old.codec;
+      if (!codec_is_prepool(old.codec) || old.prepool_shape == shape) codec = old.codec;
     } catch (const Error&) {
       // No readable cache there: a fresh one gets the size-based choice.
     }
   }
   m->codec = codec;
-  if (codec == Codec::kPrepoolF32) {
+  if (codec_is_prepool(codec)) {
     m->prepool_shape = shape;
     m->payload_floats = static_cast<uint32_t>(shape[0] * shape[1] * shape[2]);
   } else {
@@ -292,10 +292,10 @@ ExtractSummary run_extract(const ExtractParams& p, const FolderScan& scan, Featu
   // Floats stored per view: the pooled vector (raw-f32), the pre-pool map (prepool-f32) or the
   // pool4 map (cut pool4).
   const uint32_t dim = writer->meta().payload_floats;
-  const bool prepool = writer->meta().codec == Codec::kPrepoolF32;
+  const bool prepool = codec_is_prepool(writer->meta().codec);
   const bool pool4 = writer->meta().cut == "pool4";
   spdlog::info("cut {}, codec {}: {} bytes per record", writer->meta().cut,
-               codec_name(writer->meta().codec), record_bytes(dim));
+               codec_name(writer->meta().codec), record_bytes(writer->meta().codec, dim));
   tbb::task_arena arena(p.threads);
   auto launch = [&](uint32_t first) {
     uint32_t end = std::min(n_images, first + per_chunk);

@@ -2,7 +2,9 @@
 #include <fmt/format.h>
 
 #include <CLI/CLI.hpp>
+#include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 
 #include "common/cache.h"
@@ -16,6 +18,24 @@
 
 namespace vggcache {
 namespace {
+
+// Size on disk against the records' payload (records × payload values × value bytes): what the
+// layout costs (schema 1 rounded each record up to whole LMDB pages).
+nlohmann::json disk_usage(const std::string& dir, const CacheReader& reader) {
+  const CacheMeta& m = reader.meta();
+  std::vector<std::string> dirs{dir};
+  if (is_shard_set(dir)) dirs = read_shard_manifest(dir);
+  uint64_t bytes = 0;
+  for (const auto& d : dirs) {
+    std::error_code ec;
+    const auto n = std::filesystem::file_size(std::filesystem::path(d) / "data.mdb", ec);
+    if (!ec) bytes += n;
+  }
+  const uint64_t payload = reader.record_count() * m.payload_floats * codec_value_bytes(m.codec);
+  return {{"data_mdb_bytes", bytes},
+          {"payload_bytes", payload},
+          {"ratio", payload ? std::round(1e4 * static_cast<double>(bytes) / payload) / 1e4 : 0.0}};
+}
 
 int cmd_info(const std::string& dir, bool with_images) {
   auto reader = CacheReader::open(dir, {/*allow_incomplete=*/true, /*verify=*/false});
@@ -31,7 +51,9 @@ int cmd_info(const std::string& dir, bool with_images) {
                         {"backbone", m.backbone},
                         {"cut", m.cut},
                         {"precision", m.precision},
-                        {"bytes_per_record", record_bytes(m.payload_floats)},
+                        {"codec_precision", codec_precision_note(m.codec)},
+                        {"bytes_per_record", record_bytes(m.codec, m.payload_floats)},
+                        {"disk", disk_usage(dir, *reader)},
                         {"skipped", j["skipped"]},
                         {"settings", {{"weights", j["weights"]}, {"preprocess", j["preprocess"]}}},
                         {"feature_fingerprint", m.feature_fingerprint()},

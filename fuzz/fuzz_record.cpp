@@ -12,9 +12,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   for (bool verify : {true, false}) {
     try {
       vggcache::RecordHeader h;
-      const float* p = vggcache::decode_record(buf.data(), buf.size(), verify, &h, "fuzz");
-      volatile float sink = 0;
-      for (uint32_t i = 0; i < h.payload_floats; ++i) sink = sink + p[i];
+      const auto* p = static_cast<const uint8_t*>(
+          vggcache::decode_record(buf.data(), buf.size(), verify, &h, "fuzz"));
+      volatile uint8_t sink = 0;
+      const size_t n =
+          vggcache::record_bytes(h.codec, h.payload_floats) - vggcache::kRecordHeaderBytes;
+      for (size_t i = 0; i < n; ++i) sink = sink + p[i];
     } catch (const vggcache::Error&) {
     }
   }

@@ -11,9 +11,10 @@
 namespace vggcache {
 
 CompactLayout CompactLayout::from_meta(const CacheMeta& m) {
-  if (m.codec != Codec::kPrepoolF32 || m.prepool_shape.size() != 3)
+  if (!codec_is_prepool(m.codec) || m.prepool_shape.size() != 3)
     throw Error(ErrorKind::kInvalidArgument,
-                fmt::format("the compact path needs a prepool-f32 cache (this one is {})",
+                fmt::format("the compact path needs a prepool-f32 or prepool-f16 cache (this one "
+                            "is {})",
                             codec_name(m.codec)));
   return CompactLayout(m.prepool_shape[0], m.prepool_shape[1], m.prepool_shape[2]);
 }

@@ -35,7 +35,7 @@ CacheSource::CacheSource(const std::string& dir, bool verify, VectorForm form) {
   opts.expand = form == VectorForm::kPooled;
   reader_ = CacheReader::open(dir, opts);
   const CacheMeta& m = reader_->meta();
-  if (form != VectorForm::kPooled && m.codec == Codec::kPrepoolF32)
+  if (form != VectorForm::kPooled && codec_is_prepool(m.codec))
     layout_ = std::make_unique<CompactLayout>(CompactLayout::from_meta(m).with_input(
         form == VectorForm::kMap ? CompactInput::kMap : CompactInput::kWindowMeans));
   if (m.dim == 0) throw Error(ErrorKind::kCorrupt, "cache " + dir + " has dim 0");

@@ -292,7 +292,7 @@ VectorForm training_vectors(const std::string& train_dir, const std::string& tes
   opts.verify = false;
   const CacheMeta a = CacheReader::open(train_dir, opts)->meta();
   const CacheMeta b = CacheReader::open(test_dir, opts)->meta();
-  if (a.codec != Codec::kPrepoolF32 || b.codec != Codec::kPrepoolF32 ||
+  if (!codec_is_prepool(a.codec) || !codec_is_prepool(b.codec) ||
       a.prepool_shape != b.prepool_shape)
     return VectorForm::kPooled;
   const CompactLayout layout = CompactLayout::from_meta(a);

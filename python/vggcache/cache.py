@@ -27,7 +27,8 @@ import numpy as np
 from . import meta as _meta
 from .errors import CorruptError, IncompleteError, NotACacheError, VggCacheError
 from .prepool import expand_prepool
-from .records import CODEC_IDS, Record, decode_key, decode_record, encode_key
+from .records import (CODEC_IDS, Record, decode_key, decode_record, encode_key, peek_key,
+                      record_bytes)
 
 INDEX_DTYPE = np.dtype([("image", "<u4"), ("crop", "<u4"), ("label", "<i4"), ("x", "<i4"),
                         ("y", "<i4"), ("w", "<i4"), ("h", "<i4"), ("flipped", "?")])
@@ -48,15 +49,36 @@ class _Part:
                 from None
         with self.env.begin(db=self.meta_db) as txn:
             raw = txn.get(b"meta")
+            images_raw = txn.get(b"images")
         if raw is None:
             self.env.close()
             raise NotACacheError(f"{path}: not a vggcache cache (no metadata)")
         try:
-            self.meta = _meta.parse_meta(raw, path)
+            self.meta = _meta.parse_meta(raw, path, images_raw)
         except VggCacheError:
             self.env.close()
             raise
         self.first = self.meta["shard"]["first"] if "shard" in self.meta else 0
+        # Schema 2 stores runs of records, each padded to 16 bytes (common/cache.h).
+        self.runs = self.meta["schema_version"] >= 2
+        self.rec_bytes = record_bytes(CODEC_IDS[self.meta["codec"]], self.meta["payload_floats"])
+        self.stride = (self.rec_bytes + 15) // 16 * 16 if self.runs else self.rec_bytes
+
+    def count_in(self, key, value):
+        """Records in a value: one, or a run of whole strides."""
+        if not self.runs:
+            return 1
+        if len(value) == 0 or len(value) % self.stride:
+            image, crop = decode_key(key)
+            raise CorruptError(f"{self.path}: run ({image}, {crop}) of {len(value)} bytes is not a "
+                               f"whole number of {self.stride}-byte records")
+        return len(value) // self.stride
+
+    def record_at(self, value, i):
+        """Record i of a value (a zero-copy slice)."""
+        if not self.runs:
+            return value
+        return memoryview(value)[i * self.stride:i * self.stride + self.rec_bytes]
 
 
 def _open_env(path):
@@ -132,7 +154,8 @@ class Cache:
         self.codec = m["codec"]
         self._codec_id = CODEC_IDS[self.codec]
         self.payload_floats = int(m["payload_floats"])
-        self.prepool_shape = tuple(m["prepool_shape"]) if self.codec == "prepool-f32" else None
+        self.prepool_shape = (tuple(m["prepool_shape"]) if self.codec.startswith("prepool-")
+                              else None)
         self.cut = m.get("cut", "pool5")
         self.cut_shape = tuple(m["cut_shape"]) if self.cut == "pool4" else None
         self.image_paths = [_meta.image_path(e) for e in m["images"]]
@@ -343,15 +366,37 @@ class Reader:
         self.close()
 
     def count(self):
-        return sum(t.stat(p.records_db)["entries"] for t, p in zip(self._txns, self.cache._parts))
+        n = 0
+        for t, p in zip(self._txns, self.cache._parts):
+            if not p.runs:
+                n += t.stat(p.records_db)["entries"]
+                continue
+            with t.cursor() as cur:
+                for k, v in cur.iternext(keys=True, values=True):
+                    n += p.count_in(k, v)
+        return n
 
     def keys(self):
         out = []
-        for t in self._txns:
+        for t, p in zip(self._txns, self.cache._parts):
             with t.cursor() as cur:
-                for k in cur.iternext(keys=True, values=False):
-                    out.append(decode_key(k))
+                if not p.runs:
+                    out.extend(decode_key(k) for k in cur.iternext(keys=True, values=False))
+                    continue
+                for k, v in cur.iternext(keys=True, values=True):
+                    out.extend(peek_key(v, i * p.stride) for i in range(p.count_in(k, v)))
         return out
+
+    def _run_records(self, part, key, value, skip_before=None):
+        """Decoded records of one value (a run, or one record), from the first key at or
+        after ``skip_before`` (a (image, crop) pair)."""
+        n = part.count_in(key, value)
+        for i in range(n):
+            rec = part.record_at(value, i)
+            k = key if i == 0 else encode_key(*peek_key(rec))
+            if skip_before is not None and decode_key(k) < skip_before:
+                continue
+            yield self.cache._decode(part, k, rec)
 
     def __iter__(self):
         return self.records_from(0)
@@ -369,9 +414,19 @@ class Reader:
         for k in range(first_part, len(self._txns)):
             part = cache._parts[k]
             with self._txns[k].cursor() as cur:
-                ok = cur.set_range(seek) if seek is not None and k == first_part else cur.first()
+                skip = None
+                if seek is not None and k == first_part:
+                    ok = cur.set_range(seek)
+                    if part.runs and (not ok or cur.key() != seek):
+                        # The record may sit inside the run before.
+                        ok = cur.prev() if ok else cur.last()
+                        if not ok:
+                            ok = cur.first()
+                        skip = decode_key(seek)
+                else:
+                    ok = cur.first()
                 while ok:
-                    yield cache._decode(part, cur.key(), cur.value())
+                    yield from self._run_records(part, cur.key(), cur.value(), skip)
                     ok = cur.next()
 
     def get(self, image, crop):
@@ -379,8 +434,21 @@ class Reader:
         k = self.cache._part_of(image)
         part = self.cache._parts[k]
         key = encode_key(image, crop)
-        v = self._txns[k].get(key)
-        return None if v is None else self.cache._decode(part, key, v)
+        if not part.runs:
+            v = self._txns[k].get(key)
+            return None if v is None else self.cache._decode(part, key, v)
+        with self._txns[k].cursor() as cur:
+            ok = cur.set_range(key)
+            if ok and cur.key() == key:
+                return self.cache._decode(part, key, part.record_at(cur.value(), 0))
+            ok = cur.prev() if ok else cur.last()
+            if not ok:
+                return None
+            value = cur.value()
+            for i in range(part.count_in(cur.key(), value)):
+                if peek_key(value, i * part.stride) == (image, crop):
+                    return self.cache._decode(part, key, part.record_at(value, i))
+            return None
 
     def record(self, i):
         """The i-th record in key order."""

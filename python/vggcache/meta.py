@@ -11,7 +11,8 @@ import os
 from .errors import CorruptError, IncompleteError, MismatchError, NotACacheError, SchemaError
 from .records import CODEC_IDS
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: records in runs, image list under its own key; 1 still reads
+OLDEST_SCHEMA_VERSION = 1
 SHARD_MANIFEST = "shards.json"
 MANIFEST_FORMAT = "vggcache-shard-set"
 
@@ -31,9 +32,13 @@ def image_path(entry):
     return entry["path"]
 
 
-def parse_meta(raw, where):
+def parse_meta(raw, where, images_raw=None):
+    """``images_raw``: schema 2's image list (key ``images``), spliced in when the metadata
+    leaves it out."""
     try:
         m = json.loads(bytes(raw).decode("utf-8"))
+        if isinstance(m, dict) and "images" not in m and images_raw is not None:
+            m["images"] = json.loads(bytes(images_raw).decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as e:
         raise CorruptError(f"{where}: metadata is not valid JSON: {e}") from None
     validate_meta(m, where)
@@ -43,21 +48,23 @@ def parse_meta(raw, where):
 def validate_meta(m, where):
     if not isinstance(m, dict):
         raise CorruptError(f"{where}: malformed cache metadata: not an object")
-    if "schema_version" in m and m["schema_version"] != SCHEMA_VERSION:
+    if "schema_version" in m and not (
+            isinstance(m["schema_version"], int) and
+            OLDEST_SCHEMA_VERSION <= m["schema_version"] <= SCHEMA_VERSION):
         raise SchemaError(f"{where}: schema version {m['schema_version']} is not supported (this "
-                          f"reader reads version {SCHEMA_VERSION})")
+                          f"reader reads versions {OLDEST_SCHEMA_VERSION} to {SCHEMA_VERSION})")
     missing = [k for k in _REQUIRED if k not in m]
     if missing:
         raise CorruptError(f"{where}: malformed cache metadata: no {', '.join(missing)}")
     if m["codec"] not in CODEC_IDS:
         raise SchemaError(f"{where}: unknown codec '{m['codec']}'")
     dim, pf = m["dim"], m["payload_floats"]
-    if m["codec"] == "raw-f32" and pf != dim:
-        raise CorruptError(f"{where}: malformed cache metadata: raw-f32 payload_floats != dim")
-    if m["codec"] == "prepool-f32":
+    if not m["codec"].startswith("prepool-") and pf != dim:
+        raise CorruptError(f"{where}: malformed cache metadata: {m['codec']} payload_floats != dim")
+    if m["codec"].startswith("prepool-"):
         s = m["prepool_shape"]
         if (len(s) != 3 or min(s) <= 0 or s[0] * s[1] * s[2] != pf or s[0] * 49 != dim):
-            raise CorruptError(f"{where}: malformed cache metadata: prepool-f32 needs "
+            raise CorruptError(f"{where}: malformed cache metadata: {m['codec']} needs "
                                "prepool_shape {C, h, w} with C*h*w == payload_floats and "
                                "C*49 == dim")
     cut = m.get("cut", "pool5")

@@ -25,7 +25,12 @@ CRC_OFFSET = 44
 
 CODEC_RAW_F32 = 1
 CODEC_PREPOOL_F32 = 2
-CODEC_IDS = {"raw-f32": CODEC_RAW_F32, "prepool-f32": CODEC_PREPOOL_F32}
+CODEC_RAW_F16 = 3
+CODEC_PREPOOL_F16 = 4
+CODEC_IDS = {"raw-f32": CODEC_RAW_F32, "prepool-f32": CODEC_PREPOOL_F32,
+             "raw-f16": CODEC_RAW_F16, "prepool-f16": CODEC_PREPOOL_F16}
+# Bytes per stored value: float32, or IEEE half (lossy codecs, expanded to float32 on read).
+VALUE_BYTES = {CODEC_RAW_F32: 4, CODEC_PREPOOL_F32: 4, CODEC_RAW_F16: 2, CODEC_PREPOOL_F16: 2}
 CODEC_NAMES = {v: k for k, v in CODEC_IDS.items()}
 
 _HEADER = struct.Struct("<IHHIIiiiiiB3xII")  # up to and including the CRC field (48 bytes)
@@ -35,6 +40,15 @@ CropBox = namedtuple("CropBox", "x y w h flipped")
 CropBox.__doc__ = "Crop rectangle in source pixels (left, top, width, height), flipped after it."
 
 RecordHeader = namedtuple("RecordHeader", "codec image crop label box payload_floats crc")
+
+
+def record_bytes(codec_id, payload_floats):
+    return HEADER_BYTES + VALUE_BYTES[codec_id] * payload_floats
+
+
+def peek_key(value, offset=0):
+    """(image, crop) from a record's header, unchecked (to walk a run of records)."""
+    return struct.unpack_from("<II", value, offset + 8)
 
 
 def encode_key(image, crop):
@@ -72,15 +86,22 @@ def decode_record(value, verify=True, what="record"):
         raise CorruptError(f"{what}: bad record magic")
     if fmt != RECORD_FORMAT:
         raise SchemaError(f"{what}: unknown record format {fmt}")
-    if n != HEADER_BYTES + 4 * payload_floats:
-        raise CorruptError(f"{what}: size {n} does not match {payload_floats} payload floats")
+    if codec not in VALUE_BYTES:
+        raise CorruptError(f"{what}: unknown codec {codec}")
+    if n != record_bytes(codec, payload_floats):
+        raise CorruptError(f"{what}: size {n} does not match {payload_floats} payload values of "
+                           f"{CODEC_NAMES[codec]}")
     if verify:
         computed = record_crc(value)
         if computed != stored:
             raise CorruptError(f"{what}: checksum mismatch (stored {stored}, computed {computed})")
     header = RecordHeader(codec, image, crop, label, CropBox(x, y, w, h, flipped != 0),
                           payload_floats, stored)
-    payload = np.frombuffer(value, dtype="<f4", count=payload_floats, offset=HEADER_BYTES)
+    if VALUE_BYTES[codec] == 2:  # halves, expanded to float32 (a new array)
+        payload = np.frombuffer(value, dtype="<f2", count=payload_floats,
+                                offset=HEADER_BYTES).astype(np.float32)
+    else:
+        payload = np.frombuffer(value, dtype="<f4", count=payload_floats, offset=HEADER_BYTES)
     return header, payload
 
 

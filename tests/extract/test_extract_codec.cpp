@@ -2,12 +2,16 @@
 // it to within 1 ulp of the raw-f32 cache of the same run (every record, at 64, 100 and 150 px),
 // auto picks prepool-f32 below 224 px and raw-f32 at 224 px, the codec takes part in the resume
 // check, `featcache info` shows codec and bytes per record and `featcache export` still writes
-// 25088-d vectors. Uses a few carbike64 images and random:SEED weights.
+// 25088-d vectors. The f16 codecs hold the same run's values to within half's rounding bound.
+// Uses a few carbike64 images and random:SEED weights.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstring>
 
 #include "common/cache.h"
+#include "common/half.h"
+#include "common/prepool.h"
 #include "extract_fixture.h"
 #include "test_util.h"
 
@@ -142,6 +146,85 @@ TEST_F(ExtractCodec, FeatcacheShowsTheCodecAndExportsFullVectors) {
         std::memcmp(npy.data() + header + i * 25088 * sizeof(float), v.data, 25088 * sizeof(float)),
         0)
         << "record " << i;
+}
+
+// Round to nearest even leaves a half within half its spacing of the float: 2^-11 relative for
+// normal halves (|x| ≥ 2^-14, spacing 2^-10 relative), 2^-25 absolute among the subnormals
+// (spacing 2^-24). Every stored value of the f16 cache against the f32 cache of the same run.
+void expect_half_bound(const std::string& f32_dir, const std::string& f16_dir) {
+  auto a = CacheReader::open(f32_dir), b = CacheReader::open(f16_dir);
+  ASSERT_EQ(a->record_count(), b->record_count());
+  ASSERT_GT(a->record_count(), 0u);
+  ASSERT_TRUE(codec_is_half(b->meta().codec));
+  ASSERT_EQ(a->meta().payload_floats, b->meta().payload_floats);
+  ReadTxn ta = a->begin(), tb = b->begin();
+  ta.seek_first();
+  tb.seek_first();
+  RecordView va, vb;
+  double worst_rel = 0, biggest = 0;
+  uint64_t values = 0, subnormal = 0;
+  while (ta.next(&va)) {
+    ASSERT_TRUE(tb.next(&vb));
+    ASSERT_EQ(va.header.image, vb.header.image);
+    ASSERT_EQ(va.header.crop, vb.header.crop);
+    ASSERT_EQ(vb.stored_bytes, 2ull * b->meta().payload_floats);
+    for (uint32_t j = 0; j < a->meta().payload_floats; ++j, ++values) {
+      const double x = va.payload[j], y = vb.payload[j], err = std::fabs(y - x);
+      biggest = std::max(biggest, std::fabs(x));
+      ASSERT_LE(std::fabs(x), kHalfMax) << "beyond half range: " << x;
+      if (std::fabs(x) >= std::ldexp(1.0, -14)) {
+        ASSERT_LE(err, std::ldexp(std::fabs(x), -11)) << x << " -> " << y;
+        worst_rel = std::max(worst_rel, err / std::fabs(x));
+      } else {
+        ASSERT_LE(err, std::ldexp(1.0, -25)) << x << " -> " << y;
+        subnormal += x != 0;
+      }
+      ASSERT_EQ(vb.payload[j], half_to_float(float_to_half(va.payload[j])));  // exactly RNE
+    }
+  }
+  EXPECT_FALSE(tb.next(&vb));
+  std::printf(
+      "%s: %llu values, largest |x| %.3f, worst relative error %.3g (bound %.3g), %llu "
+      "in half's subnormal range\n",
+      f16_dir.c_str(), static_cast<unsigned long long>(values), biggest, worst_rel,
+      std::ldexp(1.0, -11), static_cast<unsigned long long>(subnormal));
+}
+
+TEST_F(ExtractCodec, HalfCodecsHoldTheFloat32ValuesWithinHalfRounding) {
+  VGGCACHE_REQUIRE_CARBIKE(carbike);
+  std::string log;
+  for (const char* codec : {"prepool", "raw"}) {
+    const std::string f32 = tmp_ / fmt::format("{}32", codec),
+                      f16 = tmp_ / fmt::format("{}16", codec);
+    const std::string views = "--size 64 --crops 3 --flip";
+    ASSERT_EQ(extract(f32, fmt::format("{} --codec {}-f32", views, codec), &log), 0) << log;
+    ASSERT_EQ(extract(f16, fmt::format("{} --codec {}-f16", views, codec), &log), 0) << log;
+    EXPECT_EQ(codec_name(read_cache_meta(f16).codec), std::string(codec) + "-f16");
+    expect_half_bound(f32, f16);
+  }
+  // The expanded vector of prepool-f16 is the expansion of the decoded map (not of the floats).
+  auto r = CacheReader::open(tmp_ / "prepool16");
+  ReadTxn t = r->begin();
+  RecordView v;
+  ASSERT_TRUE(t.get(0, 1, &v));
+  std::vector<float> want(25088);
+  expand_prepool(v.payload, 512, 2, 2, want.data());
+  EXPECT_EQ(std::memcmp(want.data(), v.data, want.size() * 4), 0);
+
+  const std::string featcache = shell_quote(testing::bin_dir() + "/featcache");
+  ASSERT_EQ(testing::run_command(featcache + " info " + shell_quote(tmp_ / "prepool16"), &log), 0)
+      << log;
+  auto info = nlohmann::json::parse(log);
+  EXPECT_EQ(info["codec"], "prepool-f16");
+  EXPECT_EQ(info["bytes_per_record"], 64 + 512 * 2 * 2 * 2);
+  EXPECT_NE(info["codec_precision"].get<std::string>().find("lossy: max relative error 2^-11"),
+            std::string::npos)
+      << log;
+  EXPECT_EQ(info["disk"]["payload_bytes"], 12 * 512 * 2 * 2 * 2);
+  // f16 halves pool4's raw maps too, which fine-tuning reads as float32: refused there.
+  EXPECT_EQ(extract(tmp_ / "p4", "--cut pool4 --codec raw-f16", &log), 2) << log;
+  EXPECT_NE(log.find("--codec raw-f16"), std::string::npos) << log;
+  EXPECT_EQ(extract(tmp_ / "p4", "--cut pool4 --codec prepool-f16", &log), 2) << log;
 }
 
 }  // namespace

@@ -1,0 +1,337 @@
+// Schema 2's page-tight layout (common/cache.h): records in runs that fill whole LMDB pages. The
+// cache's size against its payload for every codec and size, lookups and scans that cross runs,
+// resume that rewrites the open run, damage inside a run, and schema 1 caches still read.
+#include <gtest/gtest.h>
+#include <lmdb.h>
+
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <set>
+
+#include "common/cache.h"
+#include "common/cache_check.h"
+#include "common/error.h"
+#include "common/half.h"
+#include "common/splitmix64.h"
+#include "test_util.h"
+
+namespace vggcache {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::TempDir;
+
+// A deterministic, ReLU-like value per (image, crop, j): zero or a positive float of any scale.
+float value(uint32_t image, uint32_t crop, uint32_t j) {
+  const uint64_t z = splitmix64((uint64_t{image} << 40) ^ (uint64_t{crop} << 24) ^ j);
+  if (z & 1) return 0.f;
+  return static_cast<float>(z >> 40) * 1e-5f;  // up to ~168
+}
+
+CacheMeta make_meta(Codec codec, int size, bool eval, uint32_t images, uint32_t dim = 25088) {
+  CacheMeta m;
+  m.tool_version = "test";
+  m.codec = codec;
+  m.dim = dim;
+  m.payload_floats = dim;
+  if (codec_is_prepool(codec)) {
+    const int side = size / 32;  // VGG16's last map: five floor-halvings
+    m.prepool_shape = {512, side, side};
+    m.payload_floats = 512u * side * side;
+  }
+  m.classes = {"bicycle", "car"};
+  for (uint32_t i = 0; i < images; ++i)
+    m.images.push_back({"c/" + std::to_string(i) + ".jpg", 100 + i, "ab" + std::to_string(i),
+                        static_cast<int32_t>(i % 2)});
+  m.weights = {"random:1", "", true};
+  m.preprocess.size = size;
+  m.preprocess.eval = eval;
+  m.preprocess.crops = eval ? 1 : 10;
+  return m;
+}
+
+uint32_t crops_of(const CacheMeta& m) {
+  return m.preprocess.eval ? 1 : static_cast<uint32_t>(m.preprocess.crops);
+}
+
+// Writes images [from, to) (all crops) `per_batch` images per transaction, leaving out `skip`.
+void write_images(CacheWriter& w, uint32_t from, uint32_t to, uint32_t per_batch,
+                  const std::set<uint32_t>& skip = {}) {
+  const CacheMeta& m = w.meta();
+  const uint32_t crops = crops_of(m), n = m.payload_floats;
+  std::vector<float> buf;
+  for (uint32_t b = from; b < to; b += per_batch) {
+    const uint32_t e = std::min(to, b + per_batch);
+    buf.assign(size_t{e - b} * crops * n, 0.f);
+    std::vector<RecordIn> recs;
+    for (uint32_t i = b; i < e; ++i) {
+      if (skip.count(i)) {
+        w.mutable_meta().skipped.push_back({i, m.images[i].path, "unreadable"});
+        continue;
+      }
+      for (uint32_t k = 0; k < crops; ++k) {
+        float* d = buf.data() + recs.size() * n;
+        for (uint32_t j = 0; j < n; ++j) d[j] = value(i, k, j);
+        recs.push_back({i, k, static_cast<int32_t>(i % 2), {int32_t(k), 1, 2, 3, false}, d});
+      }
+    }
+    w.put_batch(recs, e);
+  }
+}
+
+std::string fmt_dir(Codec codec, int size, bool eval, int schema) {
+  return std::string(codec_name(codec)) + "_" + std::to_string(size) + (eval ? "e" : "c") + "_s" +
+         std::to_string(schema);
+}
+
+double ratio(const std::string& dir) {
+  auto r = CacheReader::open(dir);
+  const CacheMeta& m = r->meta();
+  const double payload = static_cast<double>(r->record_count()) * m.payload_floats *
+                         static_cast<double>(codec_value_bytes(m.codec));
+  return static_cast<double>(fs::file_size(fs::path(dir) / "data.mdb")) / payload;
+}
+
+// LMDB entries (values) in the records database, and each one's key and size.
+std::vector<std::pair<std::string, size_t>> raw_values(const std::string& dir) {
+  MDB_env* env = nullptr;
+  mdb_env_create(&env);
+  mdb_env_set_maxdbs(env, 4);
+  EXPECT_EQ(mdb_env_open(env, dir.c_str(), MDB_RDONLY, 0644), 0);
+  MDB_txn* txn = nullptr;
+  mdb_txn_begin(env, nullptr, MDB_RDONLY, &txn);
+  MDB_dbi dbi;
+  EXPECT_EQ(mdb_dbi_open(txn, "records", 0, &dbi), 0);
+  MDB_cursor* c = nullptr;
+  mdb_cursor_open(txn, dbi, &c);
+  std::vector<std::pair<std::string, size_t>> out;
+  MDB_val k, v;
+  for (int rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
+       rc = mdb_cursor_get(c, &k, &v, MDB_NEXT))
+    out.emplace_back(std::string(static_cast<const char*>(k.mv_data), k.mv_size), v.mv_size);
+  mdb_cursor_close(c);
+  mdb_txn_abort(txn);
+  mdb_env_close(env);
+  return out;
+}
+
+void expect_record(const RecordView& v, uint32_t image, uint32_t crop, const CacheMeta& m) {
+  ASSERT_EQ(v.header.image, image);
+  ASSERT_EQ(v.header.crop, crop);
+  ASSERT_EQ(v.header.label, static_cast<int32_t>(image % 2));
+  ASSERT_EQ(v.header.box.x, static_cast<int32_t>(crop));
+  for (uint32_t j = 0; j < m.payload_floats; ++j) {
+    const float want = codec_is_half(m.codec) ? half_to_float(float_to_half(value(image, crop, j)))
+                                              : value(image, crop, j);
+    ASSERT_EQ(v.payload[j], want) << j;
+  }
+}
+
+TEST(PageTight, RunsFillPagesForEveryCodecAndSize) {
+  TempDir tmp;
+  std::printf("%-12s %4s %5s %9s %10s %10s\n", "codec", "px", "views", "record_B", "schema1",
+              "schema2");
+  for (Codec codec : {Codec::kRawF32, Codec::kPrepoolF32, Codec::kRawF16, Codec::kPrepoolF16})
+    for (int size : {64, 100, 150, 224})
+      for (bool eval : {false, true}) {
+        const CacheMeta probe = make_meta(codec, size, eval, 1);
+        const size_t payload = probe.payload_floats * codec_value_bytes(codec);
+        // About 3 MB of payload (6 MB for 4 KB maps), so LMDB's ~14 fixed and copied-on-write
+        // pages weigh ≤ 1%; at least 3 batches. The image list (~55 bytes an image here) is
+        // 1.3% of a 4 KB payload at any size.
+        const size_t target = payload < 8192 ? 6u << 20 : 3u << 20;
+        const uint32_t images =
+            std::max<uint32_t>(6, static_cast<uint32_t>(target / (payload * crops_of(probe)) + 1));
+        const uint32_t per_batch = std::max<uint32_t>(1, images / 3 + 1);
+        double r[2];
+        for (int schema : {1, 2}) {
+          if (schema == 1 && codec_is_half(codec)) {  // f16 caches are schema 2 only
+            r[0] = 0;
+            continue;
+          }
+          const std::string dir = tmp / fmt_dir(codec, size, eval, schema);
+          WriterOptions o;
+          o.schema_version = schema;
+          o.initial_map_bytes = 64u << 20;
+          auto w = CacheWriter::open(dir, make_meta(codec, size, eval, images), o);
+          write_images(*w, 0, images, per_batch);
+          w->finish();
+          w.reset();
+          r[schema - 1] = ratio(dir);
+          fs::remove_all(dir);
+        }
+        const std::string old = r[0] > 0 ? std::to_string(r[0]).substr(0, 6) : "-";
+        std::printf("%-12s %4d %5s %9zu %10s %10.4f\n", codec_name(codec), size, eval ? "1" : "10",
+                    record_bytes(codec, probe.payload_floats), old.c_str(), r[1]);
+        EXPECT_LE(r[1], 1.05) << codec_name(codec) << " " << size << (eval ? " eval" : "");
+      }
+}
+
+TEST(PageTight, LookupsSeeksAndScansCrossRuns) {
+  TempDir tmp;
+  // 50 floats: 264-byte records, 272 apart, 15 to a one-page run; 7 crops so runs and images
+  // and batches all cut at different places; skipped images leave gaps in the keys.
+  CacheMeta m = make_meta(Codec::kRawF32, 64, false, 40, 50);
+  m.preprocess.crops = 7;
+  const std::set<uint32_t> skip{3, 17, 18};
+  auto w = CacheWriter::open(tmp / "c", m);
+  write_images(*w, 0, 40, 6, skip);
+  w->finish();
+  w.reset();
+  const auto values = raw_values(tmp / "c");
+  const uint32_t records = (40 - 3) * 7;
+  // Each batch of 6 images: full runs of 15, then the rest (runs never span batches).
+  std::vector<size_t> want;
+  for (uint32_t b = 0; b < 40; b += 6) {
+    uint32_t n = 0;
+    for (uint32_t i = b; i < std::min(40u, b + 6); ++i) n += skip.count(i) ? 0 : 7;
+    for (; n > 0; n -= std::min(n, 15u)) want.push_back(std::min(n, 15u) * 272);
+  }
+  ASSERT_EQ(values.size(), want.size());
+  for (size_t i = 0; i < values.size(); ++i) EXPECT_EQ(values[i].second, want[i]) << i;
+  auto r = CacheReader::open(tmp / "c");
+  EXPECT_EQ(r->record_count(), records);
+  ReadTxn t = r->begin();
+  RecordView v;
+  for (uint32_t i = 0; i < 41; ++i)
+    for (uint32_t k = 0; k < 8; ++k) {
+      const bool there = i < 40 && k < 7 && !skip.count(i);
+      ASSERT_EQ(t.get(i, k, &v), there) << i << "," << k;
+      if (there) expect_record(v, i, k, r->meta());
+    }
+  // A scan from any point, with lookups in between that must not move it.
+  for (uint32_t from : {0u, 2u, 3u, 9u, 17u, 39u, 40u}) {
+    t.seek(from, 4);
+    uint32_t i = from, k = 4, n = 0;
+    while (skip.count(i)) ++i, k = 0;
+    while (t.next(&v)) {
+      expect_record(v, i, k, r->meta());
+      ++n;
+      RecordView other;
+      ASSERT_TRUE(t.get(0, 6, &other));
+      if (++k == 7) {
+        k = 0;
+        do ++i;
+        while (skip.count(i));
+      }
+    }
+    EXPECT_EQ(i, 40u) << from;
+    EXPECT_GT(n + (from >= 40 ? 1 : 0), 0u);
+  }
+  const VerifyReport rep = verify_cache(tmp / "c");
+  EXPECT_TRUE(rep.problems.empty()) << rep.problems[0];
+}
+
+TEST(PageTight, ResumeEndsWithTheRunsOfACleanRun) {
+  TempDir tmp;
+  CacheMeta m = make_meta(Codec::kPrepoolF16, 64, false, 30);
+  auto clean = CacheWriter::open(tmp / "clean", m);
+  write_images(*clean, 0, 30, 4);
+  clean->finish();
+  clean.reset();
+  for (uint32_t stop : {4u, 8u, 12u, 28u}) {  // interrupted after whole batches, then resumed
+    const std::string dir = tmp / ("cut" + std::to_string(stop));
+    {
+      auto w = CacheWriter::open(dir, m);
+      write_images(*w, 0, stop, 4);
+    }
+    auto w = CacheWriter::open(dir, m);
+    ASSERT_EQ(w->meta().next_image, stop);
+    write_images(*w, stop, 30, 4);
+    w->finish();
+    w.reset();
+    EXPECT_EQ(diff_caches(tmp / "clean", dir), "") << stop;
+    EXPECT_EQ(raw_values(tmp / "clean"), raw_values(dir)) << stop;
+  }
+}
+
+// Flips one payload byte of record (image, crop), found by its header in data.mdb.
+void damage(const std::string& dir, uint32_t image, uint32_t crop) {
+  std::string bytes = testing::read_file(dir + "/data.mdb");
+  unsigned char want[8];
+  std::memcpy(want, &image, 4);
+  std::memcpy(want + 4, &crop, 4);
+  size_t at = std::string::npos;
+  for (size_t p = bytes.find("VGCR"); p != std::string::npos; p = bytes.find("VGCR", p + 1))
+    if (std::memcmp(bytes.data() + p + 8, want, 8) == 0) at = p;
+  ASSERT_NE(at, std::string::npos);
+  bytes[at + 64 + 5] ^= 0x10;
+  testing::write_file(dir + "/data.mdb", bytes);
+}
+
+TEST(PageTight, DamageInsideARunNamesTheRecord) {
+  TempDir tmp;
+  CacheMeta m = make_meta(Codec::kPrepoolF32, 64, false, 8);
+  auto w = CacheWriter::open(tmp / "c", m);
+  write_images(*w, 0, 8, 8);
+  w->finish();
+  w.reset();
+  damage(tmp / "c", 2, 5);
+  auto r = CacheReader::open(tmp / "c");
+  ReadTxn t = r->begin();
+  RecordView v;
+  try {
+    t.get(2, 5, &v);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kCorrupt);
+    EXPECT_NE(std::string(e.what()).find("record (2, 5): checksum mismatch"), std::string::npos)
+        << e.what();
+  }
+  ASSERT_TRUE(t.get(2, 4, &v));  // its neighbours in the run still read
+  expect_record(v, 2, 4, r->meta());
+  ASSERT_TRUE(t.get(2, 6, &v));
+  expect_record(v, 2, 6, r->meta());
+  const VerifyReport rep = verify_cache(tmp / "c");
+  ASSERT_EQ(rep.problems.size(), 2u);
+  EXPECT_NE(rep.problems[0].find("record (2, 5): checksum mismatch"), std::string::npos)
+      << rep.problems[0];
+  EXPECT_EQ(rep.problems[1], "image 2 has 9 records, expected 10");  // the others all read
+  EXPECT_EQ(rep.records, 80u);
+}
+
+TEST(PageTight, SchemaOneCachesStillReadVerifyAndResume) {
+  TempDir tmp;
+  CacheMeta m = make_meta(Codec::kPrepoolF32, 64, false, 12);
+  WriterOptions old;
+  old.schema_version = 1;
+  {
+    auto w = CacheWriter::open(tmp / "old", m, old);
+    write_images(*w, 0, 6, 3);
+  }
+  EXPECT_EQ(read_cache_meta(tmp / "old").schema_version, 1);
+  auto w = CacheWriter::open(tmp / "old", m);  // resumes in the stored (old) layout
+  write_images(*w, 6, 12, 3);
+  w->finish();
+  w.reset();
+  EXPECT_EQ(read_cache_meta(tmp / "old").schema_version, 1);
+  const auto values = raw_values(tmp / "old");
+  ASSERT_EQ(values.size(), 120u);  // one value per record
+  EXPECT_EQ(values[0].second, record_bytes(m.payload_floats));
+  auto r = CacheReader::open(tmp / "old");
+  EXPECT_EQ(r->record_count(), 120u);
+  ReadTxn t = r->begin();
+  RecordView v;
+  for (uint32_t i = 0; i < 12; ++i)
+    for (uint32_t k = 0; k < 10; ++k) {
+      ASSERT_TRUE(t.get(i, k, &v));
+      expect_record(v, i, k, r->meta());
+    }
+  EXPECT_FALSE(t.get(12, 0, &v));
+  t.seek(5, 3);
+  ASSERT_TRUE(t.next(&v));
+  expect_record(v, 5, 3, r->meta());
+  EXPECT_TRUE(verify_cache(tmp / "old").problems.empty());
+  // The same records in the new layout: the old cache reads exactly as a new one.
+  auto n = CacheWriter::open(tmp / "new", m);
+  write_images(*n, 0, 12, 3);
+  n->finish();
+  n.reset();
+  EXPECT_EQ(diff_caches(tmp / "old", tmp / "new"), "");
+  EXPECT_LT(fs::file_size(tmp / "new/data.mdb"), fs::file_size(tmp / "old/data.mdb"));
+}
+
+}  // namespace
+}  // namespace vggcache
