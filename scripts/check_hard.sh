@@ -60,7 +60,7 @@ SAN_EXCLUDE=${SAN_EXCLUDE:-'StatParity|^ImbalanceTorch\.|^Export(Onnx)?\.(PyTorc
 # is single-threaded, and so is the export's refusal of a tuned head (its set-up fine-tunes one;
 # ASan keeps it). TorchScript modules and ResNet-50 run in LibTorch's own thread pools, which TSan
 # does not see into; ASan runs their loaders and refusals.
-TSAN_EXCLUDE=${TSAN_EXCLUDE:-'SweepCli\.KilledSweepResumes|^slurm_cluster$|^FineTuneParity\.|^PthReaderVgg16\.FullSizeFiles$|^Export\.RefusesATunedHead|^FineTuneRun\.ClassWeights|^TorchScript\.|^ResNet50\.|^scale_cgroup$'}
+TSAN_EXCLUDE=${TSAN_EXCLUDE:-'SweepCli\.KilledSweepResumes|^slurm_cluster$|^FineTuneParity\.|^PthReaderVgg16\.FullSizeFiles$|^Export\.RefusesATunedHead|^FineTuneRun\.ClassWeights|^TorchScript\.|^ResNet50\.|^scale_cgroup$|^PageTight\.RunsFill|^ExtractCodec\.HalfCodecs'}
 
 # -O1 -g1, not RelWithDebInfo's -O2 -g: the optimisation level the sanitizers' documentation
 # recommends, line tables for the reports' stack traces, and half the compile time (GCC with
