@@ -48,10 +48,12 @@ std::string caches_table(const json& s) {
                     value_text(c.value("fingerprint", json(""))),
                     value_text(c.value("feature_fingerprint", json(""))),
                     value_text(c.value("images", json(0))), value_text(c.value("records", json(0))),
-                    value_text(c.value("crops", json(0))), value_text(c.value("view", json("")))});
+                    value_text(c.value("crops", json(0))), value_text(c.value("view", json(""))),
+                    value_text(c.value("codec", json(""))) + " (" +
+                        value_text(c.value("codec_precision", json("exact"))) + ")"});
   }
   return html_table({"cache", "directory", "fingerprint", "feature fingerprint", "images",
-                     "records", "views", "view"},
+                     "records", "views", "view", "codec"},
                     rows);
 }
 

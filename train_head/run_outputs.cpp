@@ -113,6 +113,9 @@ json cache_json(const CacheMeta& m, const std::string& dir, int images) {
           {"fingerprint", m.fingerprint()},
           {"feature_fingerprint", m.feature_fingerprint()},
           {"features", feature_settings(m)},
+          // The f16 codecs are lossy: a head trained on them says so in its summary and report.
+          {"codec", codec_name(m.codec)},
+          {"codec_precision", codec_precision_note(m.codec)},
           {"images", images},
           {"records", m.records},
           {"crops", m.preprocess.crops},

@@ -113,6 +113,36 @@ TEST_F(ReportRunTest, WritesSelfContainedPageAndFigures) {
       EXPECT_NE(html.find(">" + std::to_string(c.get<int64_t>()) + "</text>"), std::string::npos);
 }
 
+// A head trained on an f16 cache says in its summary and report that its features were rounded
+// to halves; an f32 one that they are exact.
+TEST_F(ReportRunTest, LossyCodecIsStated) {
+  for (const Codec codec : {Codec::kRawF16, Codec::kRawF32}) {
+    const std::string dir = tmp_ / codec_name(codec);
+    testing::SyntheticSpec spec;
+    spec.codec = codec;
+    testing::make_synthetic_cache(dir + "/train", spec);
+    spec.seed = 2;
+    testing::make_synthetic_cache(dir + "/test", spec);
+    std::string log;
+    ASSERT_EQ(testing::run_command(testing::shell_quote(testing::bin_dir() + "/train_head") +
+                                       " --train " + dir + "/train --test " + dir +
+                                       "/test --out " + dir + "/run --epochs 1 --hidden 8",
+                                   &log),
+              0)
+        << log;
+    const json s = json::parse(testing::read_file(dir + "/run/summary.json"));
+    const bool half = codec == Codec::kRawF16;
+    for (const char* which : {"train_cache", "test_cache"}) {
+      EXPECT_EQ(s.at(which).at("codec"), codec_name(codec));
+      EXPECT_EQ(s.at(which).at("codec_precision").get<std::string>().rfind("lossy", 0) == 0, half)
+          << s.at(which).dump();
+    }
+    const std::string html = testing::read_file(dir + "/run/report.html");
+    EXPECT_EQ(html.find("raw-f16 (lossy: max relative error 2^-11") != std::string::npos, half);
+    EXPECT_EQ(html.find("raw-f32 (exact float32)") != std::string::npos, !half);
+  }
+}
+
 TEST_F(ReportRunTest, AucAgreesWithNumpy) {
   testing::ReportRun r = testing::run_for_report(tmp_, 2, 40, tmp_ / "nowhere");
   ASSERT_EQ(r.rc, 0) << r.output;

@@ -46,6 +46,7 @@ struct SyntheticSpec {
   std::string weights = "random:1";
   int size = 64;
   std::string source_dir = "synthetic";  // the report looks for the images here
+  Codec codec = Codec::kRawF32;           // kRawF16: the vectors stored as halves (lossy)
 };
 
 // Writes a complete cache of ReLU-like vectors max(0, centre[label] + noise) and returns its meta.
@@ -59,6 +60,7 @@ inline CacheMeta make_synthetic_cache(const std::string& dir, const SyntheticSpe
   CacheMeta meta;
   meta.tool_version = "test";
   meta.dim = meta.payload_floats = spec.dim;
+  meta.codec = spec.codec;
   for (int c = 0; c < classes; ++c) meta.classes.push_back("class" + std::to_string(c));
   meta.source_dir = spec.source_dir;
   meta.weights.name = spec.weights;
