@@ -196,7 +196,7 @@ std::vector<float> Block5::forward(const std::vector<float>& x, int n, int h, in
 }
 
 Block5Gradients Block5::backward(const Block5Activations& act, const std::vector<float>& d_out,
-                                 std::vector<float>* d_x) const {
+                                 std::vector<float>* d_x, Block5Gradients recycled) const {
   check_ready();
   check_activations(act);
   const int n = act.n, ph = act.h / 2, pw = act.w / 2;
@@ -220,11 +220,11 @@ Block5Gradients Block5::backward(const Block5Activations& act, const std::vector
           for (int xx = x0; xx < x1; ++xx) dp[y * pw + xx] += share;
       }
   }
-  return backward_pool5(act, std::move(d_pooled), d_x);
+  return backward_pool5(act, std::move(d_pooled), d_x, std::move(recycled));
 }
 
 Block5Gradients Block5::backward_pool5(const Block5Activations& act, std::vector<float> d_pool5,
-                                       std::vector<float>* d_x) const {
+                                       std::vector<float>* d_x, Block5Gradients recycled) const {
   check_ready();
   check_activations(act);
   const int n = act.n, h = act.h, w = act.w;
@@ -244,7 +244,7 @@ Block5Gradients Block5::backward_pool5(const Block5Activations& act, std::vector
     for (size_t p = 0; p < pplane; ++p) dst[pick[p]] = dp[p];
   }
 
-  Block5Gradients grads;
+  Block5Gradients grads = std::move(recycled);
   const Conv3x3Shape shape{n, kC, kC, h, w};
   for (int i = 2; i >= 0; --i) {
     relu_backward_in_place(act.relu[i], d);

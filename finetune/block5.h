@@ -92,8 +92,10 @@ class Block5 {
 
   // The gradients of a loss from d_out = ∂loss/∂out (n × 25088) for the batch act came from. When
   // d_x is not null it receives ∂loss/∂x (n × 512 × h × w); pool4 inputs do not need it.
+  // `recycled`: earlier gradients whose buffers are reused (a training step's 28 MB would
+  // otherwise be allocated and zeroed every step); their values are overwritten.
   Block5Gradients backward(const Block5Activations& act, const std::vector<float>& d_out,
-                           std::vector<float>* d_x = nullptr) const;
+                           std::vector<float>* d_x = nullptr, Block5Gradients recycled = {}) const;
 
   // The same two passes stopped at pool5: forward_pool5() gives the pool5 map, n × 512 × ⌊h/2⌋ ×
   // ⌊w/2⌋, that forward() averages into 7 × 7 windows (block5_avgpool_cells()), and
@@ -103,7 +105,8 @@ class Block5 {
                                    Block5Activations* act,
                                    Block5Conv conv = Block5Conv::kDirect) const;
   Block5Gradients backward_pool5(const Block5Activations& act, std::vector<float> d_pool5,
-                                 std::vector<float>* d_x = nullptr) const;
+                                 std::vector<float>* d_x = nullptr,
+                                 Block5Gradients recycled = {}) const;
 
  private:
   void check_ready() const;

@@ -114,8 +114,14 @@ FineTuneStats FineTuner::step(const std::vector<float>& x, int n, int h, int w,
                           labels, step_key, &stats);
   }
   if (!config_.freeze_block5) {
-    Block5Gradients g =
-        compact ? block5_.backward_pool5(act_, d_feat_) : block5_.backward(act_, d_feat_);
+    Block5Gradients recycled;  // last step's gradient buffers, refilled
+    for (int i = 0; i < 3; ++i) {
+      recycled.weight[i] = std::move(params_[2 * i].grad);
+      recycled.bias[i] = std::move(params_[2 * i + 1].grad);
+    }
+    Block5Gradients g = compact
+                            ? block5_.backward_pool5(act_, d_feat_, nullptr, std::move(recycled))
+                            : block5_.backward(act_, d_feat_, nullptr, std::move(recycled));
     for (int i = 0; i < 3; ++i) {
       params_[2 * i].grad = std::move(g.weight[i]);
       params_[2 * i + 1].grad = std::move(g.bias[i]);
