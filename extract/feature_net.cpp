@@ -52,19 +52,7 @@ class Vgg16Net : public FeatureNet {
     std::memcpy(out, z.data_ptr<float>(), sizeof(float) * static_cast<size_t>(z.numel()));
   }
 
-  uint64_t free_device_bytes() const override {
-#ifdef VGGCACHE_TORCH_CUDA
-    if (net_.device().is_cuda()) {
-      size_t free = 0, total = 0;
-      if (cudaError_t err = cudaMemGetInfo(&free, &total); err != cudaSuccess) {
-        throw Error(ErrorKind::kIo, fmt::format("--device cuda: cudaMemGetInfo failed: {}",
-                                                cudaGetErrorString(err)));
-      }
-      return free;
-    }
-#endif
-    return FeatureNet::free_device_bytes();
-  }
+  uint64_t free_device_bytes() const override { return device_free_bytes(net_.device()); }
 
   void forward_prepool(const float* in, int n, int size, float* out) override {
     torch::Tensor x = torch::from_blob(const_cast<float*>(in), {n, 3, size, size}, torch::kFloat32);
@@ -83,6 +71,21 @@ std::vector<int> FeatureNet::pool4_shape(int) const {
 }
 
 uint64_t FeatureNet::free_device_bytes() const {
+  throw Error(ErrorKind::kInvalidArgument,
+              "free device memory is known only for --device cuda with a CUDA LibTorch");
+}
+
+uint64_t device_free_bytes(const torch::Device& device) {
+#ifdef VGGCACHE_TORCH_CUDA
+  if (device.is_cuda()) {
+    size_t free = 0, total = 0;
+    if (cudaError_t err = cudaMemGetInfo(&free, &total); err != cudaSuccess)
+      throw Error(ErrorKind::kIo,
+                  fmt::format("--device cuda: cudaMemGetInfo failed: {}", cudaGetErrorString(err)));
+    return free;
+  }
+#endif
+  (void)device;
   throw Error(ErrorKind::kInvalidArgument,
               "free device memory is known only for --device cuda with a CUDA LibTorch");
 }

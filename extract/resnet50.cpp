@@ -11,10 +11,6 @@
 #include <cstring>
 #include <filesystem>
 #include <set>
-// Only a LibTorch with CUDA brings CUDA's headers (CMake sets VGGCACHE_TORCH_CUDA for it).
-#ifdef VGGCACHE_TORCH_CUDA
-#include <cuda_runtime_api.h>
-#endif
 
 #include "common/error.h"
 #include "common/sha256.h"
@@ -214,19 +210,7 @@ class Resnet50Net : public FeatureNet {
   std::vector<int> pool4_shape(int) const override { throw no_vgg_layer(); }
   void forward_pool4(const float*, int, int, float*) override { throw no_vgg_layer(); }
 
-  uint64_t free_device_bytes() const override {
-#ifdef VGGCACHE_TORCH_CUDA
-    if (device_.is_cuda()) {
-      size_t free = 0, total = 0;
-      if (cudaError_t err = cudaMemGetInfo(&free, &total); err != cudaSuccess) {
-        throw Error(ErrorKind::kIo, fmt::format("--device cuda: cudaMemGetInfo failed: {}",
-                                                cudaGetErrorString(err)));
-      }
-      return free;
-    }
-#endif
-    return FeatureNet::free_device_bytes();
-  }
+  uint64_t free_device_bytes() const override { return device_free_bytes(device_); }
 
  private:
   // Before any tensor is converted: a VGG16 file (the other backbone's, the likely mistake) is
@@ -292,24 +276,6 @@ class Resnet50Net : public FeatureNet {
   std::vector<FoldedBlock> blocks_;
 };
 
-// "random:SEED" → SEED; throws Error(kInvalidArgument) for anything but a non-negative integer.
-uint64_t parse_seed(const std::string& spec) {
-  const std::string digits = spec.substr(std::strlen("random:"));
-  size_t used = 0;
-  uint64_t seed = 0;
-  try {
-    if (!digits.empty() && digits[0] != '-') seed = std::stoull(digits, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used == 0 || used != digits.size()) {
-    throw Error(
-        ErrorKind::kInvalidArgument,
-        fmt::format("--weights {}: expected random:SEED with a non-negative integer SEED", spec));
-  }
-  return seed;
-}
-
 }  // namespace
 
 StateDict resnet50_random_state_dict(uint64_t seed) {
@@ -367,7 +333,7 @@ std::unique_ptr<FeatureNet> make_resnet50_net(const NetOptions& options, Weights
   const torch::ScalarType dtype = precision_dtype(options.precision, device);
   const std::string& spec = options.weights;
   if (spec.rfind("random:", 0) == 0) {
-    const uint64_t seed = parse_seed(spec);
+    const uint64_t seed = parse_random_seed(spec);
     StateDict sd = resnet50_random_state_dict(seed);
     sd.erase("fc.weight");
     sd.erase("fc.bias");

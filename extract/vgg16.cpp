@@ -263,24 +263,27 @@ torch::ScalarType precision_dtype(const std::string& name, torch::Device device)
               fmt::format("--precision must be fp32, bf16 or fp16 (got {})", name));
 }
 
+uint64_t parse_random_seed(const std::string& spec) {
+  const std::string digits = spec.substr(spec.find(':') + 1);
+  uint64_t seed = 0;
+  size_t used = 0;
+  try {
+    if (digits.empty() || digits[0] == '-') throw std::invalid_argument("sign");
+    seed = std::stoull(digits, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used == 0 || used != digits.size())
+    throw Error(
+        ErrorKind::kInvalidArgument,
+        fmt::format("--weights {}: expected random:SEED with a non-negative integer SEED", spec));
+  return seed;
+}
+
 Vgg16Features load_vgg16(const std::string& spec, torch::Device device, WeightsIdentity* id,
                          torch::ScalarType dtype) {
-  const std::string kRandom = "random:";
-  if (spec.rfind(kRandom, 0) == 0) {
-    std::string digits = spec.substr(kRandom.size());
-    uint64_t seed = 0;
-    size_t used = 0;
-    try {
-      if (digits.empty() || digits[0] == '-') throw std::invalid_argument("sign");
-      seed = std::stoull(digits, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used == 0 || used != digits.size()) {
-      throw Error(
-          ErrorKind::kInvalidArgument,
-          fmt::format("--weights {}: expected random:SEED with a non-negative integer SEED", spec));
-    }
+  if (spec.rfind("random:", 0) == 0) {
+    const uint64_t seed = parse_random_seed(spec);
     if (id) *id = WeightsIdentity{fmt::format("random:{}", seed), "", true};
     return Vgg16Features(seed, device, dtype);
   }

@@ -46,6 +46,14 @@ class Vgg16Features {
 // convolution in LibTorch, and for bf16 on a CPU where cpu_runs_bf16_conv() is false.
 torch::ScalarType precision_dtype(const std::string& name, torch::Device device);
 
+// "random:SEED" → SEED; Error(kInvalidArgument) naming the spec unless SEED is a non-negative
+// integer. Shared by every backbone's --weights.
+uint64_t parse_random_seed(const std::string& spec);
+
+// Bytes free on `device` now when it is a GPU of a CUDA LibTorch (the networks'
+// FeatureNet::free_device_bytes()); elsewhere FeatureNet's Error(kInvalidArgument).
+uint64_t device_free_bytes(const torch::Device& device);
+
 // Loads weights from FILE or "random:SEED" and fills `id` (name, sha256, random flag); the network
 // then runs in `dtype` (weights rounded to it once). Throws Error(kBadWeights / kInvalidArgument)
 // with a clear message.
