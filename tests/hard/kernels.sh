@@ -110,7 +110,8 @@ STAT=${KERNELS_STAT:-Haswell}
 each_kernel OpenBLAS blas "Haswell SkylakeX Cooperlake Zen Sandybridge" OPENBLAS_CORETYPE \
   "test_compact|*" "test_train_parity|*" "test_train_units|*" \
   "test_sweep_cli|*EqualsItsSingleRun*:*EqualSingleRunsToo*" "test_block5|*" "test_probe|*" \
-  "test_finetune_run|*Frozen*:*ClassWeights*"
+  "test_finetune_run|*Frozen*:*ClassWeights*" "test_winograd|*" \
+  "test_finetune_step|*Compact*:*Threads*"
 # oneDNN: VGG16's convolutions in LibTorch (ours and torchvision's reference alike).
 each_kernel oneDNN dnn "AVX2 AVX512_CORE AVX512_CORE_VNNI AVX512_CORE_BF16" \
   "ONEDNN_MAX_CPU_ISA DNNL_MAX_CPU_ISA" \
