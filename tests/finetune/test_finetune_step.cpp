@@ -293,10 +293,10 @@ TEST(FineTuneParity, WinogradSgdLossesMatchTorch) {
   run_parity(c, 2, kDense, true);
 }
 TEST(FineTuneParity, WinogradAdamLossesMatchTorch) {
-  FineTuneConfig c = adam_config();  // a tenth of the rates: the dense maps saturate at 1e-3
+  FineTuneConfig c = adam_config();  // a twentieth of the rates: the dense maps saturate at 1e-3
   c.block5_conv = Block5Conv::kWinograd;
-  c.lr /= 10;
-  c.lr_block5 /= 10;
+  c.lr /= 20;
+  c.lr_block5 /= 20;
   run_parity(c, 2, kDense, true);
 }
 
