@@ -231,6 +231,14 @@ struct ReadTxn::Impl {
     return field == 0 ? image : crop;
   }
 
+  // Where (image, crop) lies in a run whose first record is (ki, kc) when no image inside it was
+  // skipped; UINT64_MAX when it cannot lie there (before the run, or a crop the cache lacks).
+  uint64_t expected_index(uint32_t ki, uint32_t kc, uint32_t image, uint32_t crop) const {
+    const uint64_t crops = reader->meta.preprocess.eval ? 1 : reader->meta.preprocess.crops;
+    if (image < ki || crop >= crops || (image == ki && crop < kc)) return UINT64_MAX;
+    return (uint64_t{image} - ki) * crops + crop - kc;
+  }
+
   // The first record of the run in `v` at or after (image, crop): binary search over the
   // records' own keys (unchecked; the record found is checked by decode).
   size_t lower_bound_in(size_t pi, const MDB_val& v, size_t count, uint32_t image,
@@ -241,9 +249,8 @@ struct ReadTxn::Impl {
     // touched (a search would touch log2(count) pages of a cache that may not be in memory).
     uint32_t ki, kc;
     peek_key(base, &ki, &kc);
-    const uint64_t crops = reader->meta.preprocess.eval ? 1 : reader->meta.preprocess.crops;
-    const uint64_t guess = (uint64_t{image} - ki) * crops + crop - kc;
-    if (image >= ki && crop < crops && guess < count) {
+    const uint64_t guess = expected_index(ki, kc, image, crop);
+    if (guess < count) {
       uint32_t gi, gc;
       peek_key(base + guess * stride, &gi, &gc);
       if (gi == image && gc == crop) return guess;
@@ -306,20 +313,26 @@ struct ReadTxn::Impl {
     return 0;
   }
 
+  // Part pi's lookup cursor (get()'s and span()'s), so a lookup does not move the scan.
+  MDB_cursor* lookup_cursor(size_t pi) {
+    PartTxn& pt = parts[pi];
+    if (!pt.get_cursor)
+      lmdb::check(mdb_cursor_open(pt.txn.get(), part(pi).e.records, &pt.get_cursor), part(pi).dir,
+                  "mdb_cursor_open");
+    return pt.get_cursor;
+  }
+
   // Where record (image, crop) lies in the map, found from the B-tree alone: no page of a value
   // is touched (that is the point of a page hint). Within a run the place is computed as get()'s
   // first guess, which an image skipped inside the run can make wrong; a hint tolerates that.
   bool span(uint32_t image, uint32_t crop, const void** data, size_t* size) {
     const size_t pi = reader->part_of(image);
-    PartTxn& pt = parts[pi];
+    MDB_cursor* cursor = lookup_cursor(pi);
     const Part& p = part(pi);
-    if (!pt.get_cursor)
-      lmdb::check(mdb_cursor_open(pt.txn.get(), p.e.records, &pt.get_cursor), p.dir,
-                  "mdb_cursor_open");
     unsigned char key[8];
     encode_key(image, crop, key);
     MDB_val k{8, key}, v;
-    int rc = mdb_cursor_get(pt.get_cursor, &k, &v, MDB_SET_RANGE);
+    int rc = mdb_cursor_get(cursor, &k, &v, MDB_SET_RANGE);
     if (rc != 0 && rc != MDB_NOTFOUND) lmdb::check(rc, p.dir, "mdb_cursor_get");
     uint32_t ki = 0, kc = 0;
     if (rc == 0) decode_key(k.mv_data, k.mv_size, &ki, &kc);
@@ -329,15 +342,12 @@ struct ReadTxn::Impl {
       return true;
     }
     if (!p.runs) return false;
-    rc = mdb_cursor_get(pt.get_cursor, &k, &v, rc == 0 ? MDB_PREV : MDB_LAST);
+    rc = mdb_cursor_get(cursor, &k, &v, rc == 0 ? MDB_PREV : MDB_LAST);
     if (rc == MDB_NOTFOUND) return false;
     lmdb::check(rc, p.dir, "mdb_cursor_get");
     decode_key(k.mv_data, k.mv_size, &ki, &kc);
-    const size_t count = count_in(pi, ki, kc, v);
-    const uint64_t crops = reader->meta.preprocess.eval ? 1 : reader->meta.preprocess.crops;
-    if (image < ki || crop >= crops) return false;
-    const uint64_t guess = (uint64_t{image} - ki) * crops + crop - kc;
-    if (guess >= count) return false;
+    const uint64_t guess = expected_index(ki, kc, image, crop);
+    if (guess >= count_in(pi, ki, kc, v)) return false;
     *data = static_cast<const unsigned char*>(v.mv_data) + guess * p.stride;
     *size = p.stride;
     return true;
@@ -345,14 +355,11 @@ struct ReadTxn::Impl {
 
   bool get(uint32_t image, uint32_t crop, RecordView* out) {
     const size_t pi = reader->part_of(image);
-    PartTxn& pt = parts[pi];
+    MDB_cursor* cursor = lookup_cursor(pi);
     const Part& p = part(pi);
-    if (!pt.get_cursor)
-      lmdb::check(mdb_cursor_open(pt.txn.get(), p.e.records, &pt.get_cursor), p.dir,
-                  "mdb_cursor_open");
     MDB_val k, v;
     size_t count = 0;
-    const size_t at = locate(pi, pt.get_cursor, image, crop, &k, &v, &count);
+    const size_t at = locate(pi, cursor, image, crop, &k, &v, &count);
     if (at == SIZE_MAX) return false;
     uint32_t ki, kc;
     decode_key(k.mv_data, k.mv_size, &ki, &kc);
