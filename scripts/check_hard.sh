@@ -37,7 +37,7 @@ budget_allows() {
   if [ "$BUDGET_MIN" -gt 0 ] && [ $((elapsed + $2 * 60)) -gt $((BUDGET_MIN * 60)) ]; then
     echo "== check-hard [+${SECONDS}s]: $1 NOT RUN: ${elapsed}s spent since the start, it takes" \
       "~$2 min, budget ${BUDGET_MIN} min"
-    echo "$1|0|NOT RUN: time budget (${BUDGET_MIN} min) spent|-" >>"$SUM"
+    echo "$1|0|NOT RUN: would end past the ${BUDGET_MIN}-min budget|-" >>"$SUM"
     not_run=$((not_run + 1))
     return 1
   fi
