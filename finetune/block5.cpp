@@ -144,9 +144,13 @@ std::vector<float> Block5::forward_pool5(const std::vector<float>& x, int n, int
     act->relu[i].resize(size);
     if (act->winograd) {
       winograd_prepare(kC, kC, weight_[i].data(), &act->prepared[i]);
-      winograd_forward(shape, in, act->prepared[i], bias_[i].data(), act->relu[i].data());
+      const bool keep = winograd_input_bytes(shape) <= Block5Activations::kKeepInputBytes;
+      if (!keep) act->inputs[i] = WinogradInput();
+      winograd_forward(shape, in, act->prepared[i], bias_[i].data(), act->relu[i].data(),
+                       keep ? &act->inputs[i] : nullptr);
     } else {
       act->prepared[i] = WinogradWeights();
+      act->inputs[i] = WinogradInput();
       conv3x3_forward(shape, in, weight_[i].data(), bias_[i].data(), act->relu[i].data());
     }
     relu_in_place(act->relu[i]);
@@ -256,7 +260,7 @@ Block5Gradients Block5::backward_pool5(const Block5Activations& act, std::vector
     float* dx = d_in.empty() ? nullptr : d_in.data();
     if (act.winograd)
       winograd_backward(shape, in, act.prepared[i], d.data(), grads.weight[i].data(),
-                        grads.bias[i].data(), dx);
+                        grads.bias[i].data(), dx, &act.inputs[i]);
     else
       conv3x3_backward(shape, in, weight_[i].data(), d.data(), grads.weight[i].data(),
                        grads.bias[i].data(), dx);

@@ -78,8 +78,10 @@ FineTuner::FineTuner(Block5 block5, HeadWeights head, const FineTuneConfig& conf
   params_[8] = {head_.w2.data(), head_.w2.size(), false, {}, {}, {}};
   params_[9] = {head_.b2.data(), head_.b2.size(), false, {}, {}, {}};
   const bool adam = config_.optimizer == FineTuneOptimizer::kAdam;
-  for (Param& p : params_) {
+  for (size_t k = 0; k < params_.size(); ++k) {
+    Param& p = params_[k];
     if (p.block5 && config_.freeze_block5) continue;  // never stepped: no state
+    if (k == 6) continue;  // W1: per weight or by groups, chosen by the first step (w1_grouped)
     p.grad.resize(p.size);
     p.s1.assign(p.size, 0.0f);  // torch's zero moments; SGD's buffer is set on the first step
     if (adam) p.s2.assign(p.size, 0.0f);
@@ -101,13 +103,17 @@ FineTuneStats FineTuner::step(const std::vector<float>& x, int n, int h, int w,
   const int ph = h / 2, pw = w / 2;
   const bool compact = config_.compact_head && ph >= 1 && pw >= 1 && ph * pw < 49;
   FineTuneStats stats;
+  const bool grouped = w1_grouped(compact, ph, pw);
   if (compact) {
     const std::vector<float> pool5 = block5_.forward_pool5(x, n, h, w, &act_, conv);
-    fold_w1(ph, pw);
+    if (!w1c_current_ || ph != cells_ph_ || pw != cells_pw_) fold_w1(ph, pw);
     const int d = kBlock5Channels * ph * pw;
     g_w1c_.resize(w1c_.size());
     head_forward_backward(pool5.data(), n, d, w1c_.data(), g_w1c_.data(), labels, step_key, &stats);
-    expand_w1_grad(ph, pw);
+    if (grouped)
+      group_w1_grad();
+    else
+      expand_w1_grad(ph, pw);
   } else {
     const std::vector<float> feat = block5_.forward(x, n, h, w, &act_, conv);  // throws on shapes
     head_forward_backward(feat.data(), n, head_.shape.dim, head_.w1.data(), params_[6].grad.data(),
@@ -128,8 +134,108 @@ FineTuneStats FineTuner::step(const std::vector<float>& x, int n, int h, int w,
     }
   }
   ++t_;
-  update();
+  update(grouped);
   return stats;
+}
+
+bool FineTuner::w1_grouped(bool compact, int ph, int pw) {
+  if (w1g_.active && compact && w1g_.ph == ph && w1g_.pw == pw) return true;
+  const bool per_weight_already = !params_[6].grad.empty();
+  if (w1g_.active || per_weight_already || !compact || !config_.group_w1_state ||
+      config_.weight_decay != 0) {
+    ensure_w1_per_weight();  // weight decay adds each weight's own value to its gradient
+    return false;
+  }
+  // The first step: outputs whose windows hold the same cells share a group.
+  const std::vector<std::vector<int>> cells = block5_avgpool_cells(ph, pw);
+  w1g_.of_output.assign(cells.size(), -1);
+  w1g_.cells.clear();
+  for (size_t o = 0; o < cells.size(); ++o) {
+    const auto it = std::find(w1g_.cells.begin(), w1g_.cells.end(), cells[o]);
+    w1g_.of_output[o] = static_cast<int>(it - w1g_.cells.begin());
+    if (it == w1g_.cells.end()) w1g_.cells.push_back(cells[o]);
+  }
+  w1g_.count = static_cast<int>(w1g_.cells.size());
+  w1g_.ph = ph;
+  w1g_.pw = pw;
+  const size_t n = static_cast<size_t>(head_.shape.hidden) * kBlock5Channels * w1g_.count;
+  w1g_.grad.resize(n);
+  w1g_.s1.assign(n, 0.0f);
+  if (config_.optimizer == FineTuneOptimizer::kAdam) w1g_.s2.assign(n, 0.0f);
+  w1g_.active = true;
+  return true;
+}
+
+void FineTuner::ensure_w1_per_weight() {
+  Param& p = params_[6];
+  if (!p.grad.empty()) return;
+  p.grad.resize(p.size);
+  const bool adam = config_.optimizer == FineTuneOptimizer::kAdam;
+  if (!w1g_.active) {
+    p.s1.assign(p.size, 0.0f);
+    if (adam) p.s2.assign(p.size, 0.0f);
+    return;
+  }
+  // A later step of another shape: each weight takes its group's state.
+  p.s1.resize(p.size);
+  if (adam) p.s2.resize(p.size);
+  const int outs = static_cast<int>(w1g_.of_output.size()), count = w1g_.count;
+  const size_t rows = static_cast<size_t>(head_.shape.hidden) * kBlock5Channels;
+  for (size_t rc = 0; rc < rows; ++rc)
+    for (int o = 0; o < outs; ++o) {
+      const size_t from = rc * count + w1g_.of_output[o], to = rc * outs + o;
+      p.s1[to] = w1g_.s1[from];
+      if (adam) p.s2[to] = w1g_.s2[from];
+    }
+  w1g_ = W1Groups();
+}
+
+void FineTuner::group_w1_grad() {
+  // Each group's gradient as expand_w1_grad() computes each of its outputs'.
+  const int hd = head_.shape.hidden, pp = w1g_.ph * w1g_.pw, dc = kBlock5Channels * pp;
+  const int count = w1g_.count;
+  tbb::parallel_for(0, hd, [&](int r) {
+    const float* gc = g_w1c_.data() + static_cast<size_t>(r) * dc;
+    float* out = w1g_.grad.data() + static_cast<size_t>(r) * kBlock5Channels * count;
+    for (int c = 0; c < kBlock5Channels; ++c)
+      for (int g = 0; g < count; ++g) {
+        const std::vector<int>& cells = w1g_.cells[g];
+        float sum = 0.0f;
+        for (int p : cells) sum += gc[c * pp + p];
+        out[c * count + g] = sum / static_cast<float>(cells.size());
+      }
+  });
+}
+
+void FineTuner::update_w1_grouped(const AdamStep& adam, const SgdStep& sgd) {
+  const int hd = head_.shape.hidden, count = w1g_.count, outs = kBlock5OutputDim / kBlock5Channels;
+  const int pp = cells_ph_ * cells_pw_, dc = kBlock5Channels * pp;
+  const size_t per_row = static_cast<size_t>(kBlock5Channels) * count;
+  const bool is_adam = config_.optimizer == FineTuneOptimizer::kAdam;
+  tbb::parallel_for(0, hd, [&](int r) {
+    // The update of each group, as adam_update()/sgd_update() compute it for a weight of 0: the
+    // step to add to every weight of the group (p + (0 − s) is p − s exactly).
+    thread_local std::vector<float> step;
+    step.assign(per_row, 0.0f);
+    const size_t g0 = static_cast<size_t>(r) * per_row;
+    if (is_adam)
+      adam_update(step.data(), w1g_.s1.data() + g0, w1g_.s2.data() + g0, w1g_.grad.data() + g0,
+                  per_row, adam);
+    else
+      sgd_update(step.data(), w1g_.s1.data() + g0, w1g_.grad.data() + g0, per_row, sgd);
+    float* w = head_.w1.data() + static_cast<size_t>(r) * kBlock5OutputDim;
+    float* folded = w1c_.data() + static_cast<size_t>(r) * dc;
+    for (int c = 0; c < kBlock5Channels; ++c) {
+      float* wc = w + c * outs;
+      const float* sc = step.data() + static_cast<size_t>(c) * count;
+      for (int o = 0; o < outs; ++o) wc[o] += sc[w1g_.of_output[o]];
+      for (int p = 0; p < pp; ++p) {  // fold_w1()'s sum, on the updated row
+        float sum = 0.0f;
+        for (const auto& [o, share] : cell_outputs_[p]) sum += wc[o] * share;
+        folded[c * pp + p] = sum;
+      }
+    }
+  });
 }
 
 void FineTuner::fold_w1(int ph, int pw) {
@@ -224,7 +330,7 @@ void FineTuner::head_forward_backward(const float* feat, int n, int d, const flo
       tbb::simple_partitioner());
 }
 
-void FineTuner::update() {
+void FineTuner::update(bool w1_grouped) {
   const FineTuneConfig& c = config_;
   const bool adam = c.optimizer == FineTuneOptimizer::kAdam;
   AdamConfig ac;
@@ -241,8 +347,14 @@ void FineTuner::update() {
   SgdStep sgd_block5 = sgd_head;
   sgd_block5.lr = static_cast<float>(c.lr_block5);
 
-  for (Param& p : params_) {
-    if (p.block5 && c.freeze_block5) continue;
+  w1c_current_ = false;
+  if (w1_grouped) {
+    update_w1_grouped(adam_head, sgd_head);
+    w1c_current_ = true;
+  }
+  for (size_t k = 0; k < params_.size(); ++k) {
+    Param& p = params_[k];
+    if ((p.block5 && c.freeze_block5) || (k == 6 && w1_grouped)) continue;
     const size_t chunks = (p.size + kUpdateChunk - 1) / kUpdateChunk;
     tbb::parallel_for(size_t{0}, chunks, [&](size_t k) {
       const size_t i0 = k * kUpdateChunk, len = std::min(kUpdateChunk, p.size - i0);

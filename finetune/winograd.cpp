@@ -273,12 +273,25 @@ void winograd_prepare(int c_out, int c_in, const float* weight, WinogradWeights*
   });
 }
 
+size_t winograd_input_bytes(const Conv3x3Shape& s) {
+  return kXi * xi_stride(static_cast<size_t>(s.c_in) * Tiles(s).cols) * sizeof(float);
+}
+
 void winograd_forward(const Conv3x3Shape& s, const float* x, const WinogradWeights& w,
-                      const float* bias, float* y) {
+                      const float* bias, float* y, WinogradInput* keep) {
   check(s, w);
   const Tiles tl(s);
   BufferLease lease;
-  float* v = lease.get(0, kXi * xi_stride(static_cast<size_t>(s.c_in) * tl.cols));
+  const size_t v_size = kXi * xi_stride(static_cast<size_t>(s.c_in) * tl.cols);
+  float* v;
+  if (keep) {
+    keep->c_in = s.c_in;
+    keep->cols = tl.cols;
+    keep->v.resize(v_size);
+    v = keep->v.data();
+  } else {
+    v = lease.get(0, v_size);
+  }
   float* m = lease.get(1, kXi * xi_stride(static_cast<size_t>(s.c_out) * tl.cols));
   transform_input(s, tl, x, s.c_in, v);
   transformed_products(false, s.c_out, s.c_in, w.u.data(), v, tl.cols, m);
@@ -309,7 +322,8 @@ void winograd_forward(const Conv3x3Shape& s, const float* x, const WinogradWeigh
 }
 
 void winograd_backward(const Conv3x3Shape& s, const float* x, const WinogradWeights& w,
-                       const float* dy, float* d_weight, float* d_bias, float* d_x) {
+                       const float* dy, float* d_weight, float* d_bias, float* d_x,
+                       const WinogradInput* kept) {
   check(s, w);
   const Tiles tl(s);
   const size_t hw = static_cast<size_t>(s.h) * s.w;
@@ -335,8 +349,14 @@ void winograd_backward(const Conv3x3Shape& s, const float* x, const WinogradWeig
     transform_2d(kAM, kAM, in, out, mid, tl.cols);
   });
   const size_t ldv = xi_stride(static_cast<size_t>(s.c_in) * tl.cols);
-  float* v = lease.get(1, kXi * ldv);
-  transform_input(s, tl, x, s.c_in, v);
+  const bool reuse =
+      kept && kept->c_in == s.c_in && kept->cols == tl.cols && kept->v.size() == kXi * ldv;
+  float* scratch_v = lease.get(1, kXi * ldv);
+  const float* v = scratch_v;
+  if (reuse)
+    v = kept->v.data();
+  else
+    transform_input(s, tl, x, s.c_in, scratch_v);
 
   // ∂U_ξ (c_out × c_in) = dM_ξ · V_ξᵀ: one GEMM per ξ over all of the batch's tiles (rows split
   // in two for balance, never the sum), so no partial sums cross tasks.
@@ -374,7 +394,7 @@ void winograd_backward(const Conv3x3Shape& s, const float* x, const WinogradWeig
 
   // ∂V_ξ (c_in × cols) = U_ξᵀ · dM_ξ, then ∂d = B ∂V Bᵀ, added into the overlapping input tiles
   // in tile order (per input channel, so no two tasks write one value).
-  float* dv = v;  // V is no longer needed
+  float* dv = scratch_v;  // V (if computed here) is no longer needed
   transformed_products(true, s.c_in, s.c_out, w.u.data(), dm, tl.cols, dv);
   tbb::parallel_for(0, s.c_in, [&](int ci) {
     Scratch& sc = scratch().local();

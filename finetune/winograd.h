@@ -26,6 +26,7 @@
 // Errors: a non-positive dimension, or prepared weights of another shape, throw
 // Error(kInvalidArgument).
 #pragma once
+#include <cstddef>
 #include <vector>
 
 #include "finetune/conv3x3.h"  // Conv3x3Shape
@@ -40,14 +41,26 @@ struct WinogradWeights {
 };
 void winograd_prepare(int c_out, int c_in, const float* weight, WinogradWeights* out);
 
-// y (n × c_out × h × w) = conv(x, weight) + bias, with `w` prepared from that weight.
+// The input's transform V = Bᵀ d B (36 × c_in × n·tiles floats, ξ-major) that a forward pass
+// computes and the backward pass's weight gradient needs again: a caller that keeps it between
+// the two saves the backward pass recomputing it (a sixth of block 5's transform work at 64 px).
+struct WinogradInput {
+  int c_in = 0, cols = 0;
+  std::vector<float> v;
+};
+// Its size in bytes for shape s.
+size_t winograd_input_bytes(const Conv3x3Shape& s);
+
+// y (n × c_out × h × w) = conv(x, weight) + bias, with `w` prepared from that weight. When `keep`
+// is not null it receives the input's transform.
 void winograd_forward(const Conv3x3Shape& s, const float* x, const WinogradWeights& w,
-                      const float* bias, float* y);
+                      const float* bias, float* y, WinogradInput* keep = nullptr);
 
 // From dy (n × c_out × h × w): d_weight (c_out × c_in × 3 × 3) and d_bias (c_out), overwritten,
 // and, when d_x is not null, d_x (n × c_in × h × w). x and w are the forward pass's (the input's
-// transform is recomputed: cheaper than keeping 36 floats per input tile and channel).
+// transform is recomputed, unless `kept` holds the forward pass's of x: then x is not read).
 void winograd_backward(const Conv3x3Shape& s, const float* x, const WinogradWeights& w,
-                       const float* dy, float* d_weight, float* d_bias, float* d_x);
+                       const float* dy, float* d_weight, float* d_bias, float* d_x,
+                       const WinogradInput* kept = nullptr);
 
 }  // namespace vggcache

@@ -457,5 +457,43 @@ TEST(FineTuneErrors, BadConfigHeadAndLabelsThrow) {
   EXPECT_TRUE(ft.block5().weight(0) == p.block5.weight(0));
 }
 
+// W1's optimizer state by groups of pooled features (group_w1_state, train_head's default with the
+// compact head) against one state per weight: the same floats, step for step, for Adam and SGD,
+// with dropout; and a step on maps of another size (6 × 6: other groups) hands each weight its
+// group's state, so the run goes on as the per-weight one does.
+TEST(FineTuneCompact, GroupedW1StateGivesTheSameFloatsAsPerWeight) {
+  configure_blas_for_tbb();
+  const Problem p = make_problem(2, 53);
+  std::mt19937 rng(7);
+  std::vector<float> wide = normal(static_cast<size_t>(kBatch) * kC * 6 * 6, 0.5f, rng);
+  for (float& f : wide) f = std::max(0.0f, f);
+  for (const bool adam : {true, false}) {
+    auto run = [&](bool grouped) {
+      FineTuneConfig cfg = adam ? adam_config() : sgd_config();
+      cfg.block5_conv = Block5Conv::kAuto;
+      cfg.compact_head = true;
+      cfg.dropout = 0.3;
+      cfg.group_w1_state = grouped;
+      FineTuner ft(p.block5, p.head, cfg);
+      std::vector<int32_t> labels;
+      std::vector<double> losses;
+      for (int s = 0; s < 4; ++s) {
+        const std::vector<float> x = batch_of(p, s, &labels);
+        losses.push_back(ft.step(x, kBatch, kH, kW, labels.data(), s).loss);
+      }
+      losses.push_back(ft.step(wide, kBatch, 6, 6, labels.data(), 4).loss);
+      const std::vector<float> x = batch_of(p, 5, &labels);
+      losses.push_back(ft.step(x, kBatch, kH, kW, labels.data(), 5).loss);
+      return std::pair{losses, tensors(ft.block5(), ft.head())};
+    };
+    const auto per_weight = run(false), grouped = run(true);
+    EXPECT_EQ(grouped.first, per_weight.first) << (adam ? "adam" : "sgd");
+    for (size_t k = 0; k < grouped.second.size(); ++k)
+      EXPECT_TRUE(grouped.second[k].values == per_weight.second[k].values)
+          << (adam ? "adam " : "sgd ") << grouped.second[k].name;
+    EXPECT_FALSE(grouped.second[6].values == p.head.w1) << "W1 did not train";
+  }
+}
+
 }  // namespace
 }  // namespace vggcache

@@ -220,7 +220,7 @@ INSTANTIATE_TEST_SUITE_P(Shapes, WinogradVsFloat64,
                                            Case{{2, 32, 16, 14, 14}, "14x14"}),
                          [](const auto& info) { return std::string(info.param.name); });
 
-TEST(Winograd, BitwiseSameForAnyThreadCount) {
+TEST(Winograd, BitwiseSameForAnyThreadCountAndWithTheInputKept) {
   configure_blas_for_tbb();
   for (const Conv3x3Shape s : {Conv3x3Shape{40, 64, 32, 4, 4}, Conv3x3Shape{3, 32, 16, 14, 14}}) {
     std::mt19937 rng(11);
@@ -229,22 +229,29 @@ TEST(Winograd, BitwiseSameForAnyThreadCount) {
     const std::vector<float> weight = normal(static_cast<size_t>(s.c_out) * s.c_in * 9, 0.1f, rng);
     const std::vector<float> bias = normal(s.c_out, 0.1f, rng);
     const std::vector<float> dy = normal(s.n * s.c_out * hw, 1.0f, rng);
-    auto run = [&](int threads) {
+    // keep: the backward pass takes the forward pass's input transform, and is handed zeros for
+    // x to show that it reads the transform, not x.
+    const std::vector<float> zeros(x.size(), 0.0f);
+    auto run = [&](int threads, bool keep = false) {
       tbb::global_control limit(tbb::global_control::max_allowed_parallelism, threads);
       WinogradWeights w;
       winograd_prepare(s.c_out, s.c_in, weight.data(), &w);
       std::vector<float> y(dy.size()), dw(weight.size()), db(s.c_out), dx(x.size());
-      winograd_forward(s, x.data(), w, bias.data(), y.data());
-      winograd_backward(s, x.data(), w, dy.data(), dw.data(), db.data(), dx.data());
+      WinogradInput kept;
+      winograd_forward(s, x.data(), w, bias.data(), y.data(), keep ? &kept : nullptr);
+      if (keep) EXPECT_EQ(kept.v.size() * sizeof(float), winograd_input_bytes(s));
+      winograd_backward(s, keep ? zeros.data() : x.data(), w, dy.data(), dw.data(), db.data(),
+                        dx.data(), keep ? &kept : nullptr);
       y.insert(y.end(), w.u.begin(), w.u.end());
       y.insert(y.end(), dw.begin(), dw.end());
       y.insert(y.end(), db.begin(), db.end());
       y.insert(y.end(), dx.begin(), dx.end());
       return y;
     };
-    const std::vector<float> one = run(1), two = run(2), three = run(3);
+    const std::vector<float> one = run(1), two = run(2), three = run(3), kept = run(2, true);
     EXPECT_TRUE(one == two) << s.h << "x" << s.w;
     EXPECT_TRUE(one == three) << s.h << "x" << s.w;
+    EXPECT_TRUE(one == kept) << s.h << "x" << s.w << ", the input transform kept";
   }
 }
 
