@@ -43,10 +43,12 @@ class MappedFile {
   // Gives back the whole pages inside [lo, hi) (rounded inward, so a page that also holds bytes
   // outside the range, a neighbouring record still to come, stays): unmapped from this process
   // (MADV_DONTNEED), then dropped from the page cache (POSIX_FADV_DONTNEED on the file's bytes).
-  // Under a memory limit that frees room before the next reads need it; left to the kernel,
-  // reclaiming pages still mapped costs a TLB shootdown on every CPU per batch of pages it unmaps
-  // (26% of a read-bound run's CPU time under perf, docs/scale.md). The bytes stay readable: a
-  // later access reads them again. Throws Error(kIo) naming `what` when the kernel refuses.
+  // Under a memory limit that frees room before the next reads need it. Left to the kernel, the
+  // cgroup's reclaim unmaps pages still mapped, a TLB shootdown on every CPU per batch: 28% of a
+  // read-bound run's CPU samples under perf, 17% in the shootdown interrupts (docs/scale.md,
+  // section 3). A page the kernel holds in a larger folio goes only with its whole folio (pages
+  // read through hints are single pages). The bytes stay readable: a later access reads them
+  // again. Throws Error(kIo) naming `what` when the kernel refuses.
   void release(uintptr_t lo, uintptr_t hi, const char* what) const;
 
  private:
