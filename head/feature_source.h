@@ -78,7 +78,7 @@ class CacheSource : public FeatureSource {
   void gather(const Item* items, int n, const Standardizer* s, float* out) override;
   const CompactLayout* compact() const override { return layout_.get(); }
   // madvise() on the mapped values (common/readahead.h); thread-safe. The first hint turns off
-  // the kernel's read-around for the cache's mapping (advise_mapping_random): reads are then
+  // the kernel's read-around for the cache's mapping (MappedFile::open_random): reads are then
   // exactly the records asked for.
   void will_need(const Item* items, int n) override;
   bool page_spans(const Item* items, int n, std::vector<MappedRange>* out) override;
