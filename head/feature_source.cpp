@@ -58,36 +58,58 @@ CacheSource::CacheSource(const std::string& dir, bool verify, VectorForm form) {
 
 CacheSource::~CacheSource() = default;
 
+bool CacheSource::page_spans(const Item* items, int n, std::vector<MappedRange>* out) {
+  out->assign(static_cast<size_t>(n), MappedRange{});
+  std::lock_guard<std::mutex> lock(hint_mu_);
+  for (int i = 0; i < n; ++i) {
+    const void* p = nullptr;
+    size_t len = 0;
+    // A missing record is reported by gather(), naming it; a hint has nothing to add.
+    if (!hint_txn_->payload_span(items[i].image, items[i].crop, &p, &len)) continue;
+    const uintptr_t at = reinterpret_cast<uintptr_t>(p);
+    if (std::none_of(random_maps_.begin(), random_maps_.end(),
+                     [&](const MappedFile& f) { return f.contains(at); }))
+      random_maps_.push_back(MappedFile::open_random(p, ("cache " + reader_->dir()).c_str()));
+    (*out)[i] = {at, at + len};
+  }
+  hinted_ = true;
+  return true;
+}
+
 void CacheSource::will_need(const Item* items, int n) {
   // Spans sorted by address and merged when they are within a page of each other: consecutive
   // records of a block lie on consecutive pages, so a block costs one madvise() and the kernel
   // sees one long read, not one per record.
-  std::vector<std::pair<uintptr_t, uintptr_t>> spans;  // [begin, end) addresses
-  spans.reserve(n);
-  {
-    std::lock_guard<std::mutex> lock(hint_mu_);
-    for (int i = 0; i < n; ++i) {
-      const void* p = nullptr;
-      size_t len = 0;
-      // A missing record is reported by gather(), naming it; a hint has nothing to add.
-      if (!hint_txn_->payload_span(items[i].image, items[i].crop, &p, &len)) continue;
-      const uintptr_t at = reinterpret_cast<uintptr_t>(p);
-      if (std::none_of(random_maps_.begin(), random_maps_.end(),
-                       [&](const MappedRange& r) { return r.begin <= at && at < r.end; }))
-        random_maps_.push_back(advise_mapping_random(p, ("cache " + reader_->dir()).c_str()));
-      spans.emplace_back(at, at + len);
-    }
-  }
-  hinted_ = true;
-  std::sort(spans.begin(), spans.end());
+  std::vector<MappedRange> spans;
+  page_spans(items, n, &spans);
+  std::sort(spans.begin(), spans.end(),
+            [](const MappedRange& a, const MappedRange& b) { return a.begin < b.begin; });
   constexpr uintptr_t kGap = 4096;
   const std::string what = "cache " + reader_->dir();
   for (size_t i = 0; i < spans.size();) {
-    uintptr_t lo = spans[i].first, hi = spans[i].second;
+    uintptr_t lo = spans[i].begin, hi = spans[i].end;
     size_t j = i + 1;
-    for (; j < spans.size() && spans[j].first <= hi + kGap; ++j) hi = std::max(hi, spans[j].second);
-    will_need_pages(reinterpret_cast<const void*>(lo), hi - lo, what.c_str());
+    for (; j < spans.size() && spans[j].begin <= hi + kGap; ++j) hi = std::max(hi, spans[j].end);
+    if (hi > lo) will_need_pages(reinterpret_cast<const void*>(lo), hi - lo, what.c_str());
     i = j;
+  }
+}
+
+void CacheSource::release(const std::vector<MappedRange>& spans) {
+  // Merged only where records touch: a gap may hold a record still to come, whose pages must stay.
+  std::vector<MappedRange> s = spans;
+  std::sort(s.begin(), s.end(),
+            [](const MappedRange& a, const MappedRange& b) { return a.begin < b.begin; });
+  const std::string what = "cache " + reader_->dir();
+  std::lock_guard<std::mutex> lock(hint_mu_);
+  for (size_t i = 0; i < s.size();) {
+    uintptr_t lo = s[i].begin, hi = s[i].end;
+    size_t j = i + 1;
+    for (; j < s.size() && s[j].begin <= hi; ++j) hi = std::max(hi, s[j].end);
+    i = j;
+    if (hi <= lo) continue;
+    for (const MappedFile& f : random_maps_)
+      if (f.contains(lo)) f.release(lo, hi, what.c_str());
   }
 }
 

@@ -49,6 +49,17 @@ class FeatureSource {
   // sources in memory; it never changes what gather() gives): called before they are gathered,
   // so the reads run in the background while earlier batches train.
   virtual void will_need(const Item* /*items*/, int /*n*/) {}
+  // Where the records of items[0..n) lie in the cache's memory map, one span per item in item
+  // order (a missing record gives an empty span; gather() reports it), for read-ahead that
+  // follows the training order (train_head/read_ahead.h). False, and nothing filled, for sources
+  // in memory.
+  virtual bool page_spans(const Item* /*items*/, int /*n*/, std::vector<MappedRange>* /*out*/) {
+    return false;
+  }
+  // Gives back the whole pages inside each span (MappedFile::release): for records already
+  // gathered that the epoch will not read again, when the cache is larger than memory. Never
+  // changes what gather() gives; a later read of them reads the disk again.
+  virtual void release(const std::vector<MappedRange>& /*spans*/) {}
 };
 
 // Reads a complete cache. Holds one read transaction per gather slot (LMDB readers are
@@ -67,20 +78,22 @@ class CacheSource : public FeatureSource {
   void gather(const Item* items, int n, const Standardizer* s, float* out) override;
   const CompactLayout* compact() const override { return layout_.get(); }
   // madvise() on the mapped values (common/readahead.h); thread-safe. The first hint turns off
-  // the kernel's read-around for the cache's mapping (advise_mapping_random): reads are then
+  // the kernel's read-around for the cache's mapping (MappedFile::open_random): reads are then
   // exactly the records asked for.
   void will_need(const Item* items, int n) override;
+  bool page_spans(const Item* items, int n, std::vector<MappedRange>* out) override;
+  void release(const std::vector<MappedRange>& spans) override;
 
  private:
   std::unique_ptr<CacheReader> reader_;
   std::unique_ptr<CompactLayout> layout_;  // set when reading compact vectors
   std::vector<ReadTxn> txns_;
   std::vector<uint32_t> images_;
-  std::mutex hint_mu_;                 // hints may come from a prefetch task
+  std::mutex hint_mu_;                 // hints come from a prefetch task and the read-ahead thread
   std::unique_ptr<ReadTxn> hint_txn_;  // locates records for hints; destroyed before reader_
   // Mappings switched to MADV_RANDOM by the first hint into them (one per cache or shard): from
   // then on, every gather() also asks for its own records first (validation reads included).
-  std::vector<MappedRange> random_maps_;
+  std::vector<MappedFile> random_maps_;
   std::atomic<bool> hinted_{false};
 };
 

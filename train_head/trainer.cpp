@@ -12,6 +12,7 @@
 #include "train_head/batch_schedule.h"
 #include "train_head/compact_step.h"
 #include "train_head/imbalance.h"
+#include "train_head/read_ahead.h"
 #include "train_head/train_step.h"
 
 namespace vggcache {
@@ -34,33 +35,6 @@ void fill_batch(FeatureSource& src, const Standardizer* s, const Item* items, in
   src.gather(items, n, s, b->x.data());
 }
 
-// Page hints over one epoch's items, in training order (FeatureSource::will_need): before a
-// batch is gathered, the records up to `ahead` items past it are asked for, so their reads overlap
-// the steps in between; with --order blocks that reaches past a whole window of blocks, one long
-// sequential read each. Used records are left to the kernel to evict: marking them cold
-// (MADV_COLD) gained under 5% under a memory limit and cost 13% when the cache fits in memory
-// (bench/scale_bench.sh's cache, 2 runs each).
-class ReadAhead {
- public:
-  ReadAhead(const TrainParams& p, FeatureSource& src, const std::vector<Item>& items)
-      : src_(src), items_(items) {
-    ahead_ = 2 * static_cast<size_t>(p.batch);
-    if (p.order == "blocks")
-      ahead_ = std::max(ahead_, static_cast<size_t>(p.block_records) * p.block_window);
-  }
-  void before(size_t lo, size_t n) {
-    const size_t upto = std::min(items_.size(), lo + n + ahead_);
-    if (upto > hinted_) src_.will_need(items_.data() + hinted_, static_cast<int>(upto - hinted_));
-    hinted_ = std::max(hinted_, upto);
-  }
-
- private:
-  FeatureSource& src_;
-  const std::vector<Item>& items_;
-  size_t ahead_ = 0;
-  size_t hinted_ = 0;  // items [0, hinted_) were asked for
-};
-
 std::vector<Item> schedule_items(const TrainParams& p, const TrainSetup& setup,
                                  const std::vector<int32_t>& train_labels, int epoch) {
   return epoch_schedule(p, setup.train_images, train_labels, setup.train->crops(), epoch);
@@ -77,6 +51,7 @@ void train_epoch(const TrainParams& p, TrainSetup& setup, HeadOptimizer& opt, in
     int lo = b * p.batch, n = std::min(p.batch, n_items - lo);
     ra.before(lo, n);
     fill_batch(*setup.train, setup.standardizer, items.data() + lo, n, into);
+    ra.after(lo + n);
   };
   double loss_sum = 0.0;
   int64_t correct = 0;
@@ -102,6 +77,7 @@ void train_epoch(const TrainParams& p, TrainSetup& setup, HeadOptimizer& opt, in
     loss_sum += st.loss * cur.n;
     correct += st.correct;
   }
+  ra.finish();
   m->vectors = n_items;
   m->train_loss = n_items ? loss_sum / n_items : 0.0;
   m->train_accuracy = n_items ? static_cast<double>(correct) / n_items : 0.0;
@@ -135,6 +111,7 @@ void train_epoch_shared(const TrainParams& p, TrainSetup& setup,
       const int lo = (w0 + i) * p.batch, n = std::min(p.batch, n_items - lo);
       ra.before(lo, n);
       fill_batch(*setup.train, setup.standardizer, items.data() + lo, n, &buf[i]);
+      ra.after(lo + n);
     }
     tbb::parallel_for(size_t{0}, heads, [&](size_t h) {
       for (int i = 0; i < wn; ++i) {
@@ -146,6 +123,7 @@ void train_epoch_shared(const TrainParams& p, TrainSetup& setup,
     });
     if (setup.after_step) setup.after_step();
   }
+  ra.finish();
   for (size_t h = 0; h < heads; ++h) {
     ms[h].vectors = n_items;
     ms[h].train_loss = n_items ? loss_sum[h] / n_items : 0.0;

@@ -49,6 +49,41 @@ cg_oom_kills() {
   awk '$1 == "oom_kill" { print $2; found = 1 } END { if (!found) print 0 }' "$1/memory.oom_control"
 }
 
+# blk_create MB_PER_S FILE: makes a child blkio group (cgroup v1) whose reads from the disk that
+# holds FILE are throttled to MB_PER_S x 10^6 bytes/s (blkio.throttle.read_bps_device): a disk of
+# a known rate, where the VM's virtual disk reads anywhere between ~300 MB/s and ~1.7 GB/s
+# depending on what the host has cached (docs/scale.md, section 3). Its path is left in BLK.
+blk_create() {
+  local dev parent blk
+  dev=$(printf '%d:%d' "0x$(stat -c %t "$(df --output=source "$2" | tail -n 1)")" \
+    "0x$(stat -c %T "$(df --output=source "$2" | tail -n 1)")") || return 1
+  # A partition is throttled through its whole disk.
+  [ -f "/sys/dev/block/$dev/partition" ] && dev=$(cat "/sys/dev/block/$dev/../dev")
+  parent=/sys/fs/cgroup/blkio$(awk -F: '$2 == "blkio" { print $3 }' /proc/self/cgroup)
+  blk="${parent%/}/vggcache-scale-$$-${#CG_MADE[@]}"
+  if ! mkdir "$blk" 2>/dev/null; then
+    echo "cannot create a child blkio cgroup under $parent (no cgroup v1 blkio, or not root)" >&2
+    return 1
+  fi
+  CG_MADE+=("$blk")
+  if ! echo "$dev $(($1 * 1000000))" > "$blk/blkio.throttle.read_bps_device" 2>/dev/null; then
+    echo "cannot throttle reads of device $dev in $blk" >&2
+    return 1
+  fi
+  BLK=$blk
+}
+
+# cg_run_in GROUP... -- CMD...: runs CMD inside every GROUP (memory, blkio).
+cg_run_in() {
+  local groups=()
+  while [ "$1" != -- ]; do
+    groups+=("$1")
+    shift
+  done
+  shift
+  sh -c 'for g in $0; do echo $$ > "$g/cgroup.procs" || exit 1; done; exec "$@"' "${groups[*]}" "$@"
+}
+
 cg_cleanup() {
   local cg i
   for cg in "${CG_MADE[@]}"; do

@@ -2,23 +2,37 @@
 // (FeatureSource::will_need, ReadTxn::payload_span): the order is a permutation of the
 // uniform order's items made of whole windows of whole blocks, reproducible from (seed, epoch);
 // hints change nothing that is read; training with either order is reproducible and the default
-// order is untouched by the hints.
+// order is untouched by the hints. The read-ahead thread (common/readahead.h,
+// train_head/read_ahead.h) carries its errors back and stops cleanly, and gives back exactly the
+// pages of finished blocks, only when the cache does not fit in memory.
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/mman.h>
+#include <sys/vfs.h>
 #include <tbb/global_control.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
 #include <map>
 #include <set>
+#include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common/cache.h"
 #include "common/error.h"
+#include "common/readahead.h"
 #include "head/feature_source.h"
 #include "head/head_model.h"
 #include "train_fixtures.h"
 #include "train_head/batch_schedule.h"
 #include "train_head/cli.h"
+#include "train_head/read_ahead.h"
 #include "train_head/sweep/plan.h"
 #include "train_head/sweep/spec.h"
 #include "train_head/trainer.h"
@@ -281,6 +295,193 @@ TEST(PageHints, TrainingFromTheCacheEqualsMemoryInBothOrders) {
   }
   EXPECT_NE(run(mtrain, mtest, "uniform").final_weights.w1,
             run(mtrain, mtest, "blocks").final_weights.w1);
+}
+
+// Jobs run in order on their own thread; an error is carried back to the caller (drain() and the
+// next post() rethrow it, the jobs after it are dropped); the destructor stops with jobs pending.
+TEST(ReadAheadThread, CarriesErrorsBackAndStopsCleanly) {
+  {
+    ReadAheadThread t;
+    std::vector<int> ran;
+    for (int i = 0; i < 5; ++i) t.post([&ran, i] { ran.push_back(i); });
+    t.drain();
+    EXPECT_EQ(ran, (std::vector<int>{0, 1, 2, 3, 4}));
+  }
+  {
+    ReadAheadThread t;
+    std::atomic<int> after{0};
+    t.post([] { throw Error(ErrorKind::kIo, "cache x: madvise failed"); });
+    t.post([&] { ++after; });
+    try {
+      t.drain();
+      ADD_FAILURE() << "drain() did not rethrow";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::kIo);
+      EXPECT_STREQ(e.what(), "cache x: madvise failed");
+    }
+    EXPECT_THROW(t.post([] {}), Error);
+    EXPECT_EQ(after.load(), 0);
+  }
+  {
+    // Destroyed with a job running and many pending: returns once the running one ends.
+    std::atomic<int> ran{0};
+    const auto t0 = std::chrono::steady_clock::now();
+    {
+      ReadAheadThread t;
+      for (int i = 0; i < 1000; ++i)
+        t.post([&] {
+          ++ran;
+          std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        });
+    }
+    EXPECT_LT(ran.load(), 1000);
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(2));
+  }
+}
+
+TEST(ReadAheadThread, MemoryLimitIsAtMostTheMachines) {
+  const uint64_t limit = memory_limit_bytes();
+  const uint64_t total = static_cast<uint64_t>(sysconf(_SC_PHYS_PAGES)) * sysconf(_SC_PAGESIZE);
+  EXPECT_GT(limit, 0u);
+  EXPECT_LE(limit, total);
+}
+
+// Pages wholly inside [r.begin, r.end) and how many of them are in the page cache.
+std::pair<size_t, size_t> resident_pages(const MappedRange& r) {
+  const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const uintptr_t lo = (r.begin + page - 1) & ~(page - 1), hi = r.end & ~(page - 1);
+  if (hi <= lo) return {0, 0};
+  std::vector<unsigned char> vec((hi - lo) / page);
+  EXPECT_EQ(mincore(reinterpret_cast<void*>(lo), hi - lo, vec.data()), 0);
+  size_t in = 0;
+  for (unsigned char v : vec) in += v & 1;
+  return {vec.size(), in};
+}
+
+// A disk-backed file system: the page cache can drop its files' pages (tmpfs cannot).
+bool on_disk(const std::string& path) {
+  struct statfs fs {};
+  constexpr long kTmpfsMagic = 0x01021994;
+  return statfs(path.c_str(), &fs) == 0 && fs.f_type != kTmpfsMagic;
+}
+
+// Drops every page of the cache's data file from the page cache (unmapped from this process
+// first, written to the disk), as for a cache evicted from memory. Opening the cache read its
+// first pages with the kernel's read-around, in large folios, which a release can only drop whole;
+// read back through hints they come as single pages, as in training from a cache larger than
+// memory.
+void evict_cache(const std::string& dir) {
+  const std::string path = dir + "/data.mdb";
+  std::ifstream maps("/proc/self/maps");
+  for (std::string line; std::getline(maps, line);) {
+    unsigned long long lo = 0, hi = 0;
+    if (line.size() > path.size() &&
+        line.compare(line.size() - path.size(), path.size(), path) == 0 &&
+        std::sscanf(line.c_str(), "%llx-%llx", &lo, &hi) == 2)
+      ASSERT_EQ(madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED), 0);
+  }
+  const int fd = open(path.c_str(), O_RDONLY);
+  ASSERT_GE(fd, 0) << path;
+  EXPECT_EQ(fsync(fd), 0);
+  EXPECT_EQ(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+  close(fd);
+}
+
+// release() drops the pages inside the given records from the page cache, leaves the others, and
+// a later gather() reads the same vectors.
+TEST(PageHints, ReleaseDropsOnlyThoseRecordsPages) {
+  testing::TempDir tmp;
+  testing::SyntheticSpec spec;
+  spec.dim = 3000;  // 12 KB records: whole pages inside each
+  spec.images_per_class = 20;
+  testing::make_synthetic_cache(tmp / "c", spec);
+  CacheSource src(tmp / "c", true);
+  const std::vector<Item> items = all_items(src.images(), 1);
+  const int n = static_cast<int>(items.size());
+  std::vector<float> before(static_cast<size_t>(n) * 3000), after(before.size());
+  src.will_need(items.data(), 1);  // turns read-around off
+  evict_cache(tmp / "c");
+  src.will_need(items.data(), n);
+  src.gather(items.data(), n, nullptr, before.data());  // every page in memory
+  std::vector<MappedRange> spans;
+  ASSERT_TRUE(src.page_spans(items.data(), n, &spans));
+  ASSERT_EQ(spans.size(), items.size());
+  // Give back the even images' records.
+  std::vector<MappedRange> even;
+  for (int i = 0; i < n; i += 2) even.push_back(spans[i]);
+  src.release(even);
+  if (on_disk(tmp.path())) {
+    for (int i = 0; i < n; ++i) {
+      const auto [pages, in] = resident_pages(spans[i]);
+      ASSERT_GE(pages, 1u);
+      if (i % 2 == 0)
+        EXPECT_EQ(in, 0u) << "record " << i << " was given back";
+      else
+        EXPECT_EQ(in, pages) << "record " << i << " was not given back";
+    }
+  }
+  src.gather(items.data(), n, nullptr, after.data());
+  EXPECT_EQ(before, after);
+}
+
+// Over a blocks epoch from a cache larger than the (given) memory limit, ReadAhead gives back
+// every training record once its block is done, never a held-out record, and what is gathered is
+// what a source in memory gives. A cache that fits, or the uniform order, gives back nothing.
+TEST(PageHints, ReadAheadGivesBackFinishedBlocksWhenTheCacheDoesNotFit) {
+  testing::TempDir tmp;
+  testing::SyntheticSpec spec;
+  spec.dim = 3000;
+  spec.images_per_class = 40;
+  spec.crops = 2;
+  testing::make_synthetic_cache(tmp / "c", spec);
+  CacheSource src(tmp / "c", true);
+  std::vector<uint32_t> train, held;  // every fifth image held out, as validation is
+  for (uint32_t i : src.images()) (i % 5 == 0 ? held : train).push_back(i);
+  TrainParams p;
+  p.batch = 7;
+  p.order = "blocks";
+  p.block_records = 6;
+  p.block_window = 2;
+  const std::vector<Item> items = block_epoch_items(train, 2, false, 3, 1, 6, 2);
+  const std::vector<Item> held_items = all_items(held, 2);
+  std::vector<float> all(static_cast<size_t>(items.size()) * 3000);
+  src.will_need(items.data(), 1);  // turns read-around off
+  evict_cache(tmp / "c");
+  src.will_need(items.data(), static_cast<int>(items.size()));
+  src.will_need(held_items.data(), static_cast<int>(held_items.size()));
+  src.gather(items.data(), static_cast<int>(items.size()), nullptr, all.data());
+  std::vector<float> scratch(held_items.size() * 3000);
+  src.gather(held_items.data(), static_cast<int>(held_items.size()), nullptr, scratch.data());
+  const uint64_t cache_bytes = uint64_t{80} * 2 * 3000 * sizeof(float);
+  {
+    ReadAhead fits(p, src, items, 4 * cache_bytes);
+    EXPECT_FALSE(fits.releasing());
+    TrainParams u = p;
+    u.order = "uniform";
+    ReadAhead uniform(u, src, items, cache_bytes / 4);
+    EXPECT_FALSE(uniform.releasing());
+  }
+  ReadAhead ra(p, src, items, cache_bytes / 4);
+  ASSERT_TRUE(ra.releasing());
+  std::vector<float> got(all.size());
+  for (size_t lo = 0; lo < items.size(); lo += p.batch) {
+    const size_t n = std::min<size_t>(p.batch, items.size() - lo);
+    ra.before(lo, n);
+    src.gather(items.data() + lo, static_cast<int>(n), nullptr, got.data() + lo * 3000);
+    ra.after(lo + n);
+  }
+  ra.finish();
+  EXPECT_EQ(got, all);
+  if (!on_disk(tmp.path())) return;  // tmpfs keeps every page: nothing more to see
+  std::vector<MappedRange> spans, held_spans;
+  src.page_spans(items.data(), static_cast<int>(items.size()), &spans);
+  src.page_spans(held_items.data(), static_cast<int>(held_items.size()), &held_spans);
+  for (size_t i = 0; i < spans.size(); ++i)
+    EXPECT_EQ(resident_pages(spans[i]).second, 0u) << "training record " << i << " kept";
+  for (size_t i = 0; i < held_spans.size(); ++i) {
+    const auto [pages, in] = resident_pages(held_spans[i]);
+    EXPECT_EQ(in, pages) << "held-out record " << i << " given back";
+  }
 }
 
 }  // namespace
