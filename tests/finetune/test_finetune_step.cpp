@@ -3,7 +3,15 @@
 // torch.optim.Adam and torch.optim.SGD (momentum) in two parameter groups, dropout 0. Both are
 // float32 evaluations of the same training with other summation orders, so they differ by
 // rounding alone: each step's loss within 1e-5 relative (the figure of issue #15), and the final
-// weights within the rounding bound of tests/test_util.h (see weight_bound() and run_parity()).
+// weights within the rounding bounds of weight_bound() and storage_bound() (compare_weights()).
+// "Rounding alone" presumes that no decision of the training lies within rounding of a tie (a
+// ReLU's pre-activation near 0, two pooled values nearly equal): one taken the other way moves
+// block 5's weights by 1e-4 to 2e-3 of their movement, up to several times the rounding bound. At
+// these sizes ties cannot be ruled out by construction (of the 20 steps' 4·10^6 ReLU decisions,
+// about 10 a step in conv5_1 alone lie within the rounding bound of 0, against the absolute sum of
+// their terms, in a float64 run), so the premise is checked instead: the setups below are ones
+// whose float32 trainings, ours and torch's, stay within half the bounds of torch's float64
+// training under each OpenBLAS kernel (VGGCACHE_FINETUNE_FLOAT64=1, see float64_check()).
 // Also: a frozen block 5 stays bit-identical while the head follows train_head's HeadOptimizer on
 // block 5's outputs (dropout on), the thread count changes no bit, and bad configurations and
 // labels throw.
@@ -121,8 +129,8 @@ std::vector<Named> tensors(const Block5& b, const HeadWeights& h) {
   return t;
 }
 
-// How far two float32 trainings may drift apart, relative: each step's gradients carry the
-// rounding of the forward pass (block 5's three convolutions of 9·512 terms, the head's first
+// How far two float32 trainings' gradients may drift apart, relative: each step's gradients carry
+// the rounding of the forward pass (block 5's three convolutions of 9·512 terms, the head's first
 // layer of 25088) and of the longest gradient sums (over the n·h·w pixels of a conv weight's
 // gradient), and the steps' independent roundings add up as a random walk (rounding_bound).
 double weight_bound(int steps) {
@@ -131,12 +139,108 @@ double weight_bound(int steps) {
          testing::rounding_bound(static_cast<double>(kBatch) * kH * kW, steps);
 }
 
+// The other rounding of a training step, relative to how far training moved the tensor: storing
+// w − step in float32 rounds each weight by up to u of its value, not of the step. Where the
+// steps are small next to the weights (block 5 at a tenth of the head's rate: 20 SGD steps move
+// conv5_1 by 2.5e-4 of its norm), this is the larger term, u·‖W‖/‖W − W_init‖ = 2.4e-4 a step
+// against weight_bound()'s 2e-4 for all 20. Two trainings round alike while their gradients agree
+// bit for bit, independently once they do not. Independent roundings of the steps add up as a
+// random walk; two trainings, so twice one's. (Checked against float64: torch's float32 training
+// of SGD at a tenth, with no ReLU or pooling decision taken differently, ends 4.5e-4 of conv5_1's
+// movement and 1.2e-3 of its bias's from the float64 one, where one training's bound is 1.1e-3
+// and 2.8e-3; without this term the bound was 1e-4, and ours and torch's differed by 1e-3 under
+// OpenBLAS Cooperlake and Sandybridge.)
+double storage_bound(const std::vector<float>& init, const std::vector<float>& moved, int steps) {
+  double w2 = 0, i2 = 0, m2 = 0;
+  for (size_t i = 0; i < init.size(); ++i) {
+    w2 += double(moved[i]) * moved[i];
+    i2 += double(init[i]) * init[i];
+    m2 += (double(moved[i]) - init[i]) * (double(moved[i]) - init[i]);
+  }
+  return 2 * std::sqrt(double(steps)) * testing::kUnitRoundoff * std::sqrt(std::max(w2, i2) / m2);
+}
+
+// One comparison of final weights (`ours` against `ref`, both started from `init`), as shares of
+// their bounds. Per tensor, the Frobenius norm of the difference relative to how far training
+// moved the tensor (‖W − W_ref‖ / ‖W_ref − W_init‖): a wrong gradient or update rule is off by a
+// share of the movement, rounding by weight_bound() + storage_bound(). Largest elements: no
+// weight may be off by more than a tenth of its group's step (0.1·lr) under Adam, as in
+// tests/train/test_train_parity.cpp; under SGD, by more than the bound relative to the tensor's
+// largest weight. `share` scales the bounds: 1 for two float32 trainings, 1/2 for one against
+// float64 (each float32 training carries half of what two may differ by).
+struct WeightDrift {
+  double frobenius = 0, element = 0;  // the worst tensor's, as shares of their bounds
+};
+WeightDrift compare_weights(const std::vector<Named>& ours, const std::vector<Named>& init,
+                            const std::vector<std::vector<double>>& ref, const FineTuneConfig& cfg,
+                            double share, const std::string& label) {
+  const bool adam = cfg.optimizer == FineTuneOptimizer::kAdam;
+  WeightDrift worst;
+  for (size_t k = 0; k < ours.size(); ++k) {
+    const std::vector<double>& theirs = ref[k];
+    std::vector<float> theirs_f(theirs.begin(), theirs.end());
+    const double bound =
+        share * (weight_bound(kSteps) + storage_bound(init[k].values, theirs_f, kSteps));
+    double max_diff = 0, max_abs = 0, diff2 = 0, move2 = 0;
+    for (size_t i = 0; i < theirs.size(); ++i) {
+      const double d = std::abs(double(ours[k].values[i]) - theirs[i]);
+      const double m = theirs[i] - init[k].values[i];
+      max_diff = std::max(max_diff, d);
+      max_abs = std::max(max_abs, std::abs(theirs[i]));
+      diff2 += d * d;
+      move2 += m * m;
+    }
+    EXPECT_GT(move2, 0) << ours[k].name << " never moved";
+    const double rel = std::sqrt(diff2 / move2);
+    EXPECT_LE(rel, bound) << label << ": " << ours[k].name;
+    worst.frobenius = std::max(worst.frobenius, rel / bound);
+    const double elem_bound =
+        adam ? share * 0.1 * (ours[k].block5 ? cfg.lr_block5 : cfg.lr) : bound * max_abs;
+    EXPECT_LE(max_diff, elem_bound) << label << ": " << ours[k].name;
+    worst.element = std::max(worst.element, max_diff / elem_bound);
+    std::printf("%s %-8s max diff %.3e (bound %.3e), Frobenius diff/move %.3e (bound %.3e)\n",
+                label.c_str(), ours[k].name.c_str(), max_diff, elem_bound, rel, bound);
+  }
+  return worst;
+}
+
+// The reference script's tensors, named as `like`: ref_<name>.f32 (torch's float32 training) or,
+// with float64, ref64_<name>.f64.
+std::vector<std::vector<double>> read_tensors(const testing::TempDir& tmp,
+                                              const std::vector<Named>& like, bool float64) {
+  std::vector<std::vector<double>> out;
+  for (const Named& t : like) {
+    std::vector<double> v;
+    if (float64) {
+      v = read_raw<double>(tmp / ("ref64_" + t.name + ".f64"));
+    } else {
+      const std::vector<float> f = read_raw<float>(tmp / ("ref_" + t.name + ".f32"));
+      v.assign(f.begin(), f.end());
+    }
+    EXPECT_EQ(v.size(), t.values.size()) << t.name;
+    v.resize(t.values.size());
+    out.push_back(std::move(v));
+  }
+  return out;
+}
+
+// Whether to train torch's reference a second time in float64 (VGGCACHE_FINETUNE_FLOAT64=1) and
+// check both float32 trainings, ours and torch's, against it with half the bounds: the premise of
+// the bounds (no ReLU or pooling decision of the 20 steps lies within float32 rounding of a tie,
+// so the trainings differ by rounding alone), checked under the kernel this process runs. Off by
+// default: float64 convolutions triple the test's time.
+bool float64_check() {
+  const char* env = std::getenv("VGGCACHE_FINETUNE_FLOAT64");
+  return env && std::string(env) == "1";
+}
+
 // losses_only: compare the steps' losses only (the Winograd runs: weight_bound() is the direct
-// convolution's).
+// convolution's). seed: make_problem()'s, 0 for 1500 + classes.
 void run_parity(const FineTuneConfig& cfg, int classes, const DataSpec& spec = kSparse,
-                bool losses_only = false) {
+                bool losses_only = false, uint32_t seed = 0) {
   configure_blas_for_tbb();
-  const Problem p = make_problem(classes, 1500 + classes, spec);
+  if (seed == 0) seed = 1500 + classes;
+  const Problem p = make_problem(classes, seed, spec);
   const std::vector<Named> init = tensors(p.block5, p.head);
   testing::TempDir tmp;
   write_raw(tmp / "x.f32", p.x);
@@ -144,6 +248,7 @@ void run_parity(const FineTuneConfig& cfg, int classes, const DataSpec& spec = k
   write_raw(tmp / "schedule.i32", p.sched);
   for (const Named& t : init) write_raw(tmp / (t.name + ".f32"), t.values);
   const bool adam = cfg.optimizer == FineTuneOptimizer::kAdam;
+  const bool f64 = float64_check() && !losses_only;
   const nlohmann::json js = {{"pool", kPool},
                              {"h", kH},
                              {"w", kW},
@@ -156,7 +261,8 @@ void run_parity(const FineTuneConfig& cfg, int classes, const DataSpec& spec = k
                              {"lr_block5", cfg.lr_block5},
                              {"eps", cfg.eps},
                              {"momentum", cfg.momentum},
-                             {"weight_decay", cfg.weight_decay}};
+                             {"weight_decay", cfg.weight_decay},
+                             {"float64", f64}};
   testing::write_file(tmp / "config.json", js.dump());
   std::string log;
   ASSERT_EQ(testing::run_command(
@@ -168,17 +274,27 @@ void run_parity(const FineTuneConfig& cfg, int classes, const DataSpec& spec = k
       << log;
   const std::vector<double> ref_losses = read_raw<double>(tmp / "ref_losses.f64");
   ASSERT_EQ(ref_losses.size(), static_cast<size_t>(kSteps));
+  std::vector<double> ref64_losses;
+  if (f64) {
+    ref64_losses = read_raw<double>(tmp / "ref64_losses.f64");
+    ASSERT_EQ(ref64_losses.size(), static_cast<size_t>(kSteps));
+  }
 
   FineTuner ft(p.block5, p.head, cfg);
   std::vector<int32_t> labels;
   constexpr double kLossBound = 1e-5;
-  double worst_loss = 0;
+  double worst_loss = 0, worst_ours64 = 0, worst_torch64 = 0;
   for (int s = 0; s < kSteps; ++s) {
     const std::vector<float> x = batch_of(p, s, &labels);
     const FineTuneStats st = ft.step(x, kBatch, kH, kW, labels.data(), s);
     const double rel = std::abs(st.loss - ref_losses[s]) / std::abs(ref_losses[s]);
     EXPECT_LE(rel, kLossBound) << "step " << s + 1 << ": " << st.loss << " vs " << ref_losses[s];
     worst_loss = std::max(worst_loss, rel);
+    if (f64) {
+      const double exact = std::abs(ref64_losses[s]);
+      worst_ours64 = std::max(worst_ours64, std::abs(st.loss - ref64_losses[s]) / exact);
+      worst_torch64 = std::max(worst_torch64, std::abs(ref_losses[s] - ref64_losses[s]) / exact);
+    }
   }
   const std::string what =
       fmt::format("finetune {} {} classes{}", adam ? "adam" : "sgd", classes,
@@ -190,46 +306,37 @@ void run_parity(const FineTuneConfig& cfg, int classes, const DataSpec& spec = k
   EXPECT_LT(ref_losses.back(), ref_losses.front());  // the comparison is not of a flat line
   if (losses_only) return;
 
-  // Final weights. Per tensor, the Frobenius norm of the difference relative to how far training
-  // moved the tensor (‖W − W_torch‖ / ‖W_torch − W_init‖): a wrong gradient or update rule is off
-  // by a share of the movement, rounding by weight_bound(). The norm, not the largest element,
-  // because a ReLU decision of block 5 within rounding of 0 may go either way and then changes
-  // one pixel's share of a step's gradient: visible in a few elements, not in the norm. Largest
-  // elements: Adam flips a whole step where a gradient is rounding noise (sign decided by the
-  // summation order), so, as in tests/train/test_train_parity.cpp, no weight may be off by more
-  // than a tenth of its group's step (0.1·lr); under SGD no weight may be off by more than the
-  // bound relative to the tensor's largest weight.
-  const double bound = weight_bound(kSteps);
-  double worst_rel = 0, worst_elem = 0;
+  // The norm, not the largest element, carries the tight bound, because a decision within
+  // rounding of a tie (a ReLU's pre-activation near 0, two pooled values nearly equal) may go
+  // either way and then changes one pixel's share of a step's gradient: visible in a few
+  // elements, less in the norm. The setups below are chosen to keep clear of such ties (see
+  // float64_check()).
   const std::vector<Named> ours = tensors(ft.block5(), ft.head());
-  for (size_t k = 0; k < ours.size(); ++k) {
-    const std::vector<float> theirs = read_raw<float>(tmp / ("ref_" + ours[k].name + ".f32"));
-    ASSERT_EQ(theirs.size(), ours[k].values.size()) << ours[k].name;
-    double max_diff = 0, max_abs = 0, diff2 = 0, move2 = 0;
-    for (size_t i = 0; i < theirs.size(); ++i) {
-      const double d = std::abs(double(ours[k].values[i]) - theirs[i]);
-      const double m = double(theirs[i]) - init[k].values[i];
-      max_diff = std::max(max_diff, d);
-      max_abs = std::max(max_abs, std::abs(double(theirs[i])));
-      diff2 += d * d;
-      move2 += m * m;
-    }
-    ASSERT_GT(move2, 0) << ours[k].name << " never moved";
-    const double rel = std::sqrt(diff2 / move2);
-    EXPECT_LE(rel, bound) << ours[k].name;
-    worst_rel = std::max(worst_rel, rel);
-    // The element check as a share of its bound.
-    const double elem_bound =
-        adam ? 0.1 * (ours[k].block5 ? cfg.lr_block5 : cfg.lr) : bound * max_abs;
-    EXPECT_LE(max_diff, elem_bound) << ours[k].name;
-    worst_elem = std::max(worst_elem, max_diff / elem_bound);
-    std::printf("%-8s max diff %.3e (bound %.3e), Frobenius diff/move %.3e\n", ours[k].name.c_str(),
-                max_diff, elem_bound, rel);
-  }
-  testing::report_numerics(what + ": weights vs torch, Frobenius relative to the movement",
-                           worst_rel, bound);
+  const WeightDrift drift =
+      compare_weights(ours, init, read_tensors(tmp, init, false), cfg, 1.0, "vs torch");
+  testing::report_numerics(what + ": weights vs torch, Frobenius relative to the movement (share)",
+                           drift.frobenius, 1.0);
   testing::report_numerics(what + ": weights vs torch, largest element (share of its bound)",
-                           worst_elem, 1.0);
+                           drift.element, 1.0);
+  if (!f64) return;
+  EXPECT_LE(worst_ours64, kLossBound / 2);
+  EXPECT_LE(worst_torch64, kLossBound / 2);
+  testing::report_numerics(what + ": step loss vs float64", worst_ours64, kLossBound / 2);
+  testing::report_numerics(what + ": torch's step loss vs float64", worst_torch64, kLossBound / 2);
+  const std::vector<std::vector<double>> exact = read_tensors(tmp, init, true);
+  const WeightDrift ours64 = compare_weights(ours, init, exact, cfg, 0.5, "ours vs float64");
+  std::vector<Named> theirs = init;
+  const std::vector<std::vector<double>> ref32 = read_tensors(tmp, init, false);
+  for (size_t k = 0; k < theirs.size(); ++k)
+    theirs[k].values.assign(ref32[k].begin(), ref32[k].end());
+  const WeightDrift torch64 = compare_weights(theirs, init, exact, cfg, 0.5, "torch vs float64");
+  testing::report_numerics(what + ": weights vs float64, Frobenius (share)", ours64.frobenius, 1.0);
+  testing::report_numerics(what + ": weights vs float64, largest element (share)", ours64.element,
+                           1.0);
+  testing::report_numerics(what + ": torch's weights vs float64, Frobenius (share)",
+                           torch64.frobenius, 1.0);
+  testing::report_numerics(what + ": torch's weights vs float64, largest element (share)",
+                           torch64.element, 1.0);
 }
 
 // The parity runs compute as torch does, the direct convolution and the head on the 25088
@@ -258,26 +365,33 @@ FineTuneConfig sgd_config() {
   return c;
 }
 
+// At adam_config()'s rates the sigmoid saturates by step 3 (loss 8.4) and float32 training is
+// ill-conditioned: torch's float32 training ends 1.4e-2 of the movement from its float64 one (70
+// times the bound), weights up to 12·lr apart. At a tenth: 3e-5, and 0.02·lr.
 TEST(FineTuneParity, AdamMatchesTorch) {
-  run_parity(adam_config(), 2);
+  FineTuneConfig c = adam_config();
+  c.lr /= 10;
+  c.lr_block5 /= 10;
+  run_parity(c, 2);
 }
-// SGD runs on dense maps: on the sparse ones, many of block 5's pre-activations lie near 0, where
-// a float32 ReLU decision may go either way, and SGD with momentum carries such a flipped pixel's
-// share of conv5_1's gradient into every later step: conv5_1's weights then drift apart by 1e-4
-// (2 classes, OpenBLAS SkylakeX) to 1e-3 (3 classes) of their movement, past the rounding bound,
-// while the losses still agree within 4e-6. Adam's per-element normalisation does not accumulate
-// it, so the Adam case keeps the sparse maps.
+// SGD runs on dense maps (on the sparse ones, many of block 5's pre-activations lie near 0).
 // Two classes on dense maps saturate the sigmoid at lr 1e-2 (loss 62.5 from step 3), so a tenth.
+// The seeds are ones clear of ties (see the top of this file). With make_problem()'s 1502, ours
+// (OpenBLAS Cooperlake) or torch's (Sandybridge) float32 training takes a decision the other way
+// from float64 (by the differences, one of conv5_3's), which moves every block 5 tensor by 1e-3
+// of its movement; with 1503 (three classes), ours takes one of conv5_1 (at step 17, a
+// pre-activation 4e-9 of its terms' absolute sum) the other way under every kernel: 1.8e-4 of
+// conv5_1's movement, past half the bound.
 TEST(FineTuneParity, SgdMomentumMatchesTorch) {
   FineTuneConfig c = sgd_config();
   c.lr /= 10;
   c.lr_block5 /= 10;
-  run_parity(c, 2, kDense);
+  run_parity(c, 2, kDense, false, 1512);
 }
 TEST(FineTuneParity, ThreeClassesSgdWithWeightDecayMatchesTorch) {
   FineTuneConfig c = sgd_config();
   c.weight_decay = 5e-4;
-  run_parity(c, 3, kDense);
+  run_parity(c, 3, kDense, false, 1513);
 }
 
 // Winograd's training steps (train_head's default at 4 × 4 maps) against torch's: the losses of

@@ -16,6 +16,10 @@
 # compares accuracies, which rounding moves by chance, not by kernel. KERNELS_STAT=all runs it
 # under every kernel, KERNELS_STAT=none under none.
 #
+# The fine-tuning parity tests (test_finetune_step) compare ours with torch's float32 training;
+# with VGGCACHE_FINETUNE_FLOAT64=1 in the environment they also check both against a float64
+# training, the premise of their bounds (no decision within rounding of a tie), at 3× their time.
+#
 # Usage: tests/hard/kernels.sh BUILD_DIR SUMMARY_FILE. Exit non-zero if a test failed under any
 # kernel.
 set -uo pipefail
@@ -111,7 +115,7 @@ each_kernel OpenBLAS blas "Haswell SkylakeX Cooperlake Zen Sandybridge" OPENBLAS
   "test_compact|*" "test_train_parity|*" "test_train_units|*" \
   "test_sweep_cli|*EqualsItsSingleRun*:*EqualSingleRunsToo*" "test_block5|*" "test_probe|*" \
   "test_finetune_run|*Frozen*:*ClassWeights*" "test_winograd|*" \
-  "test_finetune_step|*Compact*:*Threads*"
+  "test_finetune_step|*Compact*:*Threads*:FineTuneParity.*MatchesTorch"
 # oneDNN: VGG16's convolutions in LibTorch (ours and torchvision's reference alike).
 each_kernel oneDNN dnn "AVX2 AVX512_CORE AVX512_CORE_VNNI AVX512_CORE_BF16" \
   "ONEDNN_MAX_CPU_ISA DNNL_MAX_CPU_ISA" \
