@@ -49,6 +49,8 @@ struct WriterOptions {
   int schema_version = kSchemaVersion;      // layout of a NEW cache; 1 (one record per value)
                                             // only for tests of old caches; resume keeps the
                                             // stored cache's
+  uint64_t repack_max_bytes = 64ull << 20;  // finish() repacks a complete cache up to this size
+                                            // into full runs (common/cache_repack.h); 0: never
 };
 
 inline constexpr const char* kImagesKey = "images";  // schema 2's image list, in "meta"
