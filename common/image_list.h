@@ -2,7 +2,7 @@
 //
 // Why binary: as JSON the list cost ~131 bytes an image for carbike64's names ("bicycle/
 // bicycle_0001.jpg", a 64-digit SHA-256, the size and the label), 3.2% of a 4 KB 1-view
-// prepool-f16 record. Here an entry is ~38 bytes: consecutive paths (sorted within each class
+// prepool-f16 record. Here an entry is ~40 bytes: consecutive paths (sorted within each class
 // folder) share most of their bytes, so each path is stored as the bytes it shares with the
 // previous path's start and end plus the bytes in between; the SHA-256 as its 32 bytes; sizes and
 // labels as varints. The 32 SHA-256 bytes are most of what is left and do not compress.

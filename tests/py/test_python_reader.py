@@ -280,7 +280,7 @@ def body(tmp):
         with env.begin(db=env.open_db(b"meta", create=False)) as txn:
             raw = bytes(txn.get(b"images"))
         env.close()
-        assert raw[:4] == b"VGIL" and len(raw) < 45 * 40, len(raw)  # ~38 bytes an image
+        assert raw[:4] == b"VGIL" and len(raw) < 45 * 40, len(raw)  # ~40 bytes an image
         # The same cache as schema 2 stored it: the list as JSON (nlohmann's layout), version 2.
         old = os.path.join(tmp, "schema2")
         shutil.copytree(pp, old)
