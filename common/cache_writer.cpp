@@ -196,6 +196,9 @@ struct CacheWriter::Impl {
           "{}: the cache is complete, but the repacked copy could not replace it ({}), "
           "so it keeps its runs as written",
           dir, ec.message());
+    else
+      spdlog::debug("{}: repacked into full runs: {} -> {} bytes", dir, size,
+                    fs::file_size(data, ec));
     fs::remove_all(fs::path(dir) / kRepackStaging, ec);
     open_env();
     find_last_key();
