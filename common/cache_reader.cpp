@@ -85,16 +85,13 @@ CacheMeta read_meta(const std::string& dir, const OpenEnv& e) {
     const bool binary = iv.mv_size >= sizeof kImageListMagic &&
                         std::memcmp(iv.mv_data, kImageListMagic, sizeof kImageListMagic) == 0;
     try {
-      // A later version than this build reads is left to from_json, which refuses it by name.
-      // Otherwise the value says what it holds (schema 3 writes binary, schema 2 JSON).
-      if (schema > kSchemaVersion) {
-        // nothing to decode
-      } else if (binary) {
+      // The value says what it holds (schema 3 writes binary, schema 2 JSON). A later version
+      // than this build reads is not decoded: from_json refuses it by name.
+      if (schema <= kSchemaVersion && binary)
         images = decode_image_list(iv.mv_data, iv.mv_size);
-      } else {
+      else if (schema <= kSchemaVersion)
         j["images"] = nlohmann::json::parse(static_cast<const char*>(iv.mv_data),
                                             static_cast<const char*>(iv.mv_data) + iv.mv_size);
-      }
     } catch (const nlohmann::json::exception& ex) {
       throw Error(ErrorKind::kCorrupt, dir + ": the image list is not valid JSON: " + ex.what());
     } catch (const Error& ex) {
