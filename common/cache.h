@@ -12,7 +12,8 @@
 //                           (the list is a setting: a resume must give the same). Rewriting the
 //                           list with every batch kept ~3 copies of it in the file (LMDB reuses
 //                           freed pages two transactions later): ~150 bytes an image each, 11% of
-//                           a 4 KB 1-view prepool-f16 record.
+//                           a 4 KB 1-view prepool-f16 record. Schema 3 stores it in binary,
+//                           ~40 bytes an image (common/image_list.h); schema 2 as JSON.
 //
 // Why runs (schema 2): LMDB stores a value larger than a page on its own overflow pages behind a
 // 16-byte page header, so one record per value rounds every record up to whole pages: a 64 px
@@ -30,7 +31,9 @@
 // batches as a clean one, so it ends with the same runs. Each record keeps its own CRC, checked per
 // record; get() finds the run whose first key is at or before (image, crop) and reads the
 // record where a run without gaps puts it (one page touched), else searches the run.
-// Schema 1 caches (one record per value) still read, and resume in their own layout.
+// finish() then repacks a complete cache of up to WriterOptions::repack_max_bytes into full runs
+// without LMDB's free pages (common/cache_repack.h). Schema 1 caches (one record per value) still
+// read, and resume in their own layout.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -49,9 +52,11 @@ struct WriterOptions {
   int schema_version = kSchemaVersion;      // layout of a NEW cache; 1 (one record per value)
                                             // only for tests of old caches; resume keeps the
                                             // stored cache's
+  uint64_t repack_max_bytes = 64ull << 20;  // finish() repacks a complete cache up to this size
+                                            // into full runs (common/cache_repack.h); 0: never
 };
 
-inline constexpr const char* kImagesKey = "images";  // schema 2's image list, in "meta"
+inline constexpr const char* kImagesKey = "images";  // schemas 2-3's image list, in "meta"
 
 // Bytes from one record's start to the next inside a run: the record rounded up to 16 bytes
 // (schema 2), or the record itself (schema 1, one per value).

@@ -137,9 +137,10 @@ std::string shard_text(const ShardInfo& s) {
 
 }  // namespace
 
-json CacheMeta::to_json() const {
+json CacheMeta::to_json(bool with_images) const {
   json imgs = json::array();
-  for (const auto& e : images) {
+  for (size_t i = 0; with_images && i < images.size(); ++i) {
+    const ImageEntry& e = images[i];
     json o = {{"bytes", e.bytes}, {"sha256", e.sha256}, {"label", e.label}};
     put_path(o, e.path);
     imgs.push_back(std::move(o));
@@ -176,10 +177,11 @@ json CacheMeta::to_json() const {
   }
   if (precision != "fp32") j["precision"] = precision;
   if (backbone != "vgg16") j["backbone"] = backbone;
+  if (!with_images) j.erase("images");
   return j;
 }
 
-CacheMeta CacheMeta::from_json(const json& j) {
+CacheMeta CacheMeta::from_json(const json& j, std::vector<ImageEntry>* images) {
   CacheMeta m;
   try {
     m.schema_version = j.at("schema_version").get<int>();
@@ -195,9 +197,12 @@ CacheMeta CacheMeta::from_json(const json& j) {
     m.prepool_shape = j.at("prepool_shape").get<std::vector<int>>();
     m.classes = j.at("classes").get<std::vector<std::string>>();
     m.source_dir = j.at("source_dir").get<std::string>();
-    for (const auto& e : j.at("images")) {
-      m.images.push_back({get_path(e), e.at("bytes").get<uint64_t>(),
-                          e.at("sha256").get<std::string>(), e.at("label").get<int32_t>()});
+    if (images) {
+      m.images = std::move(*images);
+    } else {
+      for (const auto& e : j.at("images"))
+        m.images.push_back({get_path(e), e.at("bytes").get<uint64_t>(),
+                            e.at("sha256").get<std::string>(), e.at("label").get<int32_t>()});
     }
     const auto& w = j.at("weights");
     m.weights = {w.at("name").get<std::string>(), w.at("sha256").get<std::string>(),
@@ -275,7 +280,7 @@ CacheMeta CacheMeta::from_json(const json& j) {
 }
 
 std::string CacheMeta::first_difference(const CacheMeta& a, const CacheMeta& b) {
-  json ja = a.to_json(), jb = b.to_json();
+  json ja = a.to_json(false), jb = b.to_json(false);  // the images are compared below
   // Settings, then data identity. Progress fields (records, next_image, skipped, complete, extra,
   // tool_version) are state, not settings. The backbone and the cut first: they decide what every
   // other one means.

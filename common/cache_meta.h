@@ -9,9 +9,10 @@
 
 namespace vggcache {
 
-// 2: records stored in runs that fill whole LMDB pages (common/cache.h); 1: one record per value.
-// Both read; new caches are written as kSchemaVersion.
-inline constexpr int kSchemaVersion = 2;
+// 3: as 2, the image list in binary (common/image_list.h); 2: records stored in runs that fill
+// whole LMDB pages (common/cache.h), the image list as JSON under its own key; 1: one record per
+// value, the image list inside the metadata. All read; new caches are written as kSchemaVersion.
+inline constexpr int kSchemaVersion = 3;
 inline constexpr int kOldestSchemaVersion = 1;
 
 // How record payloads are encoded. Readers reject codecs they do not know.
@@ -115,8 +116,11 @@ struct CacheMeta {
     return shard.present() ? shard.end : static_cast<uint32_t>(images.size());
   }
 
-  nlohmann::json to_json() const;
-  static CacheMeta from_json(const nlohmann::json& j);  // throws Error(kSchema/kCorrupt)
+  // with_images = false leaves "images" out (schemas 2 and 3 store the list under its own key).
+  nlohmann::json to_json(bool with_images = true) const;
+  // throws Error(kSchema/kCorrupt). `images`, when given, is the image list (moved from), read
+  // from its own key; `j` then needs no "images".
+  static CacheMeta from_json(const nlohmann::json& j, std::vector<ImageEntry>* images = nullptr);
 
   // The settings that must agree for a resume / train-test pairing. Returns "" when equal,
   // else the name of the first differing setting (e.g. "preprocess.size: 64 vs 100"). The shard

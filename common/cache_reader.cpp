@@ -4,11 +4,13 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cstring>
 #include <filesystem>
 #include <mutex>
 
 #include "common/cache.h"
 #include "common/half.h"
+#include "common/image_list.h"
 #include "common/lmdb_util.h"
 #include "common/prepool.h"
 #include "common/shard_set.h"
@@ -71,19 +73,33 @@ CacheMeta read_meta(const std::string& dir, const OpenEnv& e) {
   } catch (const nlohmann::json::exception& ex) {
     throw Error(ErrorKind::kCorrupt, dir + ": metadata is not valid JSON: " + ex.what());
   }
-  if (j.is_object() && !j.contains("images")) {  // schema 2: the list is stored on its own
+  // Schemas 2 and 3 store the list on its own: JSON (2) or binary (3, common/image_list.h).
+  std::vector<ImageEntry> images;
+  const bool own_key = j.is_object() && !j.contains("images");
+  if (own_key) {
     MDB_val ik{std::strlen(kImagesKey), const_cast<char*>(kImagesKey)}, iv;
     if (mdb_get(t, e.meta_db, &ik, &iv) != 0)
       throw Error(ErrorKind::kCorrupt, dir + ": metadata without its image list");
+    const auto version = j.find("schema_version");
+    const int schema = version != j.end() && version->is_number_integer() ? version->get<int>() : 0;
+    const bool binary = iv.mv_size >= sizeof kImageListMagic &&
+                        std::memcmp(iv.mv_data, kImageListMagic, sizeof kImageListMagic) == 0;
     try {
-      j["images"] = nlohmann::json::parse(static_cast<const char*>(iv.mv_data),
-                                          static_cast<const char*>(iv.mv_data) + iv.mv_size);
+      // The value says what it holds (schema 3 writes binary, schema 2 JSON). A later version
+      // than this build reads is not decoded: from_json refuses it by name.
+      if (schema <= kSchemaVersion && binary)
+        images = decode_image_list(iv.mv_data, iv.mv_size);
+      else if (schema <= kSchemaVersion)
+        j["images"] = nlohmann::json::parse(static_cast<const char*>(iv.mv_data),
+                                            static_cast<const char*>(iv.mv_data) + iv.mv_size);
     } catch (const nlohmann::json::exception& ex) {
       throw Error(ErrorKind::kCorrupt, dir + ": the image list is not valid JSON: " + ex.what());
+    } catch (const Error& ex) {
+      throw Error(ex.kind(), dir + ": " + ex.what());
     }
   }
   try {
-    return CacheMeta::from_json(j);
+    return CacheMeta::from_json(j, own_key && !j.contains("images") ? &images : nullptr);
   } catch (const Error& ex) {
     throw Error(ex.kind(), dir + ": " + ex.what());
   }

@@ -13,7 +13,9 @@
 #include <filesystem>
 
 #include "common/cache.h"
+#include "common/cache_repack.h"
 #include "common/half.h"
+#include "common/image_list.h"
 #include "common/lmdb_util.h"
 
 namespace fs = std::filesystem;
@@ -22,12 +24,17 @@ namespace vggcache {
 
 namespace {
 
-// The metadata as stored under "meta": schema 2 leaves the image list out (stored once under
-// kImagesKey, see common/cache.h).
+// The metadata as stored under "meta": schemas 2 and 3 leave the image list out (stored once
+// under kImagesKey, see common/cache.h). Rewritten with every batch, so the list is not even
+// built: for ImageNet's 1.28M images that would be a second of JSON a batch.
 std::string meta_json(const CacheMeta& m) {
-  nlohmann::json j = m.to_json();
-  if (m.schema_version >= 2) j.erase("images");
-  return j.dump();
+  return m.to_json(m.schema_version < 2).dump();
+}
+
+// The image list as stored under kImagesKey: JSON (schema 2) or binary (schema 3).
+std::string image_list_value(const CacheMeta& m) {
+  if (m.schema_version >= 3) return encode_image_list(m.images);
+  return m.to_json().at("images").dump();
 }
 
 }  // namespace
@@ -62,6 +69,7 @@ struct CacheWriter::Impl {
   lmdb::Env env;
   MDB_dbi records = 0, meta_db = 0;
   uint64_t map_bytes = 0;
+  uint64_t repack_max_bytes = 0;
   CacheMeta meta;
   bool have_last = false;
   uint32_t last_image = 0, last_crop = 0;
@@ -157,6 +165,43 @@ struct CacheWriter::Impl {
         size + need > rl.rlim_cur)
       return fmt::format(": the file-size limit (ulimit -f, {} bytes) is reached", rl.rlim_cur);
     return "";
+  }
+
+  // Small complete caches only (common/cache_repack.h). The cache is complete and valid before
+  // this; a copy that fails (e.g. no room for it) leaves it as written, which is said.
+  void repack() {
+    if (meta.schema_version < 2 || repack_max_bytes == 0) return;
+    std::error_code ec;
+    const fs::path data = fs::path(dir) / "data.mdb";
+    const uint64_t size = fs::file_size(data, ec);
+    if (ec || size > repack_max_bytes) return;
+    try {
+      write_repacked_copy(dir, env.get(), records, meta_db, stride, run_records);
+    } catch (const Error& e) {
+      fs::remove_all(fs::path(dir) / kRepackStaging, ec);
+      spdlog::warn(
+          "{}: the cache is complete, but repacking it failed, so it keeps its runs as "
+          "written ({})",
+          dir, e.what());
+      return;
+    }
+    // The writer's environment is closed before its file is replaced; the lock file belongs to
+    // the replaced file (its transaction numbers), so it goes first, as in create_fresh.
+    mdb_env_close(env.get());
+    *env.out() = nullptr;
+    fs::remove(fs::path(dir) / "lock.mdb", ec);
+    fs::rename(fs::path(dir) / kRepackStaging / "data.mdb", data, ec);
+    if (ec)
+      spdlog::warn(
+          "{}: the cache is complete, but the repacked copy could not replace it ({}), "
+          "so it keeps its runs as written",
+          dir, ec.message());
+    else
+      spdlog::debug("{}: repacked into full runs: {} -> {} bytes", dir, size,
+                    fs::file_size(data, ec));
+    fs::remove_all(fs::path(dir) / kRepackStaging, ec);
+    open_env();
+    find_last_key();
   }
 
   void grow() {
@@ -279,7 +324,7 @@ void create_fresh(const std::string& dir, const CacheMeta& meta, uint64_t map_by
     MDB_val mv{js.size(), const_cast<char*>(js.data())};
     lmdb::check(mdb_put(t, meta_db, &mk, &mv, 0), dir, "writing metadata");
     if (meta.schema_version >= 2) {
-      const std::string images = meta.to_json().at("images").dump();
+      const std::string images = image_list_value(meta);
       MDB_val ik{std::strlen(kImagesKey), const_cast<char*>(kImagesKey)};
       MDB_val iv{images.size(), const_cast<char*>(images.data())};
       lmdb::check(mdb_put(t, meta_db, &ik, &iv, 0), dir, "writing the image list");
@@ -300,6 +345,7 @@ std::unique_ptr<CacheWriter> CacheWriter::open(const std::string& dir, const Cac
   auto impl = std::make_unique<Impl>();
   impl->dir = dir;
   impl->map_bytes = std::max<uint64_t>(options.initial_map_bytes, 1 << 16);
+  impl->repack_max_bytes = options.repack_max_bytes;
   std::error_code ec;
   if (fs::exists(dir, ec) && !fs::is_directory(dir, ec))
     throw Error(ErrorKind::kIo, dir + ": exists and is not a directory");
@@ -307,7 +353,7 @@ std::unique_ptr<CacheWriter> CacheWriter::open(const std::string& dir, const Cac
   if (!has_data && fs::is_directory(dir, ec)) {
     for (const auto& e : fs::directory_iterator(dir, ec)) {
       const auto name = e.path().filename();
-      if (name != "writer.lock" && name != "lock.mdb" && name != kStaging)
+      if (name != "writer.lock" && name != "lock.mdb" && name != kStaging && name != kRepackStaging)
         throw Error(ErrorKind::kNotACache,
                     dir +
                         ": exists, is not empty and is not a vggcache cache; refusing to write "
@@ -328,6 +374,7 @@ std::unique_ptr<CacheWriter> CacheWriter::open(const std::string& dir, const Cac
                               dir, diff));
     impl->meta = stored;
     fs::remove_all(fs::path(dir) / kStaging, ec);
+    fs::remove_all(fs::path(dir) / kRepackStaging, ec);  // a repack killed before its rename
   } else {
     impl->meta = meta;
     impl->meta.schema_version = options.schema_version;
@@ -392,6 +439,7 @@ void CacheWriter::finish() {
     impl_->meta.complete = false;
     throw;
   }
+  impl_->repack();
 }
 
 }  // namespace vggcache

@@ -8,10 +8,12 @@ import copy
 import json
 import os
 
+from . import image_list as _image_list
 from .errors import CorruptError, IncompleteError, MismatchError, NotACacheError, SchemaError
 from .records import CODEC_IDS
 
-SCHEMA_VERSION = 2  # 2: records in runs, image list under its own key; 1 still reads
+SCHEMA_VERSION = 3  # 3: as 2, the image list in binary; 2: records in runs, image list (JSON)
+                    # under its own key; 1: one record per value; all read
 OLDEST_SCHEMA_VERSION = 1
 SHARD_MANIFEST = "shards.json"
 MANIFEST_FORMAT = "vggcache-shard-set"
@@ -33,14 +35,24 @@ def image_path(entry):
 
 
 def parse_meta(raw, where, images_raw=None):
-    """``images_raw``: schema 2's image list (key ``images``), spliced in when the metadata
-    leaves it out."""
+    """``images_raw``: the image list of schemas 2 (JSON) and 3 (binary), key ``images``,
+    spliced in when the metadata leaves it out."""
     try:
         m = json.loads(bytes(raw).decode("utf-8"))
-        if isinstance(m, dict) and "images" not in m and images_raw is not None:
-            m["images"] = json.loads(bytes(images_raw).decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as e:
         raise CorruptError(f"{where}: metadata is not valid JSON: {e}") from None
+    if isinstance(m, dict) and "images" not in m and images_raw is not None:
+        version = m.get("schema_version")
+        # A later version than this reader reads is refused by name below, whatever its list.
+        if isinstance(version, int) and version > SCHEMA_VERSION:
+            m["images"] = []
+        elif _image_list.is_binary(images_raw):
+            m["images"] = _image_list.decode_image_list(images_raw, where)
+        else:
+            try:
+                m["images"] = json.loads(bytes(images_raw).decode("utf-8"))
+            except (UnicodeDecodeError, ValueError) as e:
+                raise CorruptError(f"{where}: the image list is not valid JSON: {e}") from None
     validate_meta(m, where)
     return m
 

@@ -270,6 +270,60 @@ def body(tmp):
         expect_raises(vggcache.NotACacheError,
                       lambda: vggcache.open_cache(os.path.join(tmp, "nope")), "no such directory")
 
+    @check("schema 3's binary image list reads as schema 2's JSON list did; damage is refused")
+    def _():
+        from vggcache import image_list as vil
+        with vggcache.open_cache(pp) as c:
+            assert c.meta["schema_version"] == 3
+            meta3, paths3, V3 = c.meta, c.image_paths, c.vectors()
+        env = lmdb.open(pp, max_dbs=4, readonly=True, lock=False)
+        with env.begin(db=env.open_db(b"meta", create=False)) as txn:
+            raw = bytes(txn.get(b"images"))
+        env.close()
+        assert raw[:4] == b"VGIL" and len(raw) < 45 * 40, len(raw)  # ~40 bytes an image
+        # The same cache as schema 2 stored it: the list as JSON (nlohmann's layout), version 2.
+        old = os.path.join(tmp, "schema2")
+        shutil.copytree(pp, old)
+        env = lmdb.open(old, max_dbs=4)
+        with env.begin(write=True, db=env.open_db(b"meta")) as txn:
+            m = json.loads(bytes(txn.get(b"meta")))
+            m["schema_version"] = 2
+            txn.put(b"meta", json.dumps(m, separators=(",", ":"), sort_keys=True).encode())
+            txn.put(b"images", json.dumps(vil.decode_image_list(raw, old), sort_keys=True,
+                                          separators=(",", ":")).encode())
+        env.close()
+        info = json.loads(run("featcache", "info", old))  # the C++ reader agrees
+        assert info["schema_version"] == 2 and info["images"] == 40
+        with vggcache.open_cache(old) as c:
+            assert c.meta["schema_version"] == 2
+            assert c.meta["images"] == meta3["images"] and c.image_paths == paths3
+            assert np.array_equal(c.vectors(), V3)
+        assert paths3[0] == "bicycle/" + sorted(os.listdir(os.path.join(data, "bicycle")))[0]
+        # Every image of the list decodes to what extract scanned: path, size and SHA-256.
+        import hashlib
+        for e in meta3["images"]:
+            with open(os.path.join(data, e["path"]), "rb") as f:
+                blob = f.read()
+            assert e["bytes"] == len(blob) and e["sha256"] == hashlib.sha256(blob).hexdigest()
+        # A flipped byte in the list fails its checksum, in both readers, naming the cache.
+        bad = os.path.join(tmp, "badlist")
+        shutil.copytree(pp, bad)
+        env = lmdb.open(bad, max_dbs=4)
+        with env.begin(write=True, db=env.open_db(b"meta")) as txn:
+            txn.put(b"images", raw[:20] + bytes([raw[20] ^ 1]) + raw[21:])
+        env.close()
+        expect_raises(vggcache.CorruptError, lambda: vggcache.open_cache(bad), bad,
+                      "image list", "checksum mismatch")
+        p = subprocess.run([os.path.join(BIN, "featcache"), "info", bad], capture_output=True,
+                           text=True)
+        assert p.returncode != 0 and "image list is malformed: checksum mismatch" in p.stderr, \
+            p.stderr
+        # One entry cut short (a valid checksum over it): refused as running past the end.
+        cut = b"VGIL\x01\x01\x00\x00\x08abcd"
+        cut += vcrc.crc32c(cut).to_bytes(4, "little")
+        expect_raises(vggcache.CorruptError, lambda: vil.decode_image_list(cut, "x"),
+                      "runs past the end")
+
     runs = {}
 
     def train(name, train_cache, test_cache, *extra):
