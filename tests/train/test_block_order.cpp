@@ -310,8 +310,15 @@ TEST(ReadAheadThread, CarriesErrorsBackAndStopsCleanly) {
   {
     ReadAheadThread t;
     std::atomic<int> after{0};
-    t.post([] { throw Error(ErrorKind::kIo, "cache x: madvise failed"); });
+    std::atomic<bool> posted{false};
+    // The failing job waits until the next one is queued: else that post() may come after the
+    // failure and rethrow it itself (as it should), and the test would depend on timing.
+    t.post([&] {
+      while (!posted) std::this_thread::yield();
+      throw Error(ErrorKind::kIo, "cache x: madvise failed");
+    });
     t.post([&] { ++after; });
+    posted = true;
     try {
       t.drain();
       ADD_FAILURE() << "drain() did not rethrow";
