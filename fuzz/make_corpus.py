@@ -40,12 +40,42 @@ def meta():
         "records": 10, "next_image": 2, "extra": {}}
 
 
+def varint(n):
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def image_list(entries):
+    """Schema 3's binary image list (common/image_list.h) without its CRC-32C, which the fuzz
+    target appends: each path stored whole (prefix and suffix 0), digests of every kind."""
+    body = bytearray(b"VGIL\x01") + varint(len(entries))
+    for path, size, digest, label in entries:
+        body += varint(0) + varint(0) + varint(len(path)) + path + varint(size)
+        if digest is None:
+            body += b"\x00"
+        elif len(digest) == 32:
+            body += b"\x01" + digest
+        else:
+            body += b"\x02" + varint(len(digest)) + digest
+        body += varint(label)
+    return bytes(body)
+
+
 def main():
     out = sys.argv[1]
-    for d in ("record", "meta", "pth"):
+    for d in ("record", "meta", "pth", "image_list"):
         os.makedirs(os.path.join(out, d), exist_ok=True)
     open(os.path.join(out, "record", "r1"), "wb").write(record(3, 7, 1, [0.5, -1.0, 2.25, 0.0]))
     open(os.path.join(out, "record", "r2"), "wb").write(record(0, 0, 0, [1.0] * 18, codec=2))
+    open(os.path.join(out, "image_list", "l1"), "wb").write(image_list([
+        (b"bicycle/bicycle_0001.jpg", 2301, bytes(range(32)), 0),
+        (b"bicycle/bicycle_0002.jpg", 2388, None, 0),
+        (b"car/\xff\xfe.jpg", 70000, b"ab", 1)]))
     m = meta()
     open(os.path.join(out, "meta", "m1.json"), "w").write(json.dumps(m))
     m2 = dict(m, codec="prepool-f32", dim=98, payload_floats=8, prepool_shape=[2, 2, 2])
