@@ -183,7 +183,7 @@ if [[ $SKIP != *" tsan "* ]] && budget_allows "unit tests under TSan" 14; then
     status=1
   fi
 fi
-if [[ $SKIP != *" fuzz "* ]] && budget_allows "fuzzing" 4; then
+if [[ $SKIP != *" fuzz "* ]] && budget_allows "fuzzing" 5; then
   echo "== check-hard [+${SECONDS}s]: fuzzing, ${FUZZ_SECONDS}s per target"
   if bash "$ROOT/fuzz/run.sh" "$ROOT/build-fuzz" "$FUZZ_SECONDS" >"$LOGDIR/fuzz.log" 2>&1; then
     fz=ok
