@@ -44,17 +44,11 @@ void write_repacked_copy(const std::string& dir, MDB_env* env, MDB_dbi records, 
   lmdb::check(mdb_txn_begin(env, nullptr, MDB_RDONLY, &rt), dir, "mdb_txn_begin");
   lmdb::Txn read(rt);
   lmdb::Env out;
-  const std::string s = staging.string();
-  lmdb::check(mdb_env_create(out.out()), dir, "mdb_env_create");
-  lmdb::check(mdb_env_set_maxdbs(out.get(), 4), dir, "mdb_env_set_maxdbs");
-  lmdb::check(mdb_env_set_mapsize(out.get(), info.me_mapsize), dir, "mdb_env_set_mapsize");
-  lmdb::check(mdb_env_open(out.get(), s.c_str(), 0, 0644), dir, "mdb_env_open");
-  MDB_txn* wt = nullptr;
-  lmdb::check(mdb_txn_begin(out.get(), nullptr, 0, &wt), dir, "mdb_txn_begin");
-  lmdb::Txn write(wt);
+  lmdb::Txn write;
   MDB_dbi out_records, out_meta;
-  lmdb::check(mdb_dbi_open(wt, lmdb::kRecordsDb, MDB_CREATE, &out_records), dir, "open records db");
-  lmdb::check(mdb_dbi_open(wt, lmdb::kMetaDb, MDB_CREATE, &out_meta), dir, "open meta db");
+  lmdb::create_cache_env(staging.string(), info.me_mapsize, dir, &out, &write, &out_records,
+                         &out_meta);
+  MDB_txn* wt = write.get();
   MDB_cursor* c = nullptr;
   MDB_val k, v;
   lmdb::check(mdb_cursor_open(rt, meta_db, &c), dir, "mdb_cursor_open");

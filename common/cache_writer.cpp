@@ -308,17 +308,10 @@ void create_fresh(const std::string& dir, const CacheMeta& meta, uint64_t map_by
     throw Error(ErrorKind::kIo, dir + ": cannot create " + staging.string() + ": " + ec.message());
   {
     lmdb::Env env;
-    const std::string s = staging.string();
-    lmdb::check(mdb_env_create(env.out()), dir, "mdb_env_create");
-    lmdb::check(mdb_env_set_maxdbs(env.get(), 4), dir, "mdb_env_set_maxdbs");
-    lmdb::check(mdb_env_set_mapsize(env.get(), map_bytes), dir, "mdb_env_set_mapsize");
-    lmdb::check(mdb_env_open(env.get(), s.c_str(), 0, 0644), dir, "mdb_env_open");
-    MDB_txn* t = nullptr;
-    lmdb::check(mdb_txn_begin(env.get(), nullptr, 0, &t), dir, "mdb_txn_begin");
-    lmdb::Txn txn(t);
+    lmdb::Txn txn;
     MDB_dbi records, meta_db;
-    lmdb::check(mdb_dbi_open(t, lmdb::kRecordsDb, MDB_CREATE, &records), dir, "open records db");
-    lmdb::check(mdb_dbi_open(t, lmdb::kMetaDb, MDB_CREATE, &meta_db), dir, "open meta db");
+    lmdb::create_cache_env(staging.string(), map_bytes, dir, &env, &txn, &records, &meta_db);
+    MDB_txn* t = txn.get();
     const std::string js = meta_json(meta);
     MDB_val mk{std::strlen(lmdb::kMetaKey), const_cast<char*>(lmdb::kMetaKey)};
     MDB_val mv{js.size(), const_cast<char*>(js.data())};
