@@ -33,11 +33,6 @@ void put_run(const std::string& dir, MDB_txn* t, MDB_dbi dbi, const std::vector<
 void write_repacked_copy(const std::string& dir, MDB_env* env, MDB_dbi records, MDB_dbi meta_db,
                          size_t stride, uint32_t run_records) {
   const fs::path staging = fs::path(dir) / kRepackStaging;
-  std::error_code ec;
-  fs::remove_all(staging, ec);
-  fs::create_directories(staging, ec);
-  if (ec)
-    throw Error(ErrorKind::kIo, dir + ": cannot create " + staging.string() + ": " + ec.message());
   MDB_envinfo info;
   mdb_env_info(env, &info);
   MDB_txn* rt = nullptr;

@@ -302,10 +302,6 @@ constexpr const char* kStaging = ".creating";  // where a new environment is bor
 void create_fresh(const std::string& dir, const CacheMeta& meta, uint64_t map_bytes) {
   const fs::path staging = fs::path(dir) / kStaging;
   std::error_code ec;
-  fs::remove_all(staging, ec);
-  fs::create_directories(staging, ec);
-  if (ec)
-    throw Error(ErrorKind::kIo, dir + ": cannot create " + staging.string() + ": " + ec.message());
   {
     lmdb::Env env;
     lmdb::Txn txn;

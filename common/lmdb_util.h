@@ -59,9 +59,10 @@ inline constexpr const char* kRecordsDb = "records";
 inline constexpr const char* kMetaDb = "meta";
 inline constexpr const char* kMetaKey = "meta";
 
-// A new environment in the empty directory `path`, mapped at `map_bytes`, with the cache's two
-// sub-databases created in the write transaction it leaves open in *txn (a fresh cache and a
-// repacked copy both start here). Errors name `dir`, the cache being written.
+// A new environment in the directory `path` (emptied first, created if missing), mapped at
+// `map_bytes`, with the cache's two sub-databases created in the write transaction it leaves open
+// in *txn (a fresh cache and a repacked copy both start here). Errors name `dir`, the cache being
+// written.
 void create_cache_env(const std::string& path, size_t map_bytes, const std::string& dir, Env* env,
                       Txn* txn, MDB_dbi* records, MDB_dbi* meta);
 
